@@ -1,0 +1,1 @@
+"""Thin Typer command lines over the `embedcache` and `classifiers` libraries."""

@@ -1,0 +1,84 @@
+"""Shared fixtures: the golden reference checkpoint and checkpoints the tests write themselves."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden"
+TINY_V2 = GOLDEN / "tiny_v2"
+
+_spec = importlib.util.spec_from_file_location("make_weights", GOLDEN / "make_weights.py")
+make_weights = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_weights)
+
+# Hyperparameters in the released `jax_model/hyperparams.json` form.
+TINY_V2_HP = json.loads((TINY_V2 / "hyperparams.json").read_text())
+
+# A v1-style model: learned positions, GELU, FFN biases, token dropout at inference.
+TINY_V1_HP = {
+    "max_positions": 64,
+    "embed_scale": 1.0,
+    "emb_layer_norm_before": False,
+    "attention_heads": 4,
+    "embed_dim": 32,
+    "ffn_embed_dim": 64,
+    "num_layers": 2,
+    "add_bias_kv": False,
+    "token_dropout": True,
+    "masking_ratio": 0.1,
+    "masking_prob": 0.8,
+    "k_for_kmers": 6,
+}
+
+# The 50M_multi_species_v2 architecture (12 layers, 512 wide, 16 heads, 2048 FFN with GLU).
+NT50M_V2_HP = {
+    "max_positions": 2048,
+    "embed_scale": 1.0,
+    "emb_layer_norm_before": False,
+    "attention_heads": 16,
+    "embed_dim": 512,
+    "ffn_embed_dim": 2048,
+    "num_layers": 12,
+    "positional_embedding": None,
+    "add_bias_kv": False,
+    "add_bias_ffn": False,
+    "use_glu_in_ffn": True,
+    "ffn_activation_name": "swish",
+    "use_rotary_embedding": True,
+    "token_dropout": False,
+    "masking_ratio": 0.1,
+    "masking_prob": 0.8,
+    "k_for_kmers": 6,
+}
+
+
+def write_checkpoint(out_dir: Path, hyperparams: dict, *, seed: int = 0, names: str = "ondisk",
+                     model_name: str | None = None) -> Path:
+    """Write a random checkpoint in the official layout (`OUT/jax_model/...`); return OUT."""
+    make_weights.main([
+        _write_json(out_dir / "hp.json", hyperparams), str(out_dir), "--seed", str(seed),
+        "--names", names, *(["--model-name", model_name] if model_name else []),
+    ])
+    (out_dir / "hp.json").unlink()
+    return out_dir
+
+
+def _write_json(path: Path, obj: dict) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_v2_checkpoint() -> Path:
+    """The golden tiny v2 checkpoint directory (read-only: copy it before changing it)."""
+    return TINY_V2 / "checkpoint"
+
+
+@pytest.fixture(scope="session")
+def tiny_v1_checkpoint(tmp_path_factory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("tiny_v1"), TINY_V1_HP, seed=1)
