@@ -1,0 +1,152 @@
+"""Batching: padding and batch-size independence, bucket plans, out-of-memory halving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedcache.checkpoints import load_checkpoint
+from embedcache.engine import Embedder, bucket_lengths, plan_batches
+from embedcache.errors import InputError, SequenceTooLongError
+from embedcache.model import forward, prepare_params
+
+LAYERS = (1, 2)
+MAPS = [(1, 3), (2, 1)]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tiny_v2_checkpoint):
+    return load_checkpoint(tiny_v2_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def token_arrays(ckpt):
+    rng = np.random.default_rng(7)
+    lengths = [1, 0, 5, 6, 7, 40, 95, 100, 200, 300, 373, 64, 17, 250, 33]
+    seqs = ["".join(rng.choice(list("ACGTN"), p=[0.24, 0.24, 0.24, 0.24, 0.04], size=n)) for n in lengths]
+    return ckpt.tokenizer().encode_batch(seqs)
+
+
+def _collect(embedder, arrays):
+    pooled, maps = {}, {}
+    seen = []
+    for b in embedder.embed(arrays):
+        seen.extend(b.index.tolist())
+        for key, v in b.pooled.items():
+            pooled.setdefault(key, [None] * len(arrays))
+            for r, i in enumerate(b.index):
+                pooled[key][i] = v[r]
+        for key, v in b.attention.items():
+            maps.setdefault(key, [None] * len(arrays))
+            for r, i in enumerate(b.index):
+                n = b.n_tokens[r]
+                # zeros past the row's tokens, in both axes
+                assert not v[r, n:, :].any() and not v[r, :, n:].any()
+                maps[key][i] = v[r, :n, :n]
+    assert sorted(seen) == list(range(len(arrays)))
+    return pooled, maps
+
+
+def test_outputs_do_not_depend_on_batching(ckpt, token_arrays):
+    kwargs = dict(layers=LAYERS, attention=MAPS, max_tokens=64)
+    together = _collect(Embedder(ckpt, **kwargs), token_arrays)
+    alone = _collect(Embedder(ckpt, batch_size=1, **kwargs), token_arrays)
+    small_budget = _collect(Embedder(ckpt, token_budget=64, **kwargs), token_arrays)
+    for other in (alone, small_budget):
+        for key in together[0]:
+            for a, b in zip(together[0][key], other[0][key]):
+                np.testing.assert_allclose(a, b, atol=1e-5)
+        for key in together[1]:
+            for a, b in zip(together[1][key], other[1][key]):
+                np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_per_token_outputs_do_not_depend_on_padding(ckpt, token_arrays):
+    params = prepare_params(ckpt.params)
+    for a in token_arrays[:6]:
+        exact = forward(params, a[None, :], config=ckpt.config, layers=LAYERS, attention=MAPS)
+        padded_tokens = np.full((1, 64), ckpt.config.pad_token_id, np.int32)
+        padded_tokens[0, : len(a)] = a
+        padded = forward(params, padded_tokens, config=ckpt.config, layers=LAYERS, attention=MAPS)
+        n = len(a)
+        for layer in LAYERS:
+            np.testing.assert_allclose(padded["embeddings"][layer][0, :n], exact["embeddings"][layer][0], atol=1e-5)
+        for key in MAPS:
+            np.testing.assert_allclose(padded["attention"][key][0, :n, :n], exact["attention"][key][0], atol=1e-5)
+            assert np.allclose(np.asarray(padded["attention"][key][0, :n, n:]), 0.0)
+
+
+def test_pooling_definitions(ckpt, token_arrays):
+    params = prepare_params(ckpt.params)
+    pooled, _ = _collect(Embedder(ckpt, layers=(1,), max_tokens=64), token_arrays)
+    for i, a in enumerate(token_arrays):
+        h = np.asarray(forward(params, a[None, :], config=ckpt.config, layers=(1,))["embeddings"][1][0])
+        np.testing.assert_allclose(pooled[(1, "cls")][i], h[0], atol=1e-5)
+        expected_mean = h[1:].mean(0) if len(a) > 1 else h[0]
+        np.testing.assert_allclose(pooled[(1, "mean")][i], expected_mean, atol=1e-5)
+
+
+def test_plan_covers_every_sequence_once_with_few_shapes():
+    rng = np.random.default_rng(0)
+    n = rng.integers(1, 513, size=5000)
+    plans = plan_batches(n, max_tokens=512, token_budget=8192)
+    idx = np.concatenate([p for _, p in plans])
+    assert sorted(idx.tolist()) == list(range(n.size))
+    ladder = bucket_lengths(512)
+    shapes = set()
+    for length, p in plans:
+        assert length in ladder and (n[p] <= length).all()
+        # the next smaller bucket would not have fitted: padding waste is bounded
+        smaller = [b for b in ladder if b < length]
+        if smaller:
+            assert (n[p] > smaller[-1]).all()
+        rows = 1 << (p.size - 1).bit_length()
+        shapes.add((rows, length))
+    # a full row count plus at most one partial power of two per bucket
+    assert len(shapes) <= 2 * len(ladder)
+    padded = sum((1 << (p.size - 1).bit_length()) * length for length, p in plans)
+    assert n.sum() / padded > 0.6
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(ckpt, token_arrays):
+    reference = _collect(Embedder(ckpt, layers=LAYERS, max_tokens=64), token_arrays)[0]
+    emb = Embedder(ckpt, layers=LAYERS, max_tokens=64)
+    real_call = emb._call
+    sizes = []
+
+    def flaky(tokens):
+        sizes.append(tokens.shape[0])
+        if tokens.shape[0] > 2:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB")
+        return real_call(tokens)
+
+    emb._call = flaky
+    got = _collect(emb, token_arrays)[0]
+    assert emb.stats.oom_halvings > 0 and max(sizes) > 2
+    for key in reference:
+        for a, b in zip(reference[key], got[key]):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_other_errors_are_not_swallowed(ckpt, token_arrays):
+    emb = Embedder(ckpt, layers=LAYERS, max_tokens=64)
+
+    def broken(tokens):
+        raise RuntimeError("INVALID_ARGUMENT: something else")
+
+    emb._call = broken
+    with pytest.raises(RuntimeError, match="INVALID_ARGUMENT"):
+        list(emb.embed(token_arrays))
+
+
+def test_requests_are_validated(ckpt, token_arrays):
+    with pytest.raises(InputError, match="layers 1..2"):
+        Embedder(ckpt, layers=(3,))
+    with pytest.raises(InputError, match="heads 1..4"):
+        Embedder(ckpt, attention=[(1, 5)])
+    with pytest.raises(InputError, match="max_tokens"):
+        Embedder(ckpt, max_tokens=65)
+    with pytest.raises(InputError, match="pooling"):
+        Embedder(ckpt, layers=(1,), pools=("max",))
+    with pytest.raises(SequenceTooLongError, match="max_tokens=16"):
+        list(Embedder(ckpt, layers=(1,), max_tokens=16).embed(token_arrays))
