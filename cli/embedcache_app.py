@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 app = typer.Typer(
@@ -16,6 +19,22 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Compute Nucleotide Transformer embeddings once and cache them in a Zarr store."""
+
+
+@app.command()
+def convert(
+    model: str = typer.Argument(..., help="Released model name (e.g. 50M_multi_species_v2) or checkpoint directory."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Destination directory [default: in place for a directory, "
+        "$EMBEDCACHE_HOME/checkpoints/NAME for a released name]."
+    ),
+) -> None:
+    """Write a non-executable copy (safetensors) of a checkpoint; later loads use it instead of the pickle."""
+    from embedcache.checkpoints import CONVERTED_FILE, convert_checkpoint, load_checkpoint
+
+    written = convert_checkpoint(model, out)
+    typer.echo(f"wrote {written / CONVERTED_FILE}")
+    typer.echo(f"digest {load_checkpoint(written).digest}")
 
 
 def main() -> None:
