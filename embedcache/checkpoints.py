@@ -424,7 +424,9 @@ def _resolve(model: str | os.PathLike, cache_dir) -> tuple[Path, str]:
                 f"{PICKLE_FILE} (the layout of the released models), or {CONVERTED_FILE} "
                 "written by `embedcache convert`"
             )
-        return path.resolve(), path.resolve().name
+        # abspath, not resolve: a symlinked checkpoint keeps the name the user gave it.
+        path = Path(os.path.abspath(path))
+        return path, path.name
     name = str(model)
     if name not in RELEASED_MODELS:
         raise CheckpointError(
