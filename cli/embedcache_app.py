@@ -25,8 +25,8 @@ def _root() -> None:
 def convert(
     model: str = typer.Argument(..., help="Released model name (e.g. 50M_multi_species_v2) or checkpoint directory."),
     out: Optional[Path] = typer.Option(
-        None, "--out", help="Destination directory [default: in place for a directory, "
-        "$EMBEDCACHE_HOME/checkpoints/NAME for a released name]."
+        None, "--out", help="Destination directory (default: in place for a directory, "
+        "$EMBEDCACHE_HOME/checkpoints/NAME for a released name)."
     ),
 ) -> None:
     """Write a non-executable copy (safetensors) of a checkpoint; later loads use it instead of the pickle."""
