@@ -221,34 +221,28 @@ def _stem(path: Path) -> str:
     return Path(name).stem
 
 
-@contextmanager
-def _text_lines(path: Path) -> Iterator[Iterator[tuple[int, str]]]:
-    """Yield an iterator of ``(line number, line)`` over a plain or gzip text file.
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` over a plain or gzip text file.
 
     A corrupt gzip stream or bytes that are not UTF-8 become an :class:`InputError`
-    naming the file (and the line, where known) instead of a traceback.
+    naming the file and the line instead of a traceback.
     """
     opener = gzip.open if _is_gzip(path) else open
+    lineno = 0
     with opener(path, "rb") as handle:
-        lineno = 0
-
-        def lines() -> Iterator[tuple[int, str]]:
-            nonlocal lineno
-            try:
-                for lineno, raw in enumerate(handle, 1):
-                    yield lineno, raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputError(
-                    f"{path}, line {lineno}: bytes that are not UTF-8 text. Is it a binary file, "
-                    "or compressed with something other than gzip? Give a plain or gzip text file."
-                ) from None
-            except _UNREADABLE as exc:
-                raise InputError(
-                    f"{path}: corrupt or truncated gzip data after line {lineno} ({exc}). "
-                    "Download or compress the file again (gzip -t checks it)."
-                ) from None
-
-        yield lines()
+        try:
+            for lineno, raw in enumerate(handle, 1):
+                yield lineno, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(
+                f"{path}, line {lineno}: bytes that are not UTF-8 text. Is it a binary file, "
+                "or compressed with something other than gzip? Give a plain or gzip text file."
+            ) from None
+        except _UNREADABLE as exc:
+            raise InputError(
+                f"{path}: corrupt or truncated gzip data after line {lineno} ({exc}). "
+                "Download or compress the file again (gzip -t checks it)."
+            ) from None
 
 
 class _ChunkBuilder:
@@ -296,28 +290,27 @@ def _fasta_chunks(path: Path, alphabet: str, chunk_size: int) -> Iterator[pd.Dat
         where = f"{path.name}:{seq_id} (record {record}, header on line {header_line})"
         return chunks.add(seq_id, normalize(seq, alphabet=alphabet, record=where), record)
 
-    with _text_lines(path) as lines:
-        for lineno, line in lines:
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith(">"):
-                if record:
-                    if (frame := finish()) is not None:
-                        yield frame
-                record += 1
-                header_line = lineno
-                words = line[1:].split(maxsplit=1)
-                seq_id = words[0] if words else f"{stem}:{record}"
-                parts = []
-            elif not record:
-                raise InputError(
-                    f"{path} is not a FASTA file: line {lineno}, its first non-blank line, does not "
-                    "start with '>'. Give a FASTA file, or a table with the right extension "
-                    f"(accepted: {_ACCEPTED})."
-                )
-            else:
-                parts.append(line)
+    for lineno, line in _text_lines(path):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(">"):
+            if record:
+                if (frame := finish()) is not None:
+                    yield frame
+            record += 1
+            header_line = lineno
+            words = line[1:].split(maxsplit=1)
+            seq_id = words[0] if words else f"{stem}:{record}"
+            parts = []
+        elif not record:
+            raise InputError(
+                f"{path} is not a FASTA file: line {lineno}, its first non-blank line, does not "
+                "start with '>'. Give a FASTA file, or a table with the right extension "
+                f"(accepted: {_ACCEPTED})."
+            )
+        else:
+            parts.append(line)
     if not record:
         raise InputError(f"{path}: no FASTA records (the file is empty or blank). Give a file with sequences.")
     if (frame := finish()) is not None:
@@ -401,12 +394,11 @@ def _table_line(path: Path, sep: str, row: int) -> int | None:
     """
     blank_chars = " \t\r\n".replace(sep, "")
     seen = -1  # the first non-blank line is the header
-    with _text_lines(path) as lines:
-        for lineno, line in lines:
-            if line.strip(blank_chars):
-                seen += 1
-                if seen == row:
-                    return lineno
+    for lineno, line in _text_lines(path):
+        if line.strip(blank_chars):
+            seen += 1
+            if seen == row:
+                return lineno
     return None
 
 
@@ -475,7 +467,8 @@ def _parquet_chunks(path: Path, alphabet: str, chunk_size: int) -> Iterator[pd.D
     schema = parquet.schema_arrow
     roles = _match_columns(path, list(schema.names), "parquet")
     seq_type = schema.field(roles["sequence"]).type
-    if not (pa.types.is_string(seq_type) or pa.types.is_large_string(seq_type) or pa.types.is_string_view(seq_type)):
+    is_string_view = getattr(pa.types, "is_string_view", lambda _: False)  # pyarrow >= 16
+    if not (pa.types.is_string(seq_type) or pa.types.is_large_string(seq_type) or is_string_view(seq_type)):
         raise InputError(
             f"{path}: column {roles['sequence']!r} holds {seq_type}, not strings. "
             "Store the sequences as text."
@@ -561,9 +554,9 @@ def _genome(reference: Path):
 def _bed_chunks(path: Path, reference: Path, alphabet: str, chunk_size: int) -> Iterator[pd.DataFrame]:
     chunks = _ChunkBuilder(("id", "sequence", "record", "chrom", "start", "end", "strand"), chunk_size)
     record = 0
-    with _genome(reference) as genome, _text_lines(path) as lines:
+    with _genome(reference) as genome:
         lengths = {name: len(genome[name]) for name in genome.keys()}
-        for lineno, line in lines:
+        for lineno, line in _text_lines(path):
             fields = _bed_fields(line)
             if not fields:
                 continue
