@@ -336,8 +336,8 @@ def _match_columns(path: Path, found: list[str], kind: str) -> dict[str, str]:
             )
         by_role[role] = column
     if "sequence" not in by_role:
-        hint = " Is the delimiter right? A .tsv file must be tab-separated." if kind == "tsv" else ""
-        hint = " Is the delimiter right? A .csv file must be comma-separated." if kind == "csv" else hint
+        separated = {"csv": "comma", "tsv": "tab"}.get(kind)
+        hint = f" Is the delimiter right? A .{kind} file must be {separated}-separated." if separated else ""
         raise InputError(
             f"{path}: no 'sequence' column; found columns {[str(c) for c in found]}. A {kind} input "
             "needs a header naming a 'sequence' column (optional: id or name, label, split)." + hint
@@ -364,8 +364,7 @@ def _table_frame(
     out_seqs = []
     for i, record in enumerate(records):
         seq_id = ids[i] if ids is not None else None
-        seq_id = "" if seq_id is None or (not isinstance(seq_id, str) and pd.isna(seq_id)) else str(seq_id).strip()
-        seq_id = seq_id or f"{stem}:{record}"
+        seq_id = ("" if pd.isna(seq_id) else str(seq_id).strip()) or f"{stem}:{record}"
         seq = seqs[i].strip() if isinstance(seqs[i], str) else ""
         if not seq:
             raise InputError(
