@@ -1,0 +1,366 @@
+"""The Zarr store on its own, with synthetic arrays: layout, versions, masks, commits, verify."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from embedcache import store as store_mod
+from embedcache.errors import StoreError, StoreLockedError, StoreVersionError
+from embedcache.store import (
+    ENCODING,
+    ENCODING_VERSION,
+    ModelSpec,
+    Store,
+    attention_name,
+    mask_name,
+    pooled_name,
+    sequence_digest,
+)
+
+D, T = 8, 16
+CLS2, MEAN2, ATT = pooled_name(2, "cls"), pooled_name(2, "mean"), attention_name(1, 3)
+
+
+def _spec(**kw) -> ModelSpec:
+    return ModelSpec(param_digest="ab" * 32, max_tokens=T, **kw)
+
+
+def _seqs(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return ["".join(rng.choice(list("ACGT"), size=int(rng.integers(6, 40)))) for _ in range(n)]
+
+
+def _values(seq: str, name: str) -> np.ndarray:
+    """Deterministic fake model output for a sequence, so two stores can be compared."""
+    rng = np.random.default_rng(int(sequence_digest(seq)[:8], 16) + len(name))
+    if name.startswith("attention_"):
+        n = min(len(seq) // 6 + 1, T)
+        a = np.zeros((T, T), np.float32)
+        a[:n, :n] = rng.random((n, n))
+        return a
+    return rng.standard_normal(D).astype(np.float32)
+
+
+def _write(store: Store, seqs, names, spec=None, **writer_kw):
+    spec = spec or _spec()
+    with store.writing() as w:
+        gw = w.group(spec, {"model_name": "synthetic", "architecture": {"embed_dim": D}})
+        for k, v in writer_kw.items():
+            setattr(gw, k, v)
+        gw.ensure_arrays(names, feature_dim=D)
+        snap = gw.snapshot()
+        index = snap.index()
+        filled = {n: snap.filled(n) for n in names}
+        for s in seqs:
+            d = sequence_digest(s)
+            if index.get(d) == -1:
+                continue
+            if d in index:
+                lacking = [n for n in names if not filled[n][index[d]]]
+                if lacking:
+                    gw.add_old_row(index[d], {n: _values(s, n) for n in lacking})
+            else:
+                gw.add_new_row(d, s, len(s) // 6 + 1, 1, {n: _values(s, n) for n in names})
+                index[d] = -1  # queued
+        gw.flush()
+    return spec.key
+
+
+def _tree_hash(path: Path) -> dict:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_layout_encoding_dimensions_and_sharding(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    seqs = _seqs(30)
+    key = _write(store, seqs, [CLS2, ATT])
+    root = zarr.open_group(str(store.path), mode="r")
+    assert root.attrs["encoding"] == ENCODING and root.attrs["encoding_version"] == ENCODING_VERSION
+    g = root[key]
+    assert g.attrs["encoding_version"] == ENCODING_VERSION and g.attrs["n_rows"] == 30
+    assert g.attrs["model_name"] == "synthetic" and g.attrs["param_digest"] == "ab" * 32
+    assert g.attrs["spec"]["max_tokens"] == T and "zarr" in g.attrs["versions"] and g.attrs["created"]
+    expected = {"digest", "sequence", "length", "n_tokens", "n_windows", CLS2, ATT, mask_name(CLS2), mask_name(ATT)}
+    assert set(store.group(key)._members()) == expected
+    for name in expected:
+        arr = g[name]
+        assert arr.attrs["encoding"] == ENCODING and arr.attrs["encoding_version"] == ENCODING_VERSION
+        assert arr.metadata.dimension_names[0] == "row" and arr.shape[0] == 30
+        assert arr.metadata.codecs[0].to_dict()["name"] == "sharding_indexed", name
+    assert g[CLS2].metadata.dimension_names == ("row", "feature")
+    assert g[ATT].metadata.dimension_names == ("row", "query", "key") and g[ATT].shape == (30, T, T)
+    # Rows are packed: 30 rows of a row array live in one shard file, not one file each.
+    assert len([p for p in (store.path / key / "digest").rglob("*") if p.is_file()]) == 2  # zarr.json + 1 shard
+    assert list(g["digest"][:]) == [sequence_digest(s) for s in seqs]
+    assert list(g["length"][:]) == [len(s) for s in seqs]
+
+
+def test_xarray_opens_a_model_group(tmp_path):
+    xr = pytest.importorskip("xarray")
+    store = Store(tmp_path / "c.zarr")
+    seqs = _seqs(12)
+    key = _write(store, seqs, [CLS2, ATT])
+    ds = xr.open_zarr(str(store.path), group=key, consolidated=False)
+    assert ds.sizes["row"] == 12 and ds.sizes["feature"] == D and ds.sizes["query"] == T
+    np.testing.assert_array_equal(ds[CLS2].values, np.stack([_values(s, CLS2) for s in seqs]))
+    assert ds.attrs["model_name"] == "synthetic"
+    assert [str(x) for x in ds["sequence"].values] == seqs
+
+
+def test_model_key_depends_on_outputs_not_names():
+    base = _spec()
+    assert len(base.key) == 16 and base.key == _spec().key
+    variants = [_spec(alphabet="strict"), _spec(long="truncate"), _spec(long="tile", window_overlap=4),
+                _spec(dtype="bfloat16"), _spec(store_dtype="float16"),
+                ModelSpec(param_digest="cd" * 32, max_tokens=T), ModelSpec(param_digest="ab" * 32, max_tokens=T + 1)]
+    keys = {v.key for v in variants} | {base.key}
+    assert len(keys) == len(variants) + 1
+    assert _spec(long="tile", window_overlap=4).key != _spec(long="tile", window_overlap=5).key
+    # An overlap means nothing outside tiling and must not split the key.
+    assert _spec(long="error", window_overlap=3).key == base.key
+    with pytest.raises(ValueError, match="long"):
+        _spec(long="wrap")
+    with pytest.raises(ValueError, match="window_overlap"):
+        _spec(long="tile", window_overlap=T)
+
+
+def test_rows_are_unique_and_read_in_any_order(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    seqs = _seqs(20)
+    key = _write(store, seqs + seqs[:5], [CLS2])  # duplicates within one write
+    g = store.group(key)
+    assert g.n_rows == 20
+    idx = g.index()
+    rows = [idx[sequence_digest(s)] for s in [seqs[3], seqs[0], seqs[3]]]
+    got = g.read(CLS2, rows)
+    np.testing.assert_array_equal(got, np.stack([_values(s, CLS2) for s in [seqs[3], seqs[0], seqs[3]]]))
+
+
+def test_new_array_fills_only_requested_rows_and_leaves_old_files(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    seqs = _seqs(40)
+    key = _write(store, seqs, [CLS2])
+    before = _tree_hash(store.path / key / CLS2)
+    _write(store, seqs[:10], [MEAN2])
+    g = store.group(key)
+    assert g.n_rows == 40
+    assert g.fill_counts() == {CLS2: 40, MEAN2: 10}
+    filled = g.filled(MEAN2)
+    idx = g.index()
+    assert sorted(np.nonzero(filled)[0]) == sorted(idx[sequence_digest(s)] for s in seqs[:10])
+    assert _tree_hash(store.path / key / CLS2) == before  # what was there is not rewritten
+    np.testing.assert_array_equal(g.read(MEAN2, [idx[sequence_digest(seqs[4])]])[0], _values(seqs[4], MEAN2))
+
+
+def test_appending_does_not_rewrite_full_shards(tmp_path, monkeypatch):
+    # Small chunks so a few hundred rows span several shards.
+    monkeypatch.setattr(store_mod, "_CHUNK_BYTES", 8 * D * 4)  # 8-row chunks, 128-row shards
+    store = Store(tmp_path / "c.zarr")
+    seqs = _seqs(400, seed=1)
+    key = _write(store, seqs[:130], [CLS2], block_rows=16)
+    shard0 = store.path / key / CLS2 / "c" / "0" / "0"
+    stat0 = shard0.stat()
+    _write(store, seqs[130:], [CLS2], block_rows=16)
+    stat1 = shard0.stat()
+    assert (stat0.st_ino, stat0.st_mtime_ns) == (stat1.st_ino, stat1.st_mtime_ns)
+    arr = zarr.open_array(str(store.path / key / CLS2), mode="r")
+    assert arr.metadata.chunk_grid.chunk_shape == (128, D)
+    assert len(list((store.path / key / CLS2 / "c").iterdir())) == 4  # 400 rows / 128 per shard
+    assert store.verify() == []
+
+
+def test_uncommitted_rows_are_invisible_and_overwritten(tmp_path, monkeypatch):
+    store = Store(tmp_path / "c.zarr")
+    first, second = _seqs(10, seed=1), _seqs(10, seed=2)
+    key = _write(store, first[:5], [CLS2, ATT])
+
+    # A write killed just before its commit: data, row arrays and masks on disk, n_rows not.
+    real_setitem = type(zarr.open_group(str(store.path / key)).attrs).__setitem__
+
+    def crash(self, k, v):
+        if k == "n_rows":
+            raise KeyboardInterrupt("killed")
+        real_setitem(self, k, v)
+
+    monkeypatch.setattr(type(zarr.open_group(str(store.path / key)).attrs), "__setitem__", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _write(store, first[5:], [CLS2, ATT])
+    monkeypatch.undo()
+    g = store.group(key)
+    assert g.n_rows == 5 and zarr.open_array(str(store.path / key / CLS2)).shape[0] == 10
+    assert sequence_digest(first[7]) not in g.index()
+    assert store.verify() == []
+
+    # The next writer asks only for another array: the stale True masks of rows 5.. must not
+    # make the new sequences look filled with the killed write's values.
+    _write(store, second, [MEAN2])
+    g = store.group(key)
+    assert g.n_rows == 15
+    new_rows = [g.index()[sequence_digest(s)] for s in second]
+    assert not g.filled(CLS2)[new_rows].any() and not g.filled(ATT)[new_rows].any()
+    assert g.filled(MEAN2)[new_rows].all()
+    assert store.verify() == []
+
+
+def test_float16_halves_the_disk(tmp_path):
+    seqs = _seqs(3000, seed=3)
+    sizes = {}
+    for dtype in ("float32", "float16"):
+        store = Store(tmp_path / f"{dtype}.zarr")
+        key = _write(store, seqs, [CLS2], spec=_spec(store_dtype=dtype))
+        sizes[dtype] = sum(p.stat().st_size for p in (store.path / key / CLS2).rglob("*") if p.is_file())
+        g = store.group(key)
+        got = g.read(CLS2, [0])
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got[0], _values(seqs[0], CLS2), rtol=1e-3)
+    assert sizes["float16"] <= 0.55 * sizes["float32"], sizes
+
+
+def test_unknown_versions_and_foreign_directories_are_refused(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    key = _write(store, _seqs(3), [CLS2])
+    g = zarr.open_group(str(store.path / key), mode="r+")
+    g[CLS2].attrs["encoding_version"] = ENCODING_VERSION + 1
+    with pytest.raises(StoreVersionError, match="Upgrade embedcache"):
+        store.group(key).read(CLS2, [0])
+    g.attrs["encoding_version"] = ENCODING_VERSION + 1
+    with pytest.raises(StoreVersionError, match=f"{key}.*version {ENCODING_VERSION + 1}"):
+        store.group(key)
+    zarr.open_group(str(store.path), mode="r+").attrs["encoding_version"] = 99
+    with pytest.raises(StoreVersionError, match="pip install -U embedcache"):
+        store.keys()
+    with pytest.raises(StoreVersionError):
+        with store.writing():
+            pass
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("hello")
+    with pytest.raises(StoreError, match="not an embedcache store"):
+        Store(other).keys()
+    with pytest.raises(StoreError, match="not an embedcache store"):
+        with Store(other).writing():
+            pass
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+    with pytest.raises(StoreError, match="embedcache build"):
+        Store(tmp_path / "missing.zarr").group("x")
+
+
+_HOLD_LOCK = textwrap.dedent("""
+    import sys, time
+    from embedcache.store import Store
+    with Store(sys.argv[1]).writing():
+        print("locked", flush=True)
+        time.sleep(float(sys.argv[2]))
+""")
+
+
+def test_second_writer_waits_then_fails_and_readers_still_read(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    key = _write(store, _seqs(5), [CLS2])
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(store.path), "30"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        with pytest.raises(StoreLockedError, match="another process is writing.*Wait for that build"):
+            with store.writing(timeout=0.5):
+                pass
+        assert time.monotonic() - t0 >= 0.4  # it waited before failing
+        g = store.group(key)  # readers never take the lock
+        assert g.n_rows == 5 and g.read(CLS2, [0]).shape == (1, D)
+    finally:
+        holder.kill()
+        holder.wait()
+    # The operating system released the dead holder's lock: no stale lock.
+    with store.writing(timeout=5):
+        pass
+
+
+def test_lock_file_does_not_disturb_zarr(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    key = _write(store, _seqs(3), [CLS2])
+    assert (store.path / "embedcache.lock").exists()
+    assert store.keys() == [key]
+
+
+def _corrupt(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "flip":
+        data[len(data) // 3] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:
+        path.write_bytes(bytes(data[: len(data) // 2]))
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_verify_finds_damaged_chunks(tmp_path, how):
+    store = Store(tmp_path / "c.zarr")
+    key = _write(store, _seqs(25), [CLS2])
+    assert store.verify() == []
+    _corrupt(store.path / key / CLS2 / "c" / "0" / "0", how)
+    problems = store.verify()
+    assert len(problems) == 1
+    p = problems[0]
+    assert p.array == CLS2 and p.rows == tuple(range(25)) and "unreadable" in p.what
+    assert "rows 0-24" in str(p)
+
+
+def test_verify_finds_missing_chunk(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    key = _write(store, _seqs(5), [CLS2])
+    (store.path / key / CLS2 / "c" / "0" / "0").unlink()
+    (problem,) = store.verify()
+    assert problem.array == CLS2 and "missing" in problem.what
+
+
+def test_verify_finds_wrong_digest_and_nonfinite_values(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    seqs = _seqs(10)
+    key = _write(store, seqs, [CLS2, ATT])
+    g = zarr.open_group(str(store.path / key), mode="r+")
+    g["sequence"][4] = "ACGTACGTTT"  # the row's digest no longer matches its sequence
+    vals = g[CLS2][:]
+    vals[2, 1] = np.nan
+    vals[7, 0] = np.inf
+    g[CLS2][:] = vals
+    problems = {(p.array, p.what): p.rows for p in store.verify()}
+    assert problems[("digest", "digest does not match the row's sequence")] == (4,)
+    assert problems[(CLS2, "NaN or inf values")] == (2, 7)
+    assert len(problems) == 2
+
+
+def test_verify_ignores_uncommitted_garbage(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    key = _write(store, _seqs(6), [CLS2])
+    g = zarr.open_group(str(store.path / key), mode="r+")
+    for arr in g.array_values():
+        arr.resize((9, *arr.shape[1:]))
+    vals = g[CLS2][:]
+    vals[7] = np.nan
+    g[CLS2][:] = vals
+    g["digest"][8] = "not a digest"
+    assert store.verify() == []
+    assert store.group(key).n_rows == 6
+
+
+def test_models_info(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    key = _write(store, _seqs(7), [CLS2])
+    _write(store, _seqs(3, seed=9), [ATT], spec=_spec(store_dtype="float16"))
+    infos = {g.key: g.info() for g in store.groups()}
+    assert len(infos) == 2
+    assert infos[key]["rows"] == 7 and infos[key]["arrays"] == {CLS2: 7}
+    assert infos[key]["disk_bytes"] > 0 and infos[key]["name"] == "synthetic"
+    assert json.dumps(infos)  # plain data, printable by the CLI
