@@ -207,7 +207,7 @@ class ModelSpec:
     @classmethod
     def from_attrs(cls, attrs: Mapping) -> "ModelSpec":
         """Rebuild the spec recorded in a model group's attributes."""
-        return cls(**{k: attrs["spec"][k] for k in cls.__dataclass_fields__})
+        return cls(**{k: attrs[k] for k in cls.__dataclass_fields__})
 
 
 def _choose(what: str, value, allowed) -> None:
@@ -501,11 +501,7 @@ class ModelGroup:
             "rows": self.n_rows,
             "arrays": self.fill_counts(),
             "feature_dim": a.get("architecture", {}).get("embed_dim"),
-            "max_tokens": a["spec"]["max_tokens"],
-            "alphabet": a["spec"]["alphabet"],
-            "long": a["spec"]["long"],
-            "dtype": a["spec"]["dtype"],
-            "store_dtype": a["spec"]["store_dtype"],
+            **{k: a.get(k) for k in ("max_tokens", "alphabet", "long", "window_overlap", "dtype", "store_dtype")},
             "variant": a.get("variant"),
             "created": a.get("created"),
             "disk_bytes": self.store.disk_bytes(self.key),
@@ -693,14 +689,13 @@ class StoreWriting:
             The model spec; its key names the group.
         attrs
             Descriptive attributes for a new group (model name, architecture, tokenizer...).
-            Encoding, spec, versions, creation time and ``n_rows`` are added here.
+            Encoding, the spec's fields, versions, creation time and ``n_rows`` are added here.
         """
         root = zarr.open_group(str(self.store.path), mode="r+", zarr_format=3)
         if spec.key not in root:
             full = _encoding_attrs(
                 **dict(attrs),
-                spec=asdict(spec),
-                param_digest=spec.param_digest,
+                **asdict(spec),
                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 versions=_package_versions(),
                 n_rows=0,

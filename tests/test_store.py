@@ -90,7 +90,7 @@ def test_layout_encoding_dimensions_and_sharding(tmp_path):
     g = root[key]
     assert g.attrs["encoding_version"] == ENCODING_VERSION and g.attrs["n_rows"] == 30
     assert g.attrs["model_name"] == "synthetic" and g.attrs["param_digest"] == "ab" * 32
-    assert g.attrs["spec"]["max_tokens"] == T and "zarr" in g.attrs["versions"] and g.attrs["created"]
+    assert g.attrs["max_tokens"] == T and g.attrs["long"] == "error" and "zarr" in g.attrs["versions"] and g.attrs["created"]
     expected = {"digest", "sequence", "length", "n_tokens", "n_windows", CLS2, ATT, mask_name(CLS2), mask_name(ATT)}
     assert set(store.group(key)._members()) == expected
     for name in expected:
