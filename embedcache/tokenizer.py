@@ -114,8 +114,10 @@ class Tokenizer:
     def __init__(self, variant: str = "v2", k: int = 6):
         if variant not in VARIANTS:
             raise ValueError(f"unknown tokenizer variant {variant!r}; choose one of {VARIANTS}")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 12:
-            raise ValueError(f"k-mer size must be an integer from 1 to 12, got {k!r}")
+        # k = 1 would give the k-mers and the single bases the same strings; above 8 the
+        # vocabulary (4**k tokens) is larger than any embedding table NT was trained with.
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= k <= 8:
+            raise ValueError(f"k-mer size (k_for_kmers) must be an integer from 2 to 8, got {k!r}")
         self.variant = variant
         self.k = int(k)
         kmers = ["".join(letters) for letters in product(_NUCLEOTIDES, repeat=self.k)]
