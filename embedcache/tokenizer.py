@@ -6,15 +6,12 @@ bases becomes single-base tokens, and every ``N`` is a token of its own. The emp
 sequence gives ``[<cls>]``. The released models use ``k = 6``; other ``k`` (from a
 checkpoint's ``k_for_kmers``) follow the same rule.
 
-Vocabularies (ids, for ``k = 6``):
+Vocabularies (ids for ``k = 6``):
 
-======  ==========================================  =====================  ============
-        specials                                    6-mers                 A T C G N
-======  ==========================================  =====================  ============
-``v2``  ``<unk> <pad> <mask> <cls> <eos> <bos>`` 0-5  6 + base-4 index     4102-4106
-``v1``  ``<unk> <pad> <mask> <cls>`` 0-3;            4 + base-4 index     4100-4104
-        ``<eos> <bos>`` 4105, 4106
-======  ==========================================  =====================  ============
+* ``v2``: ``<unk> <pad> <mask> <cls> <eos> <bos>`` = 0-5, the 6-mers at 6 + their
+  base-4 index, the single bases ``A T C G N`` = 4102-4106.
+* ``v1``: ``<unk> <pad> <mask> <cls>`` = 0-3, the 6-mers at 4 + their base-4 index,
+  ``A T C G N`` = 4100-4104, ``<eos> <bos>`` = 4105, 4106.
 
 The base-4 index reads the k-mer with A=0, T=1, C=2, G=3, first letter most
 significant. Both vocabularies hold 4107 tokens; the v1 model's embedding table has
@@ -31,8 +28,7 @@ That normalization is where the project's alphabet policy lives:
   as their upper-case bases. The official tokenizer raises ``KeyError`` on them.
 * The other IUPAC ambiguity codes (R, Y, K, M, S, W, B, D, H, V) become ``N`` by
   default, or are refused with the record named under ``--alphabet strict``. The
-  official tokenizer raises ``KeyError``, or for a lone trailing code, tokenizes it to
-  nothing it knows.
+  official tokenizer raises ``KeyError`` on them.
 * Anything else (``U``, whitespace, gaps, digits) is refused with the record named.
 
 :meth:`Tokenizer.encode` checks its input cheaply and raises
