@@ -37,6 +37,102 @@ def convert(
     typer.echo(f"digest {load_checkpoint(written).digest}")
 
 
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{what} takes comma-separated integers such as 6,12, not {text!r}") from None
+
+
+def _maps(text: str) -> list[tuple[int, int]]:
+    out = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        layer, sep, head = item.partition(":")
+        if not sep or not layer.isdigit() or not head.isdigit():
+            raise typer.BadParameter(f"--attention takes LAYER:HEAD pairs such as 1:4,7:16 (1-based), not {item!r}")
+        out.append((int(layer), int(head)))
+    return out
+
+
+@app.command()
+def build(
+    inputs: list[Path] = typer.Argument(..., help="FASTA (.fa, .fa.gz), CSV/TSV/Parquet with a `sequence` column, or BED (with --reference)."),
+    model: str = typer.Option(..., "--model", help="Released model name, checkpoint directory, or a model key of the cache."),
+    cache: Path = typer.Option(..., "--cache", help="The Zarr store to write (created if missing)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated 1-based layers to pool (default: the last)."),
+    pool: str = typer.Option("cls,mean", "--pool", help="Poolings: cls (position 0) and/or mean (real tokens, CLS excluded)."),
+    attention: str = typer.Option("", "--attention", help="Attention maps as LAYER:HEAD, 1-based, e.g. 1:4,7:16."),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="Tokens per sequence, CLS included, embedded in one pass."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Cap on sequences per batch."),
+    dtype: str = typer.Option("float32", "--dtype", help="Compute dtype: float32 or bfloat16."),
+    store_dtype: str = typer.Option("float32", "--store-dtype", help="Stored dtype: float32 or float16 (half the disk)."),
+    alphabet: str = typer.Option("iupac-to-n", "--alphabet", help="iupac-to-n (ambiguity codes become N) or strict."),
+    long: str = typer.Option("error", "--long", help="Sequences over --max-tokens: error, truncate or tile."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Genome FASTA for BED inputs."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Embed the sequences the cache lacks; reuse everything it holds."""
+    from embedcache import EmbeddingCache
+
+    report = EmbeddingCache(cache).build(
+        list(inputs), model=model, layers=None if layers is None else _ints(layers, "--layers"),
+        pools=[p.strip() for p in pool.split(",") if p.strip()], attention=_maps(attention),
+        max_tokens=max_tokens, batch_size=batch_size, dtype=dtype, store_dtype=store_dtype,
+        alphabet=alphabet, long=long, reference=reference, quiet=quiet,
+    )
+    typer.echo(report.summary())
+
+
+@app.command()
+def info(path: Path = typer.Argument(..., help="The cache (Zarr store).")) -> None:
+    """List the models of a cache: rows, arrays and how full each is, policies, size on disk."""
+    from embedcache import EmbeddingCache
+
+    models = EmbeddingCache(path).models()
+    if not models:
+        typer.echo(f"{path}: no models yet")
+    for m in models:
+        typer.echo(f"model {m['name']}  key {m['key']}  digest {m['digest'][:16]}...")
+        typer.echo(f"  rows {m['rows']}  feature_dim {m['feature_dim']}  max_tokens {m['max_tokens']}  "
+                   f"long {m['long']}  alphabet {m['alphabet']}  dtype {m['dtype']}  store {m['store_dtype']}  "
+                   f"disk {m['disk_bytes'] / 2**20:.1f} MiB")
+        for name, filled in m["arrays"].items():
+            typer.echo(f"  {name:<20} {filled:>10} / {m['rows']} rows")
+
+
+@app.command()
+def export(
+    cache: Path = typer.Option(..., "--cache", help="The cache (Zarr store)."),
+    input: Path = typer.Option(..., "--input", help="The sequence file whose records to export, in its order."),
+    out: Path = typer.Option(..., "--out", help="Output: .npz, .parquet or .h5."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="1-based layer (default: the last)."),
+    pool: str = typer.Option("cls", "--pool", help="cls or mean."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name or key (needed when the cache holds several)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Genome FASTA for a BED input."),
+) -> None:
+    """Write cached features of an input file's records, with their ids, in file order."""
+    from embedcache import EmbeddingCache
+
+    written = EmbeddingCache(cache).export(input, out, model=model, layer=layer, pool=pool, reference=reference)
+    typer.echo(f"wrote {written}")
+
+
+@app.command()
+def verify(path: Path = typer.Argument(..., help="The cache (Zarr store).")) -> None:
+    """Check every chunk, digest and value of a cache; exit 1 if anything is wrong."""
+    from embedcache import EmbeddingCache
+
+    cache = EmbeddingCache(path)
+    problems = cache.verify()
+    for p in problems:
+        typer.echo(f"problem: {p}", err=True)
+    if problems:
+        typer.echo(f"{path}: {len(problems)} problem(s) found", err=True)
+        raise typer.Exit(1)
+    rows = sum(m["rows"] for m in cache.models())
+    typer.echo(f"{path}: ok ({rows} rows checked)")
+
+
 def main() -> None:
     from cli.errors import run_app
 

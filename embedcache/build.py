@@ -1,0 +1,596 @@
+"""The build job: sequences in, missing embeddings and attention maps computed and stored.
+
+The pipeline, per input chunk (memory is bounded by a chunk and the writer's buffer, not
+by the input):
+
+1. **Scan** (first pass, nothing written): read and normalize every record
+   (:func:`embedcache.readers.iter_records`), count its tokens, apply the long-sequence
+   policy, and collect the digests of the unique sequences. Every input error surfaces
+   here, before the store is touched, so bad input leaves the store's bytes unchanged.
+2. **Plan**: compare the unique digests with the committed rows of the model group; a
+   sequence whose row holds every requested array is reused. Nothing missing: done, and
+   the store was only read.
+3. **Compute** (second pass, under the writer's lock): re-read the inputs, tokenize the
+   missing sequences (truncating or cutting windows as the policy says), run
+   :class:`embedcache.engine.Embedder` over them, asking for exactly the arrays each one
+   lacks, and hand rows to :class:`embedcache.store.GroupWriter` as batches come.
+
+Long-sequence policy (``long=``; part of the model key):
+
+``"error"`` (default)
+    A sequence over ``max_tokens`` tokens (CLS included) stops the build before anything
+    is written, naming its file, record and token count.
+``"truncate"``
+    The longest prefix of tokens that fits (``max_tokens``, CLS included) is embedded.
+    The row keeps the whole sequence and digest; ``n_tokens`` is the embedded count.
+``"tile"``
+    A long sequence is cut into windows of ``max_tokens - 1`` tokens (each prefixed with
+    CLS) that overlap by ``window_overlap`` tokens, the last window ending at the last
+    token. Each window is embedded; CLS and mean embeddings are averaged over windows,
+    weighted by each window's tokens. ``n_windows`` records the number of windows per row;
+    with the window size and overlap in the group's attributes, that fixes each window.
+    Attention maps of tiled sequences are not defined and are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from embedcache.alphabet import DEFAULT_ALPHABET, normalize
+from embedcache.errors import CheckpointError, InputError, SequenceTooLongError
+from embedcache.store import (
+    LONG_POLICIES,
+    ModelSpec,
+    Store,
+    attention_name,
+    parse_array_name,
+    pooled_name,
+)
+
+__all__ = ["BuildReport", "build", "requested_arrays"]
+
+POOLS = ("cls", "mean")
+
+
+@dataclass
+class BuildReport:
+    """What a build did.
+
+    Attributes
+    ----------
+    cache, model_key, model_name
+        Where it wrote, and which model group.
+    records
+        Records read from all inputs, duplicates included.
+    unique
+        Distinct normalized sequences among them.
+    computed
+        Unique sequences the model ran on (some or all of their arrays were missing).
+    reused
+        Unique sequences that already held every requested array: the model did not run.
+    new_rows
+        Rows appended to the store (sequences it did not hold at all).
+    arrays
+        Per array name, ``{"computed": n, "reused": m}`` over the unique sequences.
+    tokens
+        Tokens the model ran on (CLS included, every window counted).
+    truncated, tiled
+        Unique sequences shortened or cut into windows by the long-sequence policy.
+    seconds
+        Wall time of the build.
+    """
+
+    cache: str
+    model_key: str
+    model_name: str
+    records: int = 0
+    unique: int = 0
+    computed: int = 0
+    reused: int = 0
+    new_rows: int = 0
+    arrays: dict = field(default_factory=dict)
+    tokens: int = 0
+    truncated: int = 0
+    tiled: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """A few lines for people."""
+        lines = [
+            f"model {self.model_name} (key {self.model_key}) in {self.cache}",
+            f"{self.records} records, {self.unique} unique sequences: {self.computed} computed, "
+            f"{self.reused} reused; {self.new_rows} new rows; {self.tokens} tokens in {self.seconds:.1f} s",
+        ]
+        if self.truncated or self.tiled:
+            lines.append(f"long sequences: {self.truncated} truncated, {self.tiled} tiled")
+        for name, counts in sorted(self.arrays.items()):
+            lines.append(f"  {name}: {counts['computed']} computed, {counts['reused']} reused")
+        return "\n".join(lines)
+
+
+def requested_arrays(layers: Iterable[int], pools: Iterable[str], attention: Iterable[tuple[int, int]]) -> list[str]:
+    """Store array names for the requested layers x pools and (layer, head) maps."""
+    return [pooled_name(l, p) for l in layers for p in pools] + [attention_name(l, h) for l, h in attention]
+
+
+# --------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    """One input: a file read through the readers, or sequences given in Python."""
+
+    name: str
+    chunks: Callable[[], Iterator[pd.DataFrame]]
+
+
+def _sources(inputs, *, alphabet: str, reference, chunk_size: int) -> list[_Source]:
+    from embedcache.readers import iter_records
+
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = list(inputs)
+    if not inputs:
+        raise InputError("no input: pass sequence files or a list of sequences")
+    kinds = {_input_kind(x) for x in inputs}
+    if len(kinds) > 1 or kinds == {None}:
+        raise InputError(
+            "inputs must be all file paths or all DNA sequences (str); got "
+            f"{', '.join(sorted(k or 'other objects' for k in kinds))}"
+        )
+    if kinds == {"sequence"}:
+        frame = _sequence_frame(inputs, alphabet)
+        return [_Source("<sequences>", lambda: iter([frame]))]
+    sources = []
+    for path in inputs:
+        # Arguments (format, reference, existence) are checked now, before any work.
+        iter_records(path, reference=reference, alphabet=alphabet, chunk_size=chunk_size)
+        sources.append(_Source(str(path), lambda p=path: iter_records(
+            p, reference=reference, alphabet=alphabet, chunk_size=chunk_size)))
+    return sources
+
+
+def _input_kind(x) -> str | None:
+    # A string of letters that names no file is a sequence; anything path-like is a path.
+    if isinstance(x, os.PathLike):
+        return "path"
+    if not isinstance(x, str):
+        return None
+    if x.isalpha() and not os.path.isfile(x):
+        return "sequence"
+    return "path"
+
+
+def _sequence_frame(seqs: Sequence[str], alphabet: str) -> pd.DataFrame:
+    normalized = []
+    for i, s in enumerate(seqs):
+        record = f"sequence #{i + 1}"
+        if not s:
+            raise InputError(f"{record} is empty; remove it (an empty sequence has nothing to embed)")
+        normalized.append(normalize(s, alphabet=alphabet, record=record))
+    return pd.DataFrame({"id": [f"#{i + 1}" for i in range(len(seqs))], "sequence": normalized,
+                         "record": np.arange(1, len(seqs) + 1)})
+
+
+def _digests(seqs: Iterable[str]) -> list[str]:
+    return [hashlib.sha256(s.encode("ascii")).hexdigest() for s in seqs]
+
+
+# --------------------------------------------------------------------------------------
+# Scan
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Scan:
+    records: int = 0
+    unique: set = field(default_factory=set)
+    truncated: int = 0
+    tiled: int = 0
+
+
+def _scan(sources, tokenizer, spec: ModelSpec, model_max: int, wants_attention: bool) -> _Scan:
+    scan = _Scan()
+    limit = spec.max_tokens
+    for source in sources:
+        for df in source.chunks():
+            seqs = df["sequence"].tolist()
+            counts = tokenizer.count_tokens(seqs)
+            over = np.flatnonzero(counts > limit)
+            if over.size and spec.long == "error":
+                i = int(over[0])
+                raise SequenceTooLongError(
+                    f"{source.name}: record {df['id'].iloc[i]} (record #{df['record'].iloc[i]}) has "
+                    f"{counts[i]} tokens (CLS included), over the limit of {limit} (--max-tokens). "
+                    f"Pass --long truncate to embed its first {limit} tokens, --long tile to embed it "
+                    f"in overlapping windows, or a larger --max-tokens (this model takes up to {model_max})."
+                )
+            if over.size and spec.long == "tile" and wants_attention:
+                i = int(over[0])
+                raise InputError(
+                    f"{source.name}: record {df['id'].iloc[i]} (record #{df['record'].iloc[i]}) has "
+                    f"{counts[i]} tokens, over {limit}, and --long tile cuts it into windows, which have "
+                    "no attention map for the whole sequence. Drop --attention for this input, use "
+                    "--long truncate, or a larger --max-tokens."
+                )
+            is_over = counts > limit
+            for d, long_one in zip(_digests(seqs), is_over.tolist()):
+                if d not in scan.unique:
+                    scan.unique.add(d)
+                    if long_one:
+                        if spec.long == "truncate":
+                            scan.truncated += 1
+                        else:
+                            scan.tiled += 1
+            scan.records += len(seqs)
+    return scan
+
+
+# --------------------------------------------------------------------------------------
+# Windows
+# --------------------------------------------------------------------------------------
+
+
+def _windows(tokens: np.ndarray, spec: ModelSpec) -> list[np.ndarray]:
+    """The token arrays embedded for one sequence under the long-sequence policy."""
+    n = len(tokens)
+    if n <= spec.max_tokens:
+        return [tokens]
+    if spec.long == "truncate":
+        return [tokens[: spec.max_tokens]]
+    body, width = tokens[1:], spec.max_tokens - 1
+    stride = width - spec.window_overlap
+    starts = list(range(0, len(body) - width, stride)) + [len(body) - width]
+    return [np.concatenate([tokens[:1], body[s : s + width]]) for s in starts]
+
+
+# --------------------------------------------------------------------------------------
+# Progress
+# --------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A rich progress bar with sequences/s, tokens/s and ETA; silent when ``quiet``."""
+
+    def __init__(self, total: int, quiet: bool):
+        self._bar = None
+        self._t0 = time.perf_counter()
+        self.done = 0
+        self.tokens = 0
+        if quiet:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[seq_rate]:>8.1f} seq/s"), TextColumn("{task.fields[tok_rate]:>9.0f} tok/s"),
+            TextColumn("ETA"), TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self._task = self._bar.add_task("embed", total=total, seq_rate=0.0, tok_rate=0.0)
+        self._bar.start()
+
+    def advance(self, sequences: int, tokens: int) -> None:
+        self.done += sequences
+        self.tokens += tokens
+        if self._bar is not None:
+            dt = max(time.perf_counter() - self._t0, 1e-9)
+            self._bar.update(self._task, completed=self.done, seq_rate=self.done / dt, tok_rate=self.tokens / dt)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+# --------------------------------------------------------------------------------------
+# Build
+# --------------------------------------------------------------------------------------
+
+
+def build(
+    cache,
+    inputs,
+    *,
+    model,
+    layers: Sequence[int] | None = None,
+    pools: Sequence[str] = POOLS,
+    attention: Sequence[tuple[int, int]] = (),
+    max_tokens: int = 512,
+    batch_size: int | None = None,
+    token_budget: int | None = None,
+    dtype: str = "float32",
+    store_dtype: str = "float32",
+    alphabet: str = DEFAULT_ALPHABET,
+    long: str = "error",
+    window_overlap: int | None = None,
+    reference=None,
+    quiet: bool = False,
+    lock_timeout: float = 10.0,
+    chunk_size: int = 10_000,
+    cache_dir=None,
+) -> BuildReport:
+    """Compute what the store lacks for ``inputs`` and write it; see the module docs.
+
+    Parameters
+    ----------
+    cache
+        Store path (created if missing).
+    inputs
+        A sequence file path, several paths, or a list of DNA sequences.
+    model
+        A released model name, a checkpoint directory, or a model key already in the
+        store (its checkpoint is reloaded from the recorded name or directory and must
+        still have the recorded parameter digest; the group's policies are used).
+    layers
+        1-based layers to pool; default the last layer.
+    pools
+        ``"cls"`` (position 0) and/or ``"mean"`` (mean over real tokens, CLS excluded).
+    attention
+        ``(layer, head)`` maps to store, both 1-based.
+    max_tokens
+        Tokens per sequence (CLS included) embedded in one pass; at most the model's
+        ``max_positions``.
+    batch_size, token_budget
+        Caps on rows and padded tokens per batch (see :class:`embedcache.engine.Embedder`).
+    dtype
+        Compute dtype, ``"float32"`` or ``"bfloat16"``.
+    store_dtype
+        ``"float32"`` or ``"float16"`` (half the disk).
+    alphabet
+        ``"iupac-to-n"`` or ``"strict"`` (:mod:`embedcache.alphabet`).
+    long
+        ``"error"``, ``"truncate"`` or ``"tile"``.
+    window_overlap
+        Tokens shared by consecutive windows under ``long="tile"``; default ``max_tokens // 8``.
+    reference
+        Genome FASTA for BED inputs.
+    quiet
+        No progress bar.
+    lock_timeout
+        Seconds to wait for another writer before :class:`~embedcache.errors.StoreLockedError`.
+    chunk_size
+        Records per chunk read from a file.
+    cache_dir
+        Hugging Face cache for released models.
+
+    Returns
+    -------
+    BuildReport
+    """
+    from embedcache.checkpoints import load_checkpoint
+
+    t0 = time.perf_counter()
+    store = Store(cache)
+    existing_keys = store.keys()  # also refuses a foreign or newer store up front
+    if isinstance(model, str) and model in existing_keys:
+        group = store.group(model)
+        spec = group.spec
+        checkpoint = load_checkpoint(group.attrs.get("source") or group.model_name, cache_dir=cache_dir)
+        if checkpoint.digest != spec.param_digest:
+            raise CheckpointError(
+                f"the checkpoint at {checkpoint.source} has parameter digest {checkpoint.digest[:16]}..., "
+                f"but model group {model} of {store.path} was built with {spec.param_digest[:16]}...: the "
+                "weights changed. Pass the original checkpoint with --model PATH (a new group is made for "
+                "new weights), or build into a new cache."
+            )
+    else:
+        checkpoint = load_checkpoint(model, cache_dir=cache_dir)
+        if long not in LONG_POLICIES:
+            raise InputError(f"unknown long-sequence policy {long!r}; choose one of {', '.join(LONG_POLICIES)}")
+        if window_overlap is None:
+            window_overlap = max_tokens // 8 if long == "tile" else 0
+        try:
+            spec = ModelSpec(param_digest=checkpoint.digest, max_tokens=int(max_tokens), alphabet=alphabet,
+                             long=long, window_overlap=int(window_overlap), dtype=dtype, store_dtype=store_dtype)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    config = checkpoint.config
+    if spec.max_tokens > config.max_tokens:
+        raise InputError(
+            f"--max-tokens {spec.max_tokens} is more than model {checkpoint.name} takes "
+            f"({config.max_tokens} tokens, CLS included); pass --max-tokens {config.max_tokens} or less."
+        )
+    layers = [config.num_layers] if layers is None else sorted({int(x) for x in layers})
+    pools = [p for p in POOLS if p in set(pools)] if set(pools) <= set(POOLS) else _bad_pools(pools)
+    attention = sorted({(int(l), int(h)) for l, h in attention})
+    _check_request(config, layers, attention)
+    if not layers and not attention:
+        raise InputError("nothing to compute: pass layers (--layers) and/or attention maps (--attention)")
+    names = requested_arrays(layers, pools, attention)
+    tokenizer = checkpoint.tokenizer()
+
+    sources = _sources(inputs, alphabet=spec.alphabet, reference=reference, chunk_size=chunk_size)
+    scan = _scan(sources, tokenizer, spec, config.max_tokens, wants_attention=bool(attention))
+    report = BuildReport(cache=str(store.path), model_key=spec.key, model_name=checkpoint.name,
+                         records=scan.records, unique=len(scan.unique), truncated=scan.truncated, tiled=scan.tiled)
+
+    missing, held = _plan(store, spec.key, scan.unique, names)
+    report.arrays = {n: {"computed": 0, "reused": held[n]} for n in names}
+    if not missing:
+        report.reused = report.unique
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    attrs = {
+        "model_name": checkpoint.name,
+        "source": str(checkpoint.source),
+        "architecture": checkpoint.hyperparams,
+        "variant": checkpoint.variant,
+        "tokenizer": {"variant": tokenizer.variant, "k": tokenizer.k, "vocab_size": tokenizer.vocab_size},
+        "feature_dim": config.embed_dim,
+        "num_layers": config.num_layers,
+        "attention_heads": config.attention_heads,
+        "window_tokens": spec.max_tokens - 1,
+    }
+    with store.writing(timeout=lock_timeout) as writing:
+        writer = writing.group(spec, attrs)
+        writer.ensure_arrays(names, feature_dim=config.embed_dim)
+        snapshot = writer.snapshot()
+        # Re-planned under the lock: another build may have committed rows since the scan.
+        index = snapshot.index()
+        filled = {n: snapshot.filled(n) for n in names}
+        missing, held = _plan(snapshot, spec.key, scan.unique, names)
+        del scan
+        progress = _Progress(len(missing), quiet)
+        engines: dict[tuple, object] = {}
+        computed = defaultdict(int)
+        try:
+            for source in sources:
+                for df in source.chunks():
+                    _compute_chunk(df, missing, index, filled, names, spec, tokenizer, checkpoint,
+                                   engines, writer, progress, computed,
+                                   dict(batch_size=batch_size, token_budget=token_budget, dtype=spec.dtype))
+            writer.flush()
+        finally:
+            progress.close()
+    report.computed = progress.done
+    report.reused = report.unique - report.computed
+    report.new_rows = writer.rows_written
+    report.tokens = progress.tokens
+    report.arrays = {n: {"computed": computed[n], "reused": held[n]} for n in names}
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _bad_pools(pools):
+    raise InputError(f"unknown pooling {sorted(set(pools) - set(POOLS))}; choose from {', '.join(POOLS)}")
+
+
+def _check_request(config, layers, attention) -> None:
+    for layer in layers:
+        if not 1 <= layer <= config.num_layers:
+            raise InputError(
+                f"layer {layer} does not exist: the model has layers 1..{config.num_layers}; "
+                "pass --layers within that range."
+            )
+    for layer, head in attention:
+        if not (1 <= layer <= config.num_layers and 1 <= head <= config.attention_heads):
+            raise InputError(
+                f"attention map {layer}:{head} does not exist: the model has layers 1..{config.num_layers} "
+                f"and heads 1..{config.attention_heads} (both 1-based); fix --attention."
+            )
+
+
+def _plan(source, key: str, unique: set, names: Sequence[str]) -> tuple[set, dict]:
+    """Which unique digests lack some requested array, and per array how many hold it.
+
+    ``source`` is a :class:`Store` (read before taking the lock) or a model group snapshot.
+    """
+    if isinstance(source, Store):
+        if key not in source.keys():
+            return set(unique), {n: 0 for n in names}
+        source = source.group(key)
+    index = source.index()
+    filled = {n: source.filled(n) for n in names}
+    missing, held = set(), dict.fromkeys(names, 0)
+    for d in unique:
+        row = index.get(d)
+        if row is None:
+            missing.add(d)
+            continue
+        complete = True
+        for n in names:
+            if filled[n][row]:
+                held[n] += 1
+            else:
+                complete = False
+        if not complete:
+            missing.add(d)
+    return missing, held
+
+
+def _compute_chunk(df, missing, index, filled, names, spec, tokenizer, checkpoint, engines, writer,
+                   progress, computed, engine_kw) -> None:
+    """Embed the sequences of one input chunk that are still missing, and queue their rows."""
+    groups: dict[tuple, list] = defaultdict(list)
+    seqs = df["sequence"].tolist()
+    for d, s in zip(_digests(seqs), seqs):
+        if d not in missing:
+            continue
+        missing.discard(d)  # duplicates later in the input are now handled
+        row = index.get(d)
+        needed = tuple(names) if row is None else tuple(n for n in names if not filled[n][row])
+        groups[needed].append((d, s, row))
+    for needed, items in groups.items():
+        engine = engines.get(needed)
+        if engine is None:
+            engine = engines[needed] = _engine(checkpoint, needed, spec, engine_kw)
+        _embed_items(items, needed, engine, spec, tokenizer, writer, progress, computed)
+
+
+def _engine(checkpoint, needed: tuple, spec: ModelSpec, engine_kw: dict):
+    from embedcache.engine import Embedder
+
+    layers, pools, maps = set(), set(), set()
+    for name in needed:
+        kind, layer, last = parse_array_name(name)
+        if kind == "pooled":
+            layers.add(layer)
+            pools.add(last)
+        else:
+            maps.add((layer, last))
+    return Embedder(checkpoint, layers=sorted(layers), pools=[p for p in POOLS if p in pools] or ["cls"],
+                    attention=sorted(maps), max_tokens=spec.max_tokens, **engine_kw)
+
+
+def _embed_items(items, needed, engine, spec, tokenizer, writer, progress, computed) -> None:
+    tokens = tokenizer.encode_batch([s for _, s, _ in items])
+    units, owner = [], []
+    n_windows = np.zeros(len(items), dtype=np.int64)
+    for i, t in enumerate(tokens):
+        windows = _windows(t, spec)
+        units.extend(windows)
+        owner.extend([i] * len(windows))
+        n_windows[i] = len(windows)
+    owner = np.asarray(owner)
+    pooled_names = [(n, parse_array_name(n)) for n in needed if n.startswith("layer_")]
+    map_names = [(n, parse_array_name(n)) for n in needed if n.startswith("attention_")]
+    partial: dict[int, dict] = {}  # tiled sequences waiting for their other windows
+    T = spec.max_tokens
+    for batch in engine.embed(units):
+        batch_tokens = int(np.sum(batch.n_tokens))
+        finished = 0
+        for r, u in enumerate(batch.index.tolist()):
+            i = int(owner[u])
+            values = {n: batch.pooled[(layer, pool)][r] for n, (_, layer, pool) in pooled_names}
+            if n_windows[i] > 1:
+                weight = float(batch.n_tokens[r] - 1)
+                acc = partial.setdefault(i, {"w": 0.0, "k": 0, **{n: 0.0 for n, _ in pooled_names}})
+                for n in values:
+                    acc[n] = acc[n] + weight * values[n]
+                acc["w"] += weight
+                acc["k"] += 1
+                if acc["k"] < n_windows[i]:
+                    continue
+                values = {n: (acc[n] / acc["w"]).astype(np.float32) for n, _ in pooled_names}
+                del partial[i]
+            for n, (_, layer, head) in map_names:
+                full = np.zeros((T, T), dtype=np.float32)
+                m = batch.attention[(layer, head)][r]
+                full[: m.shape[0], : m.shape[1]] = m
+                values[n] = full
+            d, s, row = items[i]
+            if row is None:
+                n_tok = len(tokens[i]) if spec.long != "truncate" else min(len(tokens[i]), T)
+                writer.add_new_row(d, s, n_tok, n_windows[i], values)
+            else:
+                writer.add_old_row(row, values)
+            for n in needed:
+                computed[n] += 1
+            finished += 1
+        progress.advance(finished, batch_tokens)

@@ -1,0 +1,337 @@
+"""The public face of the store: build it, read embeddings and attention maps, export them.
+
+>>> from embedcache import EmbeddingCache
+>>> cache = EmbeddingCache("cache.zarr")
+>>> cache.build("promoters.csv", model="50M_multi_species_v2", layers=[12],
+...             pools=["cls", "mean"], attention=[(1, 4)], max_tokens=512)   # doctest: +SKIP
+>>> X = cache.embeddings(sequences, model="50M_multi_species_v2", layer=12, pool="cls")  # doctest: +SKIP
+
+``model=`` accepts a released name, a checkpoint directory, or a model key of the store.
+Reading resolves names and keys from the store's own attributes and never loads weights;
+a directory is matched by the path recorded at build time, and only when that fails are
+its weights loaded to compute their digest. When several model groups match (the same
+weights built under different policies), the one holding the requested array is used;
+if that is still ambiguous the error lists the keys to choose from.
+"""
+
+from __future__ import annotations
+
+import os
+from os import PathLike
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from embedcache.alphabet import normalize
+from embedcache.build import POOLS, BuildReport, build
+from embedcache.errors import InputError, StoreError
+from embedcache.store import ModelGroup, Problem, Store, attention_name, pooled_name, sequence_digest
+
+__all__ = ["EmbeddingCache", "EXPORT_FORMATS"]
+
+EXPORT_FORMATS = (".npz", ".parquet", ".h5", ".hdf5")
+
+
+class EmbeddingCache:
+    """A content-addressed cache of Nucleotide Transformer embeddings (a Zarr store).
+
+    Parameters
+    ----------
+    path
+        The store directory, e.g. ``"cache.zarr"``. Created by the first :meth:`build`.
+    """
+
+    def __init__(self, path: str | PathLike):
+        self.path = Path(path)
+        self.store = Store(self.path)
+
+    def __repr__(self) -> str:
+        return f"EmbeddingCache({str(self.path)!r})"
+
+    # ----------------------------------------------------------------------------------
+    # Writing
+    # ----------------------------------------------------------------------------------
+
+    def build(self, sequences_or_path, *, model, layers: Sequence[int] | None = None,
+              pools: Sequence[str] = POOLS, attention: Sequence[tuple[int, int]] = (),
+              max_tokens: int = 512, **options) -> BuildReport:
+        """Compute and store what the cache lacks for some sequences.
+
+        Each unique normalized sequence is computed once per model key, and only the
+        arrays its row lacks; everything else is reused.
+
+        Parameters
+        ----------
+        sequences_or_path
+            A sequence file (FASTA, CSV/TSV/Parquet with a ``sequence`` column, BED with
+            ``reference=``), several paths, or a list of DNA sequences.
+        model
+            A released name, a checkpoint directory, or a model key of this store.
+        layers
+            1-based layers to pool (default: the last layer).
+        pools
+            ``"cls"`` and/or ``"mean"``.
+        attention
+            ``(layer, head)`` attention maps to store, both 1-based.
+        max_tokens
+            Tokens per sequence (CLS included) embedded in one pass.
+        **options
+            ``batch_size``, ``token_budget``, ``dtype``, ``store_dtype``, ``alphabet``,
+            ``long``, ``window_overlap``, ``reference``, ``quiet``, ``lock_timeout``,
+            ``chunk_size``, ``cache_dir``: see :func:`embedcache.build.build`.
+
+        Returns
+        -------
+        BuildReport
+            Computed and reused counts, overall and per array.
+        """
+        return build(self.path, sequences_or_path, model=model, layers=layers, pools=pools,
+                     attention=attention, max_tokens=max_tokens, **options)
+
+    # ----------------------------------------------------------------------------------
+    # Reading
+    # ----------------------------------------------------------------------------------
+
+    def models(self) -> list[dict]:
+        """One summary per model group: name, key, digest, rows, arrays (with rows filled),
+        policies and bytes on disk."""
+        return [group.info() for group in self.store.groups()]
+
+    def group(self, model=None, *, array: str | None = None) -> ModelGroup:
+        """The model group ``model`` names (see the module docs); ``None`` if the store has one.
+
+        Parameters
+        ----------
+        model
+            A model key, a released or recorded model name, a checkpoint directory, or
+            ``None`` for the store's only model.
+        array
+            Prefer groups holding this array when several match.
+        """
+        groups = self.store.groups()
+        if not groups:
+            raise StoreError(f"the cache {self.path} holds no model yet; build it first with `embedcache build`.")
+        if model is None:
+            matches = groups
+        else:
+            text = os.fspath(model)
+            matches = [g for g in groups if g.key == text] or [g for g in groups if g.model_name == text]
+            if not matches and Path(text).is_dir():
+                path = str(Path(text).resolve())
+                matches = [g for g in groups if _resolved(g.attrs.get("source")) == path]
+                if not matches:
+                    from embedcache.checkpoints import load_checkpoint
+
+                    digest = load_checkpoint(text).digest
+                    matches = [g for g in groups if g.attrs.get("param_digest") == digest]
+        if len(matches) > 1 and array is not None:
+            matches = [g for g in matches if array in g.array_names()] or matches
+        if not matches:
+            known = ", ".join(f"{g.model_name} (key {g.key})" for g in groups)
+            raise StoreError(
+                f"the cache {self.path} holds no model matching {os.fspath(model)!r}; it holds {known}. "
+                f"Pass one of those names or keys, or build it: embedcache build INPUT --model "
+                f"{os.fspath(model)} --cache {self.path}"
+            )
+        if len(matches) > 1:
+            options = "; ".join(
+                f"key {g.key}: {g.model_name}, max_tokens {g.attrs.get('max_tokens')}, long "
+                f"{g.attrs.get('long')}, alphabet {g.attrs.get('alphabet')}, store dtype {g.attrs.get('store_dtype')}"
+                for g in matches
+            )
+            raise StoreError(
+                f"{len(matches)} model groups of {self.path} match "
+                f"{'the request' if model is None else repr(os.fspath(model))}: {options}. Pass model=<key> to choose."
+            )
+        return matches[0]
+
+    def _rows(self, group: ModelGroup, sequences: Iterable[str], array: str, what: str,
+              build_hint: str) -> np.ndarray:
+        seqs = list(sequences)
+        alphabet = group.attrs.get("alphabet")
+        digests = [sequence_digest(normalize(s, alphabet=alphabet, record=f"sequence #{i + 1}"))
+                   for i, s in enumerate(seqs)]
+        index = group.index()
+        rows = np.array([index.get(d, -1) for d in digests], dtype=np.int64)
+        ok = rows >= 0
+        ok[ok] = group.filled(array)[rows[ok]]
+        missing = np.flatnonzero(~ok)
+        if missing.size:
+            raise StoreError(
+                f"{missing.size} of {len(seqs)} sequences are not in the cache {self.path} for model "
+                f"{group.model_name} (key {group.key}) {what} (first: sequence #{missing[0] + 1}). "
+                f"Build them with: embedcache build INPUT --model {group.attrs.get('source') or group.model_name} "
+                f"--cache {self.path} {build_hint} --max-tokens {group.attrs.get('max_tokens')} "
+                f"--long {group.attrs.get('long')}"
+            )
+        return rows
+
+    def embeddings(self, sequences: Iterable[str], *, model=None, layer: int | None = None,
+                   pool: str = "cls") -> np.ndarray:
+        """Cached embeddings of ``sequences``, one row each, in the caller's order.
+
+        Parameters
+        ----------
+        sequences
+            DNA sequences; normalized by the model group's alphabet policy first, so case
+            and ambiguity codes map to the same rows as at build time. Duplicates allowed.
+        model
+            See :meth:`group`; ``None`` when the store holds one model.
+        layer
+            1-based layer; default the model's last layer.
+        pool
+            ``"cls"`` or ``"mean"``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(len(sequences), feature_dim)`` float32.
+
+        Raises
+        ------
+        StoreError
+            If some sequences (or this layer and pool) are not in the cache; the message
+            says how many and the command that builds them.
+        """
+        if pool not in POOLS:
+            raise InputError(f"unknown pooling {pool!r}; choose one of {', '.join(POOLS)}")
+        if layer is None:
+            layer = int(self.group(model).attrs["num_layers"])
+        name = pooled_name(layer, pool)
+        group = self.group(model, array=name)
+        rows = self._rows(group, sequences, name, f"layer {layer} pool {pool}",
+                          f"--layers {layer} --pool {pool}")
+        if rows.size == 0:
+            return np.zeros((0, int(group.attrs.get("feature_dim", 0))), dtype=np.float32)
+        return group.read(name, rows)
+
+    def attention(self, sequence: str, *, model=None, layer: int, head: int) -> np.ndarray:
+        """The cached attention map of one sequence, ``(n_tokens, n_tokens)`` float32.
+
+        Parameters
+        ----------
+        sequence
+            A DNA sequence (normalized as at build time).
+        model
+            See :meth:`group`.
+        layer, head
+            Both 1-based. Row ``i`` is query token ``i`` (token 0 is CLS); each row sums to 1.
+        """
+        name = attention_name(layer, head)
+        group = self.group(model, array=name)
+        (row,) = self._rows(group, [sequence], name, f"attention map {layer}:{head}",
+                            f"--attention {layer}:{head}")
+        n = int(group.row_array("n_tokens")[row])
+        return group.read(name, [row])[0, :n, :n]
+
+    def verify(self) -> list[Problem]:
+        """Integrity problems of the store (empty when sound); see :meth:`ModelGroup.verify`."""
+        return self.store.verify()
+
+    # ----------------------------------------------------------------------------------
+    # Export
+    # ----------------------------------------------------------------------------------
+
+    def export(self, input_path, out, *, model=None, layer: int | None = None, pool: str = "cls",
+               reference=None) -> Path:
+        """Write the features of an input file's records, in its order, with their ids.
+
+        Parameters
+        ----------
+        input_path
+            A sequence file (as for :meth:`build`); every record must be in the cache.
+        out
+            ``.npz`` (arrays ``id``, ``X`` and ``label``/``split`` when the file has them),
+            ``.parquet`` (columns ``id``, ``label``, ``split``, ``f0``...) or ``.h5``/``.hdf5``
+            (datasets of the same names as the npz).
+        model, layer, pool
+            As for :meth:`embeddings`.
+        reference
+            Genome FASTA for a BED input.
+
+        Returns
+        -------
+        Path
+            ``out``, written through a temporary file so that a failure leaves nothing.
+        """
+        from embedcache.readers import iter_records
+
+        out = Path(out)
+        suffix = out.suffix.lower()
+        if suffix not in EXPORT_FORMATS:
+            raise InputError(f"{out}: export writes {', '.join(EXPORT_FORMATS)}; choose one of those extensions")
+        group = self.group(model)
+        records = iter_records(input_path, reference=reference, alphabet=group.attrs.get("alphabet"))
+        frames = ((df, self.embeddings(df["sequence"], model=group.key, layer=layer, pool=pool)) for df in records)
+        tmp = out.with_name(f".{out.name}.partial")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            {".npz": _write_npz, ".parquet": _write_parquet}.get(suffix, _write_h5)(frames, tmp)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return out
+
+
+def _resolved(path) -> str | None:
+    return str(Path(path).resolve()) if path else None
+
+
+_EXTRA = ("label", "split")
+
+
+def _write_npz(frames, path: Path) -> None:
+    ids, xs, extra = [], [], {c: [] for c in _EXTRA}
+    for df, x in frames:
+        ids.extend(df["id"].astype(str))
+        xs.append(x)
+        for c in _EXTRA:
+            if c in df:
+                extra[c].extend(df[c].tolist())
+    arrays = {"id": np.array(ids), "X": np.concatenate(xs)}
+    arrays.update({c: np.array(v) for c, v in extra.items() if len(v) == len(ids) and v})
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _write_parquet(frames, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for df, x in frames:
+            columns = {"id": df["id"].astype(str).to_numpy()}
+            columns.update({c: df[c].to_numpy() for c in _EXTRA if c in df})
+            columns.update({f"f{j}": x[:, j] for j in range(x.shape[1])})
+            table = pa.table(columns)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table.cast(writer.schema))
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _write_h5(frames, path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        n = 0
+        for df, x in frames:
+            b = len(df)
+            if n == 0:
+                f.create_dataset("X", shape=(0, x.shape[1]), maxshape=(None, x.shape[1]), dtype="f4", chunks=True)
+                f.create_dataset("id", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=True)
+                for c in _EXTRA:
+                    if c in df:
+                        dt = h5py.string_dtype() if df[c].dtype == object else df[c].to_numpy().dtype
+                        f.create_dataset(c, shape=(0,), maxshape=(None,), dtype=dt, chunks=True)
+            for name, values in [("X", x), ("id", df["id"].astype(str).to_numpy(dtype=object))] + [
+                (c, df[c].to_numpy(dtype=object) if df[c].dtype == object else df[c].to_numpy())
+                for c in _EXTRA if c in f
+            ]:
+                f[name].resize((n + b, *f[name].shape[1:]))
+                f[name][n : n + b] = values
+            n += b
