@@ -82,3 +82,22 @@ def tiny_v2_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def tiny_v1_checkpoint(tmp_path_factory) -> Path:
     return write_checkpoint(tmp_path_factory.mktemp("tiny_v1"), TINY_V1_HP, seed=1)
+
+
+@pytest.fixture(scope="session")
+def jax_compile_cache(tmp_path_factory) -> dict:
+    """A persistent JAX compilation cache for the session; returns the environment that gives
+    subprocesses the same cache. Each Embedder jits its own function, so without it every
+    build in a test recompiles the same shapes (seconds each on a small machine)."""
+    import jax
+
+    path = str(tmp_path_factory.mktemp("jax_cache"))
+    env = {
+        "JAX_COMPILATION_CACHE_DIR": path,
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+    }
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return env
