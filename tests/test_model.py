@@ -41,7 +41,7 @@ def golden_run(tiny_v2):
 
 
 def test_our_tokens_are_the_official_tokens(tiny_v2):
-    seqs = json.loads(str(GOLD["sequences_json"]))
+    seqs = [r["sequence"] for r in json.loads(str(GOLD["sequences_json"]))]
     tok = tiny_v2.tokenizer()
     for i, seq in enumerate(seqs):
         ids = tok.encode(seq)
@@ -78,7 +78,7 @@ def test_every_head_matches_golden(golden_run):
 
 
 def test_pooled_embeddings_match_golden(tiny_v2):
-    seqs = json.loads(str(GOLD["sequences_json"]))
+    seqs = [r["sequence"] for r in json.loads(str(GOLD["sequences_json"]))]
     tok = tiny_v2.tokenizer()
     emb = Embedder(tiny_v2, layers=(1, 2), pools=("cls", "mean"), max_tokens=64)
     got = {}
