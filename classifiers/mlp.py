@@ -1,0 +1,423 @@
+"""A multilayer perceptron probe in JAX + Optax, with the scikit-learn estimator API.
+
+The defaults are those of the reference probing workflow for Nucleotide Transformer
+embeddings: two ReLU hidden layers of 128 and 64 units, minibatches of 32, 6 epochs
+of Adam, cross-entropy loss, early stopping on the validation loss with the best
+epoch's parameters kept.
+
+Training runs one jitted function per epoch (a ``jax.lax.scan`` over the minibatches
+of a shuffled epoch), so the Python loop is over epochs, not steps. Prediction is
+plain NumPy in float64: it needs neither JAX nor a compilation, and a row's result
+does not depend on which other rows are predicted with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.special import expit, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["MLPClassifier"]
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """Multilayer perceptron classifier trained with Adam on cross-entropy (JAX + Optax).
+
+    Two classes are modelled with one output logit and the sigmoid binary
+    cross-entropy; three or more with one logit per class and the softmax
+    cross-entropy. Labels may be of any type (strings included); they are
+    kept in ``classes_``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(128, 64)
+        Width of each hidden layer (ReLU activation), input side first.
+    batch_size : int, default=32
+        Rows per Adam step. The last minibatch of an epoch may be smaller.
+    max_epochs : int, default=6
+        Number of passes over the training data (fewer when ``patience`` stops early).
+    learning_rate : float, default=1e-3
+        Adam step size.
+    weight_decay : float, default=0.0
+        Decoupled weight decay (AdamW); 0 is plain Adam.
+    validation_fraction : float, default=0.1
+        Share of the training data held out, stratified by class, to choose the
+        best epoch when ``fit`` gets no ``eval_set``. 0 trains on all rows and
+        keeps the last epoch.
+    patience : int or None, default=None
+        Stop after this many epochs without a lower validation loss. None runs
+        all ``max_epochs``. Either way the parameters of the epoch with the
+        lowest validation loss are kept.
+    standardize : bool, default=True
+        Centre and scale each feature with the training rows' mean and standard
+        deviation before the first layer. Transformer embeddings have a few
+        dimensions far larger than the rest; unscaled, they dominate the
+        first steps of Adam.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the validation split, the initial weights and the shuffling.
+        The same seed on the same data gives identical predictions.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``fit`` was given a DataFrame with string column names.
+    params_ : dict
+        The kept network parameters: ``{"hidden_1": {"weight": (n_in, n_out),
+        "bias": (n_out,)}, ..., "output": {...}}``, float32 NumPy arrays.
+    feature_mean_, feature_scale_ : ndarray of shape (n_features_in_,) or None
+        The standardization applied before the first layer (None when
+        ``standardize=False``).
+    history_ : dict of list
+        Per epoch: ``"epoch"`` (1-based), ``"train_loss"`` (mean minibatch loss)
+        and, when there was validation data, ``"val_loss"``.
+    best_epoch_ : int
+        The 1-based epoch whose parameters are kept.
+    n_epochs_ : int
+        Number of epochs run.
+
+    Notes
+    -----
+    Results are reproducible for a given seed, data and machine. Floating-point
+    summation order inside XLA may differ between CPU types, so bit-identical
+    results across different machines are not promised.
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(128, 64),
+        batch_size=32,
+        max_epochs=6,
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        validation_fraction=0.1,
+        patience=None,
+        standardize=True,
+        random_state=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.standardize = standardize
+        self.random_state = random_state
+
+    def fit(self, X, y, *, eval_set=None):
+        """Train the network, choosing the epoch with the lowest validation loss.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training features.
+        y : array-like of shape (n_samples,)
+            Class labels (at least two distinct values).
+        eval_set : tuple (X_val, y_val), optional
+            Validation data for early stopping and the choice of the best epoch.
+            Without it, a stratified ``validation_fraction`` of ``X`` is held out.
+
+        Returns
+        -------
+        self : MLPClassifier
+            The fitted estimator.
+        """
+        self._check_params()
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        classes, y_index = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"MLPClassifier needs samples of at least 2 classes, but y holds only one class "
+                f"({classes[0]!r}); give it labelled data of two or more classes."
+            )
+        rng = check_random_state(self.random_state)
+
+        if eval_set is not None:
+            X_train, y_train = X, y_index
+            X_val, y_val = self._validation_arrays(eval_set, classes)
+        elif self.validation_fraction > 0:
+            X_train, X_val, y_train, y_val = _split(X, y_index, self.validation_fraction, rng)
+        else:
+            X_train, y_train, X_val, y_val = X, y_index, None, None
+
+        if self.standardize:
+            mean = X_train.mean(axis=0, dtype=np.float64)
+            scale = X_train.std(axis=0, dtype=np.float64)
+            # A constant feature carries no signal; dividing by 1 keeps it finite.
+            scale[scale < 10 * np.finfo(np.float32).eps] = 1.0
+            self.feature_mean_, self.feature_scale_ = mean, scale
+        else:
+            self.feature_mean_ = self.feature_scale_ = None
+
+        self.classes_ = classes
+        n_outputs = 1 if len(classes) == 2 else len(classes)
+        init = _init_params(
+            (X.shape[1], *self.hidden_layer_sizes, n_outputs), rng
+        )
+        params, history, best_epoch = _train(
+            init,
+            self._standardized(X_train).astype(np.float32),
+            y_train,
+            None if X_val is None else self._standardized(X_val).astype(np.float32),
+            y_val,
+            binary=n_outputs == 1,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            learning_rate=float(self.learning_rate),
+            weight_decay=float(self.weight_decay),
+            patience=self.patience,
+            rng=rng,
+        )
+        self.params_ = params
+        self.history_ = history
+        self.best_epoch_ = best_epoch
+        self.n_epochs_ = len(history["epoch"])
+        return self
+
+    def decision_function(self, X):
+        """Output logits of the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) for two classes (the logit of ``classes_[1]``),
+        else (n_samples, n_classes)
+            The logits, float64.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        h = self._standardized(X)
+        *hidden, output = _layers(self.params_)
+        for layer in hidden:
+            h = np.maximum(h @ layer["weight"].astype(np.float64) + layer["bias"], 0.0)
+        logits = h @ output["weight"].astype(np.float64) + output["bias"]
+        return logits[:, 0] if len(self.classes_) == 2 else logits
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Probabilities in the order of ``classes_``; rows sum to 1.
+        """
+        logits = self.decision_function(X)
+        if logits.ndim == 1:
+            p = expit(logits)
+            return np.column_stack([1.0 - p, p])
+        return softmax(logits, axis=1)
+
+    def predict(self, X):
+        """Most probable class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        logits = self.decision_function(X)
+        index = (logits > 0).astype(int) if logits.ndim == 1 else logits.argmax(axis=1)
+        return self.classes_[index]
+
+    def _standardized(self, X):
+        if self.feature_mean_ is None:
+            return X
+        return (X - self.feature_mean_) / self.feature_scale_
+
+    def _validation_arrays(self, eval_set, classes):
+        try:
+            X_val, y_val = eval_set
+        except (TypeError, ValueError):
+            raise ValueError("eval_set must be a pair (X_val, y_val).") from None
+        X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
+        y_val = np.asarray(y_val)
+        if y_val.shape != (X_val.shape[0],):
+            raise ValueError(
+                f"eval_set: y_val has shape {y_val.shape}, expected ({X_val.shape[0]},) to "
+                "match X_val's rows."
+            )
+        unknown = np.setdiff1d(y_val, classes)
+        if unknown.size:
+            raise ValueError(
+                f"eval_set: labels {unknown[:5].tolist()} do not occur in the training labels "
+                f"{classes.tolist()}; validate on the classes the model is trained on."
+            )
+        return X_val, np.searchsorted(classes, y_val)
+
+    def _check_params(self):
+        sizes = self.hidden_layer_sizes
+        if not (
+            isinstance(sizes, (tuple, list))
+            and all(isinstance(s, Integral) and s >= 1 for s in sizes)
+        ):
+            raise ValueError(
+                f"hidden_layer_sizes must be a tuple of positive integers, got {sizes!r}."
+            )
+        for name, minimum in (("batch_size", 1), ("max_epochs", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, Integral) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        if not isinstance(self.learning_rate, Real) or not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
+        if not isinstance(self.weight_decay, Real) or not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
+        if not isinstance(self.validation_fraction, Real) or not 0 <= self.validation_fraction < 1:
+            raise ValueError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}."
+            )
+        if self.patience is not None and (
+            not isinstance(self.patience, Integral) or self.patience < 1
+        ):
+            raise ValueError(f"patience must be None or an integer >= 1, got {self.patience!r}.")
+
+
+def _split(X, y, fraction, rng):
+    """Hold out ``fraction`` of the rows, stratified when every class allows it."""
+    seed = rng.randint(np.iinfo(np.int32).max)
+    try:
+        return train_test_split(X, y, test_size=fraction, stratify=y, random_state=seed)
+    except ValueError:
+        # Too few rows of some class to stratify (tiny data sets); a plain split still
+        # gives a validation set.
+        return train_test_split(X, y, test_size=fraction, random_state=seed)
+
+
+def _init_params(sizes, rng):
+    """Glorot-uniform weights and zero biases for layers of the given widths."""
+    params = {}
+    n_layers = len(sizes) - 1
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        limit = math.sqrt(6.0 / (n_in + n_out))
+        name = "output" if i == n_layers else f"hidden_{i}"
+        params[name] = {
+            "weight": rng.uniform(-limit, limit, size=(n_in, n_out)).astype(np.float32),
+            "bias": np.zeros(n_out, dtype=np.float32),
+        }
+    return params
+
+
+def _train(params, X, y, X_val, y_val, *, binary, batch_size, max_epochs, learning_rate,
+           weight_decay, patience, rng):
+    """Run the epochs; return the kept parameters, the loss history and the best epoch."""
+    import jax.numpy as jnp
+
+    epoch_fn, loss_fn = _compiled(binary, learning_rate, weight_decay)
+    n = X.shape[0]
+    n_batches = -(-n // batch_size)
+    # Padding the last minibatch to full size keeps one array shape for every epoch;
+    # its mask gives the padded rows zero weight.
+    mask = (np.arange(n_batches * batch_size) < n).astype(np.float32).reshape(n_batches, batch_size)
+    X_dev, y_dev = jnp.asarray(X), jnp.asarray(y.astype(np.int32))
+    if X_val is not None:
+        X_val_dev, y_val_dev = jnp.asarray(X_val), jnp.asarray(y_val.astype(np.int32))
+
+    state = _optimizer(learning_rate, weight_decay).init(params)
+    history = {"epoch": [], "train_loss": []}
+    if X_val is not None:
+        history["val_loss"] = []
+    best_params, best_loss, best_epoch = params, np.inf, 0
+    for epoch in range(1, max_epochs + 1):
+        order = np.zeros(n_batches * batch_size, dtype=np.int32)
+        order[:n] = rng.permutation(n)
+        params, state, train_loss = epoch_fn(
+            params, state, X_dev, y_dev, order.reshape(n_batches, batch_size), mask
+        )
+        history["epoch"].append(epoch)
+        history["train_loss"].append(float(train_loss))
+        if X_val is None:
+            best_params, best_epoch = params, epoch
+            continue
+        val_loss = float(loss_fn(params, X_val_dev, y_val_dev))
+        history["val_loss"].append(val_loss)
+        if val_loss < best_loss:
+            best_params, best_loss, best_epoch = params, val_loss, epoch
+        elif patience is not None and epoch - best_epoch >= patience:
+            break
+    kept = {name: {k: np.asarray(v) for k, v in layer.items()} for name, layer in best_params.items()}
+    return kept, history, best_epoch
+
+
+def _layers(params):
+    """The layers in input-to-output order (pytrees sort dict keys, so not their order)."""
+    return [params[f"hidden_{i}"] for i in range(1, len(params))] + [params["output"]]
+
+
+def _optimizer(learning_rate, weight_decay):
+    import optax
+
+    # adamw with weight_decay=0 is exactly Adam.
+    return optax.adamw(learning_rate, weight_decay=weight_decay)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(binary, learning_rate, weight_decay):
+    """The jitted epoch and validation-loss functions for one loss and optimizer.
+
+    Cached so that repeated fits (cross-validation, seeds) reuse XLA's compilations.
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    optimizer = _optimizer(learning_rate, weight_decay)
+
+    def logits_of(params, X):
+        *hidden, output = _layers(params)
+        h = X
+        for layer in hidden:
+            h = jax.nn.relu(h @ layer["weight"] + layer["bias"])
+        return h @ output["weight"] + output["bias"]
+
+    def row_losses(params, X, y):
+        logits = logits_of(params, X)
+        if binary:
+            return optax.sigmoid_binary_cross_entropy(logits[:, 0], y.astype(logits.dtype))
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+    def batch_loss(params, X, y, weight):
+        return jnp.sum(row_losses(params, X, y) * weight) / jnp.sum(weight)
+
+    @jax.jit
+    def epoch_fn(params, state, X, y, order, mask):
+        def step(carry, batch):
+            params, state = carry
+            index, weight = batch
+            loss, grads = jax.value_and_grad(batch_loss)(params, X[index], y[index], weight)
+            updates, state = optimizer.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), loss * jnp.sum(weight)
+
+        (params, state), losses = jax.lax.scan(step, (params, state), (order, mask))
+        return params, state, jnp.sum(losses) / jnp.sum(mask)
+
+    @jax.jit
+    def loss_fn(params, X, y):
+        return jnp.mean(row_losses(params, X, y))
+
+    return epoch_fn, loss_fn
