@@ -30,6 +30,11 @@ Long-sequence policy (``long=``; part of the model key):
     weighted by each window's tokens. ``n_windows`` records the number of windows per row;
     with the window size and overlap in the group's attributes, that fixes each window.
     Attention maps of tiled sequences are not defined and are refused.
+
+Commits: rows are committed every 4,096 rows, 64 MiB of buffered values or 2 seconds,
+whichever comes first, so a killed build loses at most that much work. The environment
+variable ``EMBEDCACHE_COMMIT_SECONDS`` changes the interval (each commit rewrites the
+partly filled shards, so much shorter intervals cost I/O).
 """
 
 from __future__ import annotations
@@ -438,7 +443,7 @@ def build(
         "window_tokens": spec.max_tokens - 1,
     }
     with store.writing(timeout=lock_timeout) as writing:
-        writer = writing.group(spec, attrs)
+        writer = writing.group(spec, attrs, commit_seconds=float(os.environ.get("EMBEDCACHE_COMMIT_SECONDS", 2.0)))
         writer.ensure_arrays(names, feature_dim=config.embed_dim)
         snapshot = writer.snapshot()
         # Re-planned under the lock: another build may have committed rows since the scan.

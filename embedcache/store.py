@@ -680,7 +680,7 @@ class StoreWriting:
     def __init__(self, store: Store):
         self.store = store
 
-    def group(self, spec: ModelSpec, attrs: Mapping) -> "GroupWriter":
+    def group(self, spec: ModelSpec, attrs: Mapping, **writer_options) -> "GroupWriter":
         """The writer of the group for ``spec``, created with ``attrs`` if it is new.
 
         Parameters
@@ -690,6 +690,8 @@ class StoreWriting:
         attrs
             Descriptive attributes for a new group (model name, architecture, tokenizer...).
             Encoding, the spec's fields, versions, creation time and ``n_rows`` are added here.
+        **writer_options
+            ``block_rows``, ``block_bytes``, ``commit_seconds`` of :class:`GroupWriter`.
         """
         root = zarr.open_group(str(self.store.path), mode="r+", zarr_format=3)
         if spec.key not in root:
@@ -703,7 +705,7 @@ class StoreWriting:
             g = root.create_group(spec.key, attributes=full)
             for name, dtype in ROW_ARRAYS.items():
                 _create(g, name, dtype, (), ("row",), kind="row")
-        return GroupWriter(self.store, spec)
+        return GroupWriter(self.store, spec, **writer_options)
 
 
 def _chunking(row_shape: tuple, itemsize: int) -> tuple[int, int]:
