@@ -308,7 +308,8 @@ class Store:
         return _members(self.path, "group")
 
     def groups(self) -> list["ModelGroup"]:
-        """A :class:`ModelGroup` snapshot for every model key in the store."""
+        """A :class:`ModelGroup` snapshot for every model key; :class:`StoreError` if there is no store."""
+        self._root()
         return [self.group(key) for key in self.keys()]
 
     def group(self, key: str) -> "ModelGroup":
