@@ -1,0 +1,185 @@
+"""Where a task meets the cache: read a labelled task file, pick the backbone, get X.
+
+This is the single seam between the classifiers and the embedding store. Features come only
+through embedcache's public API (:class:`embedcache.EmbeddingCache`); nothing here imports
+the model code or needs the weights.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from embedcache.errors import InputError, StoreError
+
+__all__ = ["Backbone", "read_task", "resolve_backbone", "task_features"]
+
+
+class Backbone(dict):
+    """What a run records about the model whose features it used (a plain dict, JSON-ready).
+
+    Keys: ``key`` (the store's model key), ``name``, ``digest`` (parameter digest), ``variant``,
+    ``tokenizer``, ``feature_dim``, ``num_layers``, ``max_tokens``, ``alphabet``, ``long``,
+    ``dtype``, ``store_dtype``, ``random_weights`` (True, False, or None when the store does not
+    say) and ``source``.
+    """
+
+
+def resolve_backbone(cache, backbone: str | None = None) -> Backbone:
+    """The store's model group to read features from.
+
+    Parameters
+    ----------
+    cache : embedcache.EmbeddingCache
+        The store.
+    backbone : str, optional
+        A model key, a model name, or a checkpoint directory; by default the store's only model.
+
+    Returns
+    -------
+    Backbone
+
+    Raises
+    ------
+    StoreError
+        No store, an empty store, or no model matching ``backbone``.
+    InputError
+        No ``backbone`` given and the store holds several models; the message lists their
+        names and keys.
+    """
+    if backbone is None:
+        models = cache.models()
+        if not models:
+            raise StoreError(f"the cache {cache.path} holds no model yet; build it first: "
+                             f"embedcache build TASK.csv --model MODEL --cache {cache.path}")
+        if len(models) > 1:
+            listing = "; ".join(f"{m['name']} (key {m['key']})" for m in models)
+            raise InputError(
+                f"the cache {cache.path} holds {len(models)} models: {listing}. "
+                "Choose one with --backbone NAME or --backbone KEY.")
+        backbone = models[0]["key"]
+    group = cache.group(backbone)
+    a = group.attrs
+    return Backbone(
+        key=group.key, name=group.model_name, digest=a.get("param_digest"),
+        variant=a.get("variant"), tokenizer=a.get("tokenizer"),
+        feature_dim=a.get("feature_dim"), num_layers=a.get("num_layers"),
+        max_tokens=a.get("max_tokens"), alphabet=a.get("alphabet"), long=a.get("long"),
+        dtype=a.get("dtype"), store_dtype=a.get("store_dtype"),
+        random_weights=a.get("random_weights"), source=a.get("source"))
+
+
+def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: str | None = None,
+              labelled: bool = True) -> pd.DataFrame:
+    """A task file as a table: ``id``, ``sequence`` (normalized), ``label``, optional ``split``.
+
+    Parameters
+    ----------
+    path : path
+        FASTA, CSV, TSV or Parquet (read by :func:`embedcache.readers.read_records`, as the
+        build reads it, so sequences normalize to the same cache rows).
+    alphabet : str
+        The backbone's alphabet policy.
+    group_by : str, optional
+        A further column to carry (e.g. ``chrom``) for grouped splits.
+    labelled : bool
+        Whether labels are required (fit, cv, evaluate) or not (predict).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Labels are integers when they all are, else strings.
+
+    Raises
+    ------
+    InputError
+        A missing label column, missing labels (the first ids are named), a missing
+        ``group_by`` column, or anything the reader refuses.
+    """
+    from embedcache.readers import read_records
+
+    path = Path(path)
+    table = read_records(path, alphabet=alphabet)
+    if group_by and group_by not in table.columns:
+        table[group_by] = _extra_column(path, group_by, len(table))
+    if not labelled:
+        return table
+    if "label" not in table.columns:
+        raise InputError(
+            f"{path} has no label column; classify needs a 'label' for every sequence "
+            "(a CSV/TSV/Parquet column). Use `classify predict` for unlabelled sequences.")
+    missing = table["label"].isna()
+    if missing.any():
+        ids = table.loc[missing, "id"].head(5).tolist()
+        raise InputError(
+            f"{path}: {int(missing.sum())} rows have no label (first ids: {ids}). Fill them in, "
+            "or remove those rows.")
+    table["label"] = _uniform_labels(table["label"])
+    return table
+
+
+def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str,
+                  source: str = "INPUT") -> np.ndarray:
+    """Embeddings of ``sequences`` (in order, duplicates included) from the store.
+
+    Parameters
+    ----------
+    cache : embedcache.EmbeddingCache
+    sequences : sequence of str
+    backbone : Backbone
+        From :func:`resolve_backbone`.
+    layer : int
+        1-based layer.
+    pool : {"cls", "mean"}
+    source : str
+        The task file(s) the sequences come from, named in the build command of the error.
+
+    Returns
+    -------
+    ndarray of shape (len(sequences), feature_dim), float32
+
+    Raises
+    ------
+    StoreError
+        Sequences, layer or pooling missing from the store: how many, and the
+        ``embedcache build`` command that adds them.
+    """
+    try:
+        return cache.embeddings(list(sequences), model=backbone["key"], layer=int(layer),
+                                pool=pool)
+    except StoreError as exc:
+        raise type(exc)(str(exc).replace("embedcache build INPUT", f"embedcache build {source}")
+                        ) from None
+
+
+def _uniform_labels(labels: pd.Series) -> pd.Series:
+    """Integers when every label is a whole number (0/1 CSV columns), else strings, so that a
+    task file and its test file agree whatever dtype each chunk was read with."""
+    numeric = pd.to_numeric(labels, errors="coerce")
+    if numeric.notna().all() and (numeric == np.round(numeric)).all():
+        return numeric.astype(np.int64)
+    return labels.astype(str).str.strip()
+
+
+def _extra_column(path: Path, column: str, n_rows: int) -> pd.Series:
+    """A column the reader does not carry (e.g. ``chrom``), read from a CSV, TSV or Parquet."""
+    suffixes = [s.lower() for s in path.suffixes]
+    try:
+        if ".parquet" in suffixes or ".pq" in suffixes:
+            values = pd.read_parquet(path, columns=[column])[column]
+        elif ".csv" in suffixes or ".tsv" in suffixes:
+            values = pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",", usecols=[column],
+                                 dtype=str, keep_default_na=False)[column]
+        else:
+            raise ValueError("not a table")
+    except (ValueError, KeyError):
+        raise InputError(
+            f"{path} has no column {column!r} to group by; give a CSV, TSV or Parquet file with "
+            "that column, or drop --group-by.") from None
+    if len(values) != n_rows:
+        raise InputError(f"{path}: column {column!r} has {len(values)} values for {n_rows} "
+                         "records (blank lines?); remove blank lines from the file.")
+    return values.reset_index(drop=True)

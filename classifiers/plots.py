@@ -1,0 +1,253 @@
+"""Figures of a run: ROC, precision-recall, confusion matrix, loss curves, run comparisons,
+metric by layer, and attention heatmaps.
+
+Figures are built with Matplotlib's object API (``matplotlib.figure.Figure``), which renders
+with the Agg backend and touches no global pyplot state, so plotting works on a headless
+machine and inside threads. Every function returns the Figure; :func:`save_png` writes one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from os import PathLike
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn import metrics as skm
+
+__all__ = [
+    "attention_heatmap",
+    "confusion_matrix_figure",
+    "loss_curves_figure",
+    "metric_by_layer_figure",
+    "metric_bars_figure",
+    "precision_recall_figure",
+    "roc_figure",
+    "save_png",
+]
+
+Curve = tuple[np.ndarray, np.ndarray]  # (true 0/1, score)
+
+
+def roc_figure(curves: Mapping[str, Curve], *, title: str = "ROC") -> Figure:
+    """ROC curves, one per named (binary truth, score) pair, with their AUROC in the legend.
+
+    Parameters
+    ----------
+    curves : mapping of str to (ndarray, ndarray)
+        Label of the curve -> (true class as 0/1 or bool, score of the positive class).
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = Figure(figsize=(5, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    for name, (truth, score) in curves.items():
+        if len(np.unique(truth)) < 2:
+            continue
+        fpr, tpr, _ = skm.roc_curve(truth, score)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {skm.roc_auc_score(truth, score):.3f})")
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--", label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title,
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def precision_recall_figure(curves: Mapping[str, Curve], *, title: str = "Precision-recall"
+                            ) -> Figure:
+    """Precision-recall curves with their average precision (AUPRC) in the legend.
+
+    Parameters
+    ----------
+    curves : mapping of str to (ndarray, ndarray)
+        As for :func:`roc_figure`.
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = Figure(figsize=(5, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    prevalence = None
+    for name, (truth, score) in curves.items():
+        if not np.any(truth):
+            continue
+        precision, recall, _ = skm.precision_recall_curve(truth, score)
+        ap = skm.average_precision_score(truth, score)
+        ax.step(recall, precision, where="post", label=f"{name} (AUPRC {ap:.3f})")
+        prevalence = float(np.mean(truth))
+    if prevalence is not None:
+        ax.axhline(prevalence, color="0.6", lw=0.8, ls="--", label="chance (prevalence)")
+    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower left", fontsize="small")
+    return fig
+
+
+def confusion_matrix_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], *,
+                            title: str = "Confusion matrix") -> Figure:
+    """A confusion matrix (rows true, columns predicted) with counts and row percentages.
+
+    Parameters
+    ----------
+    matrix : (k, k) array-like of int
+    classes : sequence of str
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    cm = np.asarray(matrix, dtype=np.int64)
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    k = len(classes)
+    fig = Figure(figsize=(2.2 + 0.9 * k, 1.8 + 0.9 * k), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{cm[i, j]}\n{100 * share[i, j]:.0f}%", ha="center", va="center",
+                    color="white" if share[i, j] > 0.6 else "black", fontsize="small")
+    ax.set_xticks(range(k), [str(c) for c in classes], rotation=30, ha="right")
+    ax.set_yticks(range(k), [str(c) for c in classes])
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(image, ax=ax, label="share of true class", shrink=0.8)
+    return fig
+
+
+def loss_curves_figure(history: Mapping[str, Sequence[float]], *, best_epoch: int | None = None,
+                       title: str = "MLP loss") -> Figure:
+    """Training and validation loss per epoch, with the kept epoch marked.
+
+    Parameters
+    ----------
+    history : mapping
+        ``epoch``, ``train_loss`` and optionally ``val_loss`` lists.
+    best_epoch : int, optional
+        The epoch whose parameters were kept.
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = Figure(figsize=(5, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    epochs = history["epoch"]
+    ax.plot(epochs, history["train_loss"], marker="o", label="train")
+    if history.get("val_loss"):
+        ax.plot(epochs, history["val_loss"], marker="o", label="validation")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="0.5", ls=":", label=f"kept (epoch {best_epoch})")
+    ax.set(xlabel="epoch", ylabel="cross-entropy", title=title)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def metric_bars_figure(rows: Sequence[Mapping], metrics: Sequence[str], *,
+                       title: str = "Test metrics") -> Figure:
+    """Runs side by side: one panel per metric, one bar per run, 95% intervals as error bars.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        Per run: ``name`` and, per metric, ``metric`` (value) and optionally
+        ``metric_low``/``metric_high``.
+    metrics : sequence of str
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = Figure(figsize=(3.2 * len(metrics), 0.9 + 0.35 * max(len(rows), 3)),
+                 layout="constrained")
+    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    names = [r["name"] for r in rows]
+    y = np.arange(len(rows))
+    for ax, metric in zip(axes, metrics):
+        value = np.array([np.nan if r.get(metric) is None else r[metric] for r in rows], float)
+        low = np.array([r.get(f"{metric}_low", np.nan) or np.nan for r in rows], float)
+        high = np.array([r.get(f"{metric}_high", np.nan) or np.nan for r in rows], float)
+        err = np.vstack([value - low, high - value])
+        ax.barh(y, value, xerr=np.where(np.isfinite(err), err, 0), color="tab:blue",
+                alpha=0.8, capsize=3)
+        ax.set(title=metric.upper(), xlim=(min(0.0, np.nanmin(value, initial=0)), 1.0))
+        ax.axvline(0, color="0.3", lw=0.6)
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()
+    fig.suptitle(title)
+    return fig
+
+
+def metric_by_layer_figure(rows: Sequence[Mapping], metric: str, *,
+                           title: str | None = None) -> Figure:
+    """A metric against the backbone layer, one line per series (model × pooling × backbone).
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        Per run: ``series`` (str), ``layer`` (int), ``metric`` and optionally
+        ``metric_low``/``metric_high`` (drawn as a band).
+    metric : str
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for series in sorted({r["series"] for r in rows}):
+        pts = sorted((r for r in rows if r["series"] == series and r.get(metric) is not None),
+                     key=lambda r: r["layer"])
+        if not pts:
+            continue
+        layers = [r["layer"] for r in pts]
+        line, = ax.plot(layers, [r[metric] for r in pts], marker="o", label=series)
+        low = [r.get(f"{metric}_low") for r in pts]
+        high = [r.get(f"{metric}_high") for r in pts]
+        if all(v is not None for v in low + high):
+            ax.fill_between(layers, low, high, color=line.get_color(), alpha=0.15)
+    ax.set(xlabel="layer", ylabel=f"test {metric.upper()}",
+           title=title or f"Test {metric.upper()} by layer")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def attention_heatmap(matrix: np.ndarray, *, tokens: Sequence[str] | None = None,
+                      title: str = "Attention") -> Figure:
+    """One attention map (query rows × key columns), labelled with the tokens when given.
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (n, n)
+        Attention weights; row ``i`` is query token ``i`` (token 0 is CLS).
+    tokens : sequence of str, optional
+        Token strings for the axes (k-mers); for short sequences only, else unreadable.
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    n = matrix.shape[0]
+    side = min(12.0, max(4.5, 0.28 * n + 2)) if tokens is not None else 6.0
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="viridis", interpolation="nearest", vmin=0)
+    if tokens is not None:
+        ax.set_xticks(range(n), tokens, rotation=90, fontsize=7, family="monospace")
+        ax.set_yticks(range(n), tokens, fontsize=7, family="monospace")
+    ax.set(xlabel="key token", ylabel="query token", title=title)
+    fig.colorbar(image, ax=ax, label="attention weight", shrink=0.8)
+    return fig
+
+
+def save_png(fig: Figure, path: str | PathLike, *, dpi: int = 110) -> None:
+    """Write a figure as PNG."""
+    fig.savefig(path, format="png", dpi=dpi)
