@@ -17,6 +17,7 @@ from sklearn import metrics as skm
 
 __all__ = [
     "attention_heatmap",
+    "cached_attention_figure",
     "confusion_matrix_figure",
     "loss_curves_figure",
     "metric_by_layer_figure",
@@ -246,6 +247,46 @@ def attention_heatmap(matrix: np.ndarray, *, tokens: Sequence[str] | None = None
     ax.set(xlabel="key token", ylabel="query token", title=title)
     fig.colorbar(image, ax=ax, label="attention weight", shrink=0.8)
     return fig
+
+
+def cached_attention_figure(cache, sequence: str, *, layer: int, head: int, model=None,
+                            label_tokens_up_to: int = 64) -> Figure:
+    """The heatmap of one cached attention map of a sequence, with k-mer tokens on the axes.
+
+    Parameters
+    ----------
+    cache : embedcache.EmbeddingCache
+        The store holding the map (``embedcache build --attention LAYER:HEAD``).
+    sequence : str
+        The DNA sequence (normalized as at build time).
+    layer, head : int
+        Both 1-based.
+    model : str, optional
+        Model name or key; default the store's only model.
+    label_tokens_up_to : int
+        Label the axes with the token strings (``<cls>``, k-mers, single bases) when the
+        sequence has at most this many tokens; longer ones get plain indices.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from embedcache.alphabet import normalize
+    from embedcache.tokenizer import tokenizer_for
+
+    matrix = cache.attention(sequence, model=model, layer=layer, head=head)
+    group = cache.group(model)
+    n = matrix.shape[0]
+    tokens = None
+    if n <= label_tokens_up_to:
+        tok = group.attrs["tokenizer"]
+        seq = normalize(sequence, alphabet=group.attrs.get("alphabet", "iupac-to-n"))
+        # A truncated row holds the first n tokens; label exactly those.
+        tokenizer = tokenizer_for(tok["variant"], int(tok["k"]))
+        tokens = tokenizer.token_strings(tokenizer.encode(seq)[:n])
+    title = (f"{group.model_name} (key {group.key}): layer {layer}, head {head} "
+             f"(1-based), {n} tokens")
+    return attention_heatmap(matrix, tokens=tokens, title=title)
 
 
 def save_png(fig: Figure, path: str | PathLike, *, dpi: int = 110) -> None:

@@ -58,6 +58,7 @@ __all__ = [
     "RunVersionError",
     "compare_runs",
     "cross_validate",
+    "default_evaluation_dir",
     "evaluate_run",
     "fit_run",
     "predict_run",
@@ -326,7 +327,7 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *, out: str | Pa
     """
     run_dir = Path(run_dir)
     fitted = read_run(run_dir, kind="fit")
-    out = Path(out) if out is not None else run_dir / f"evaluate-{_stem(data)}"
+    out = Path(out) if out is not None else default_evaluation_dir(run_dir, data)
     with _run_directory(out, force) as staging:
         estimator, store, backbone_info = _load_fitted(run_dir, fitted, cache)
         table, files = _read_tables(data, None, backbone_info, None)
@@ -367,6 +368,11 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *, out: str | Pa
         _write_json(staging / METRICS_FILE, run)
         write_report(staging / REPORT_FILE, run, figures)
     return run
+
+
+def default_evaluation_dir(run_dir: str | PathLike, data: str | PathLike) -> Path:
+    """Where :func:`evaluate_run` writes by default: ``RUN/evaluate-<data file stem>``."""
+    return Path(run_dir) / f"evaluate-{_stem(data)}"
 
 
 def predict_run(run_dir: str | PathLike, data: str | PathLike, *,

@@ -133,6 +133,33 @@ def verify(path: Path = typer.Argument(..., help="The cache (Zarr store).")) -> 
     typer.echo(f"{path}: ok ({rows} rows checked)")
 
 
+@app.command("attention-plot")
+def attention_plot(
+    cache: Path = typer.Option(..., "--cache", help="The cache (Zarr store) holding the map (build --attention L:H)."),
+    layer: int = typer.Option(..., "--layer", help="1-based layer."),
+    head: int = typer.Option(..., "--head", help="1-based head (the official key attention_map_layer_L_number_N is head N+1)."),
+    out: Path = typer.Option(..., "--out", help="PNG file to write."),
+    sequence_id: Optional[str] = typer.Option(None, "--sequence-id", help="Id of the record in --input."),
+    input: Optional[Path] = typer.Option(None, "--input", help="Sequence file holding --sequence-id."),
+    sequence: Optional[str] = typer.Option(None, "--sequence", help="The DNA sequence itself (instead of --sequence-id)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name or key (needed when the cache holds several)."),
+) -> None:
+    """Draw one cached attention map (query x key) of a sequence, k-mer tokens on the axes."""
+    from embedcache import EmbeddingCache
+    from embedcache.errors import InputError
+
+    if (sequence is None) == (sequence_id is None) or (sequence_id is not None and input is None):
+        raise InputError("attention-plot needs either --sequence SEQ, or --sequence-id ID with --input FILE.")
+    from classifiers.features import sequence_of
+    from classifiers.plots import cached_attention_figure, save_png
+
+    seq = sequence if sequence is not None else sequence_of(input, sequence_id)
+    figure = cached_attention_figure(EmbeddingCache(cache), seq, layer=layer, head=head, model=model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_png(figure, out)
+    typer.echo(f"wrote {out}")
+
+
 def main() -> None:
     from cli.errors import run_app
 
