@@ -143,6 +143,12 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
         store, backbone_info, layer = _open_features(cache, backbone, layer)
         table, files = _read_tables(data, test, backbone_info, group_by)
         _require_classes(table, str(data))
+        clock.lap("read")
+        # Features first: sequences missing from the cache are the likeliest problem, and the
+        # message (how many, which build command) is the most useful one to give.
+        X = task_features(store, table["sequence"], backbone=backbone_info, layer=layer,
+                          pool=pool, source=" ".join(f["path"] for f in files.values()))
+        clock.lap("features")
         split_source = _split_source("split" in table.columns, test, group_by)
         n_data = len(table) - (0 if test is None else files["test"]["rows"])
         splits = assign_splits(table.iloc[:n_data], group_by=group_by, seed=seed,
@@ -150,12 +156,8 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
                                source=str(data))
         table["split"] = splits.to_numpy()
         _check_labels(table, str(data))
-        duplicates, table = _duplicates(table, dedup_test)
-        clock.lap("read")
-
-        X = task_features(store, table["sequence"], backbone=backbone_info, layer=layer,
-                          pool=pool, source=" ".join(f["path"] for f in files.values()))
-        clock.lap("features")
+        duplicates, keep = _duplicates(table, dedup_test)
+        table, X = table[keep].reset_index(drop=True), X[keep]
         y = table["label"].to_numpy()
         train, val = (table["split"] == "train").to_numpy(), (table["split"] == "validation").to_numpy()
         estimator = _new_probe(model, seed, params)
@@ -577,7 +579,7 @@ def _require_classes(table: pd.DataFrame, source: str) -> None:
     classes = pd.unique(table["label"])
     if len(classes) < 2:
         raise InputError(
-            f"{source}: every label is {classes[0]!r}; a classifier needs at least two classes. "
+            f"{source}: every label is {_plain(classes[0])!r}; a classifier needs at least two classes. "
             "Check the label column.")
 
 
@@ -587,9 +589,9 @@ def _check_labels(table: pd.DataFrame, source: str) -> None:
     classes = pd.unique(train)
     if len(classes) < 2:
         raise InputError(
-            f"{source}: the training rows hold only class {classes[0]!r}; a classifier needs at "
+            f"{source}: the training rows hold only class {_plain(classes[0])!r}; a classifier needs at "
             "least two. Check the split column.")
-    unseen = sorted(set(table["label"]) - set(classes), key=str)
+    unseen = sorted((_plain(v) for v in set(table["label"]) - set(classes)), key=str)
     if unseen:
         where = table.loc[table["label"].isin(unseen), "split"].unique().tolist()
         raise InputError(
@@ -597,7 +599,9 @@ def _check_labels(table: pd.DataFrame, source: str) -> None:
             "them. Move some of those rows to train, or drop them.")
 
 
-def _duplicates(table: pd.DataFrame, dedup_test: bool) -> tuple[dict, pd.DataFrame]:
+def _duplicates(table: pd.DataFrame, dedup_test: bool) -> tuple[dict, np.ndarray]:
+    """Train-test overlap by content, and which rows to keep (all, or all but the shared
+    test rows with ``dedup_test``)."""
     train = table.loc[table["split"] == "train", "sequence"]
     is_test = (table["split"] == "test").to_numpy()
     is_val = (table["split"] == "validation").to_numpy()
@@ -612,12 +616,11 @@ def _duplicates(table: pd.DataFrame, dedup_test: bool) -> tuple[dict, pd.DataFra
         "dedup_test": bool(dedup_test),
         "dropped_from_test": int(test_shared.sum()) if dedup_test else 0,
     }
-    if dedup_test:
-        table = table[~test_shared].reset_index(drop=True)
-        if not (table["split"] == "test").any():
-            raise InputError("every test sequence also occurs in train; --dedup-test would leave "
-                             "no test set. Give another test file.")
-    return report, table
+    keep = ~test_shared if dedup_test else np.ones(len(table), dtype=bool)
+    if not (table.loc[keep, "split"] == "test").any():
+        raise InputError("every test sequence also occurs in train; --dedup-test would leave "
+                         "no test set. Give another test file.")
+    return report, keep
 
 
 def _duplicate_warnings(duplicates: Mapping) -> list[str]:
@@ -821,6 +824,11 @@ def _summary_bar(name: str, summary: Mapping) -> dict:
         bar.update({m: mean, f"{m}_low": None if mean is None else mean - sd,
                     f"{m}_high": None if mean is None else mean + sd})
     return bar
+
+
+def _plain(value):
+    """A NumPy scalar as the Python value it holds, so messages read 1, not np.int64(1)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _file_record(path, rows: int) -> dict:

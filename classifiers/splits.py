@@ -133,7 +133,7 @@ def cv_folds(labels: Sequence, *, n_folds: int = 5, seed: int = 0,
         return list(splitter.split(np.zeros(len(labels)), labels, groups))
     if counts.min() < n_folds:
         raise InputError(
-            f"class {counts.idxmin()!r} has {counts.min()} rows, fewer than the {n_folds} folds; "
+            f"class {_plain(counts.idxmin())!r} has {counts.min()} rows, fewer than the {n_folds} folds; "
             "lower --folds or add rows.")
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(labels)), labels))
@@ -150,6 +150,11 @@ def shared_with_train(train_sequences: Sequence[str], other_sequences: Sequence[
     ndarray of bool, shape (len(other_sequences),)
     """
     return pd.Series(other_sequences, dtype=object).isin(set(train_sequences)).to_numpy()
+
+
+def _plain(value):
+    """A NumPy scalar as the Python value it holds, so messages read 1, not np.int64(1)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _file_splits(table: pd.DataFrame, source: str) -> np.ndarray | None:
@@ -187,7 +192,7 @@ def _draw(labels: pd.Series, groups: pd.Series | None, pool: np.ndarray, fractio
     if counts.min() < 2 or n_pick < len(counts) or len(pool) - n_pick < len(counts):
         raise InputError(
             f"{source}: too few rows to draw a stratified {what} set ({len(pool)} rows; class "
-            f"{counts.idxmin()!r} has {counts.min()}). Add rows, or give the {what} rows "
+            f"{_plain(counts.idxmin())!r} has {counts.min()}). Add rows, or give the {what} rows "
             "explicitly (a split column, or --test).")
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_pick, random_state=seed)
     _, picked = next(splitter.split(np.zeros(len(pool)), y))
