@@ -311,9 +311,17 @@ def test_compare_puts_runs_side_by_side(binary, logistic_run, tmp_path):
         fit_run(binary / "task.csv", cache=binary / "cache.zarr", out=out, model="logistic",
                 layer=layer, n_bootstrap=50)
         runs.append(out)
+    cross_validate(binary / "task.csv", cache=binary / "cache.zarr", out=tmp_path / "cv2",
+                   model="logistic", layer=2, folds=3)
+    runs.append(tmp_path / "cv2")
     table = compare_runs(runs, out=tmp_path / "cmp")
-    assert table["layer"].tolist() == [1, 2] and table["name"].tolist() == ["layer1", "layer2"]
+    assert table["layer"].tolist() == [1, 2, 2]
+    assert table["name"].tolist() == ["layer1", "layer2", "cv2"]
+    assert table["kind"].tolist() == ["fit", "fit", "cv"]
     assert table.loc[1, "mcc"] > table.loc[0, "mcc"]  # the planted signal is in layer 2
+    cv = read_run(tmp_path / "cv2")["cv"]["summary"]["mcc"]
+    assert table.loc[2, "mcc"] == cv["mean"]
+    assert table.loc[2, "mcc_high"] - table.loc[2, "mcc"] == pytest.approx(cv["std"])
     for name in ("compare.csv", "metrics.png", "mcc_by_layer.png", "auroc_by_layer.png", "roc.png"):
         assert (tmp_path / "cmp" / name).is_file(), name
     assert {"kmer_logistic_mcc", "majority_auroc", "mcc_low", "mcc_high"} <= set(table.columns)
