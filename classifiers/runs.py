@@ -49,7 +49,7 @@ from classifiers.features import Backbone, read_task, resolve_backbone, task_fea
 from classifiers.metrics import (SCALAR_METRICS, bootstrap_intervals, classification_metrics,
                                  summarize_runs)
 from classifiers.report import write_report
-from classifiers.splits import assign_splits, cv_folds, shared_with_train
+from classifiers.splits import SPLIT_ALIASES, assign_splits, cv_folds, shared_with_train
 from embedcache.errors import InputError, StoreError
 
 __all__ = [
@@ -240,7 +240,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
         table, files = _read_tables(data, None, backbone_info, group_by)
         held_out = 0
         if "split" in table.columns:
-            is_test = table["split"].astype(str).str.strip().str.lower().isin(["test", "testing"])
+            is_test = table["split"].astype(str).str.strip().str.lower().map(SPLIT_ALIASES) == "test"
             held_out = int(is_test.sum())
             table = table[~is_test.to_numpy()].reset_index(drop=True)
         table["split"] = "train"
