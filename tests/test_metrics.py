@@ -56,6 +56,8 @@ def test_point_metrics_are_scikit_learns(case):
     assert got["classes"] == [str(c) for c in classes] and got["n"] == len(y)
 
 
+# scikit-learn warns that MCC and the confusion matrix see one label: that is the case tested.
+@pytest.mark.filterwarnings("ignore:A single label was found")
 def test_undefined_auroc_is_none_not_an_error():
     y = np.array([1, 1, 1])
     got = classification_metrics(y, y, np.array([[0.2, 0.8]] * 3), [0, 1])
