@@ -35,6 +35,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -46,6 +47,10 @@ from embedcache.errors import CheckpointError, UnsafeCheckpointError
 
 __all__ = [
     "RELEASED_MODELS",
+    "RELEASED_ARCHITECTURES",
+    "RANDOM_PREFIX",
+    "RandomWeightsWarning",
+    "random_checkpoint",
     "CONVERTED_FORMAT",
     "CONVERTED_FORMAT_VERSION",
     "HYPERPARAMS_FILE",
@@ -81,6 +86,17 @@ PICKLE_FILE = "jax_model/pytree_ckpt.joblib"
 CONVERTED_FILE = "jax_model/params.safetensors"
 
 PREFIX = "esm_transformer"
+RANDOM_PREFIX = "random-"
+# Architectures known without downloading anything, for random-weight runs.
+RELEASED_ARCHITECTURES = {
+    "50M_multi_species_v2": {
+        "max_positions": 2048, "embed_scale": 1.0, "emb_layer_norm_before": False,
+        "attention_heads": 16, "embed_dim": 512, "ffn_embed_dim": 2048, "num_layers": 12,
+        "positional_embedding": None, "add_bias_kv": False, "add_bias_ffn": False,
+        "use_glu_in_ffn": True, "ffn_activation_name": "swish", "use_rotary_embedding": True,
+        "token_dropout": False, "masking_ratio": 0.1, "masking_prob": 0.8, "k_for_kmers": 6,
+    },
+}
 _RENAMED_PREFIX = "nucleotide_transformer"
 _RENAMED_TO_ONDISK = {
     "self_attention_layer_norm": "mha_layer_norm",
@@ -129,6 +145,10 @@ class Checkpoint:
     digest
         Hex SHA-256 of architecture and parameters (:func:`parameter_digest`): the
         model's key in the cache.
+    random_weights
+        True for :func:`random_checkpoint` models: the released architecture with seeded
+        random weights, for running the pipeline without the weights. Their embeddings
+        carry no biology.
     """
 
     name: str
@@ -137,6 +157,7 @@ class Checkpoint:
     variant: str
     params: dict = field(repr=False)
     digest: str
+    random_weights: bool = False
 
     @property
     def config(self):
@@ -158,17 +179,28 @@ def embedcache_home() -> Path:
     return Path(os.environ.get("EMBEDCACHE_HOME") or Path.home() / ".cache" / "embedcache").expanduser()
 
 
-def load_checkpoint(model: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Checkpoint:
+def load_checkpoint(
+    model: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    allow_random_weights: bool = False,
+) -> Checkpoint:
     """Load a checkpoint by released name or directory.
 
     Parameters
     ----------
     model
-        A released name (see :data:`RELEASED_MODELS`) or a checkpoint directory (the one
-        holding ``jax_model/``, or ``jax_model/`` itself).
+        A released name (see :data:`RELEASED_MODELS`), a checkpoint directory (the one
+        holding ``jax_model/``, or ``jax_model/`` itself), or ``random-<released name>``
+        for that architecture with seeded random weights (:func:`random_checkpoint`).
     cache_dir
         Hugging Face cache to search and download into; default the hub's own
         (``HF_HUB_CACHE``, ``~/.cache/huggingface/hub``).
+    allow_random_weights
+        When a released model's weights cannot be had (offline, not cached), fall back on
+        its architecture with seeded random weights instead of raising, and warn. For
+        trying the pipeline on a machine without the weights; the result says so
+        (``Checkpoint.random_weights``).
 
     Returns
     -------
@@ -183,8 +215,63 @@ def load_checkpoint(model: str | os.PathLike, *, cache_dir: str | os.PathLike | 
     UnsafeCheckpointError
         The pickle asks for anything other than NumPy arrays and plain containers.
     """
-    root, name = _resolve(model, cache_dir)
+    if isinstance(model, str) and model.startswith(RANDOM_PREFIX) and not Path(model).exists():
+        return random_checkpoint(model[len(RANDOM_PREFIX):])
+    try:
+        root, name = _resolve(model, cache_dir)
+    except CheckpointError as exc:
+        if not (allow_random_weights and isinstance(model, str) and model in RELEASED_ARCHITECTURES):
+            raise
+        warnings.warn(
+            f"{exc}\nFALLING BACK ON RANDOM WEIGHTS: running the {model} architecture with seeded "
+            "random weights. The pipeline is real; the embeddings carry no biology.",
+            RandomWeightsWarning,
+            stacklevel=2,
+        )
+        return random_checkpoint(model)
     return _load(root, name)
+
+
+class RandomWeightsWarning(UserWarning):
+    """A released model's weights were missing and random weights stand in for them."""
+
+
+def random_checkpoint(name: str, *, seed: int = 0) -> Checkpoint:
+    """A released architecture with seeded random weights, named ``random-<name>``.
+
+    The values depend only on (seed, parameter name, shape): the same call gives the
+    same model, and so the same cache key, on every machine. Linear weights are
+    N(0, 1/fan_in), biases N(0, 0.02^2), layer-norm scales 1 + N(0, 0.1^2), offsets
+    N(0, 0.05^2), embeddings N(0, 1): activations stay in the range of a trained model.
+
+    Parameters
+    ----------
+    name
+        A name of :data:`RELEASED_ARCHITECTURES`.
+    seed
+        Seed of the weights.
+    """
+    if name not in RELEASED_ARCHITECTURES:
+        raise CheckpointError(
+            f"no architecture is recorded for {name!r}; random weights exist for "
+            f"{', '.join(sorted(RELEASED_ARCHITECTURES))}"
+        )
+    hp = normalize_hyperparams(RELEASED_ARCHITECTURES[name])
+    variant = "v2" if name.endswith("_v2") else "v1"
+    params: dict[str, dict[str, np.ndarray]] = {}
+    for (module, pname), shape in parameter_shapes(hp, variant).items():
+        tag = hashlib.sha256(f"{seed}|{module}|{pname}|{shape}".encode()).digest()
+        z = np.random.Generator(np.random.PCG64(int.from_bytes(tag[:16], "little"))).standard_normal(
+            shape, dtype=np.float32
+        )
+        scale = {"w": 1.0 / np.sqrt(shape[0]), "b": 0.02, "scale": 0.1, "offset": 0.05}.get(pname, 1.0)
+        value = z * np.float32(scale) + (np.float32(1.0) if pname == "scale" else np.float32(0.0))
+        params.setdefault(module, {})[pname] = value
+    digest = parameter_digest(hp, variant, params)
+    return Checkpoint(
+        name=f"{RANDOM_PREFIX}{name}", source=f"random weights, seed {seed}", hyperparams=hp,
+        variant=variant, params=params, digest=digest, random_weights=True,
+    )
 
 
 def resolve_checkpoint(model: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Path:

@@ -402,3 +402,36 @@ def test_cli_convert_unknown_model_is_a_checkpoint_error():
 
     result = CliRunner().invoke(app, ["convert", "70M_imaginary"])
     assert isinstance(result.exception, CheckpointError)
+
+
+# --- random weights for running the pipeline without the released weights ------------------
+
+
+def test_random_checkpoint_is_the_released_architecture_and_deterministic():
+    from embedcache.checkpoints import RELEASED_ARCHITECTURES, parameter_shapes, random_checkpoint
+
+    a = random_checkpoint("50M_multi_species_v2")
+    b = load_checkpoint("random-50M_multi_species_v2")
+    assert a.random_weights and a.name == "random-50M_multi_species_v2" and a.variant == "v2"
+    assert a.digest == b.digest
+    assert random_checkpoint("50M_multi_species_v2", seed=1).digest != a.digest
+    expected = parameter_shapes(RELEASED_ARCHITECTURES["50M_multi_species_v2"], "v2")
+    got = {(m, n): v.shape for m, leaves in a.params.items() for n, v in leaves.items()}
+    assert got == expected
+    w = a.params["esm_transformer/attention_layer_0/~/fc1"]["w"]
+    assert w.dtype == np.float32 and abs(float(w.std()) - 512 ** -0.5) < 1e-3
+
+
+def test_missing_weights_fall_back_on_random_weights_only_when_allowed(tmp_path, monkeypatch):
+    from embedcache.checkpoints import RandomWeightsWarning
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("EMBEDCACHE_HOME", str(tmp_path / "home"))
+    with pytest.raises(CheckpointError, match="not available"):
+        load_checkpoint("50M_multi_species_v2", cache_dir=tmp_path / "hub")
+    with pytest.warns(RandomWeightsWarning, match="RANDOM WEIGHTS"):
+        ckpt = load_checkpoint("50M_multi_species_v2", cache_dir=tmp_path / "hub", allow_random_weights=True)
+    assert ckpt.random_weights and ckpt.name.startswith("random-")
+    # a released model without a recorded architecture still fails loudly
+    with pytest.raises(CheckpointError):
+        load_checkpoint("500M_human_ref", cache_dir=tmp_path / "hub", allow_random_weights=True)
