@@ -360,7 +360,9 @@ def _train(params, X, y, X_val, y_val, *, binary, batch_size, max_epochs, learni
             best_params, best_loss, best_epoch = params, val_loss, epoch
         elif patience is not None and epoch - best_epoch >= patience:
             break
-    kept = {name: {k: np.asarray(v) for k, v in layer.items()} for name, layer in best_params.items()}
+    kept = {
+        name: {k: np.asarray(v) for k, v in layer.items()} for name, layer in best_params.items()
+    }
     return kept, history, best_epoch
 
 

@@ -117,9 +117,9 @@ def estimator_kind(estimator):
     for kind, cls in ESTIMATORS.items():
         if type(estimator) is cls:
             return kind
+    names = ", ".join(cls.__name__ for cls in ESTIMATORS.values())
     raise TypeError(
-        f"Only embedcache probes can be saved ({', '.join(c.__name__ for c in ESTIMATORS.values())}); "
-        f"got {type(estimator).__name__}."
+        f"Only embedcache probes can be saved ({names}); got {type(estimator).__name__}."
     )
 
 
@@ -241,7 +241,8 @@ def load_estimator(directory):
         kind = manifest["kind"]
         cls = ESTIMATORS[kind]
         estimator = cls(**_restore_param_types(cls, manifest["params"]))
-        estimator.classes_ = np.array(manifest["classes"], dtype=np.dtype(manifest["classes_dtype"]))
+        classes_dtype = np.dtype(manifest["classes_dtype"])
+        estimator.classes_ = np.array(manifest["classes"], dtype=classes_dtype)
         estimator.n_features_in_ = int(manifest["n_features_in"])
         if manifest["feature_names_in"] is not None:
             estimator.feature_names_in_ = np.array(manifest["feature_names_in"], dtype=object)
@@ -258,7 +259,9 @@ def load_estimator(directory):
 
 def _save_mlp(est, directory):
     arrays = {
-        f"{layer}.{name}": value for layer, values in est.params_.items() for name, value in values.items()
+        f"{layer}.{name}": value
+        for layer, values in est.params_.items()
+        for name, value in values.items()
     }
     if est.feature_mean_ is not None:
         arrays["standardize.mean"] = est.feature_mean_
