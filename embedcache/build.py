@@ -452,14 +452,14 @@ def build(
         missing, held = _plan(snapshot, spec.key, scan.unique, names)
         del scan
         progress = _Progress(len(missing), quiet)
-        engines: dict[tuple, object] = {}
-        computed = defaultdict(int)
+        runner = _Runner(checkpoint, spec, dict(batch_size=batch_size, token_budget=token_budget,
+                                                dtype=spec.dtype), writer, progress)
         try:
             for source in sources:
                 for df in source.chunks():
-                    _compute_chunk(df, missing, index, filled, names, spec, tokenizer, checkpoint,
-                                   engines, writer, progress, computed,
-                                   dict(batch_size=batch_size, token_budget=token_budget, dtype=spec.dtype))
+                    for needed, entries in _missing_in_chunk(df, missing, index, filled, names).items():
+                        runner.add(needed, entries, tokenizer.encode_batch([s for _, s, _ in entries]))
+            runner.finish()
             writer.flush()
         finally:
             progress.close()
@@ -467,7 +467,7 @@ def build(
     report.reused = report.unique - report.computed
     report.new_rows = writer.rows_written
     report.tokens = progress.tokens
-    report.arrays = {n: {"computed": computed[n], "reused": held[n]} for n in names}
+    report.arrays = {n: {"computed": runner.computed[n], "reused": held[n]} for n in names}
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -519,9 +519,8 @@ def _plan(source, key: str, unique: set, names: Sequence[str]) -> tuple[set, dic
     return missing, held
 
 
-def _compute_chunk(df, missing, index, filled, names, spec, tokenizer, checkpoint, engines, writer,
-                   progress, computed, engine_kw) -> None:
-    """Embed the sequences of one input chunk that are still missing, and queue their rows."""
+def _missing_in_chunk(df, missing: set, index: dict, filled: dict, names) -> dict[tuple, list]:
+    """The chunk's sequences still missing, grouped by the arrays each lacks."""
     groups: dict[tuple, list] = defaultdict(list)
     seqs = df["sequence"].tolist()
     for d, s in zip(_digests(seqs), seqs):
@@ -531,14 +530,11 @@ def _compute_chunk(df, missing, index, filled, names, spec, tokenizer, checkpoin
         row = index.get(d)
         needed = tuple(names) if row is None else tuple(n for n in names if not filled[n][row])
         groups[needed].append((d, s, row))
-    for needed, items in groups.items():
-        engine = engines.get(needed)
-        if engine is None:
-            engine = engines[needed] = _engine(checkpoint, needed, spec, engine_kw)
-        _embed_items(items, needed, engine, spec, tokenizer, writer, progress, computed)
+    return groups
 
 
 def _engine(checkpoint, needed: tuple, spec: ModelSpec, engine_kw: dict):
+    """An Embedder computing exactly the arrays in ``needed``."""
     from embedcache.engine import Embedder
 
     layers, pools, maps = set(), set(), set()
@@ -553,49 +549,115 @@ def _engine(checkpoint, needed: tuple, spec: ModelSpec, engine_kw: dict):
                     attention=sorted(maps), max_tokens=spec.max_tokens, **engine_kw)
 
 
-def _embed_items(items, needed, engine, spec, tokenizer, writer, progress, computed) -> None:
-    tokens = tokenizer.encode_batch([s for _, s, _ in items])
-    units, owner = [], []
-    n_windows = np.zeros(len(items), dtype=np.int64)
-    for i, t in enumerate(tokens):
-        windows = _windows(t, spec)
-        units.extend(windows)
-        owner.extend([i] * len(windows))
-        n_windows[i] = len(windows)
-    owner = np.asarray(owner)
-    pooled_names = [(n, parse_array_name(n)) for n in needed if n.startswith("layer_")]
-    map_names = [(n, parse_array_name(n)) for n in needed if n.startswith("attention_")]
-    partial: dict[int, dict] = {}  # tiled sequences waiting for their other windows
-    T = spec.max_tokens
-    for batch in engine.embed(units):
-        batch_tokens = int(np.sum(batch.n_tokens))
+@dataclass
+class _Item:
+    """A sequence being computed: where its row goes, and its windows' running sums."""
+
+    digest: str
+    sequence: str
+    row: int | None
+    n_tokens: int
+    n_windows: int
+    arrived: int = 0
+    weight: float = 0.0
+    sums: dict = field(default_factory=dict)
+
+
+class _Runner:
+    """Feeds the engine whole batches across input chunks, and writes rows as they finish.
+
+    Windows wait in one queue per (needed arrays, padded length) until a full batch is
+    there, so chunk boundaries make neither partial batches nor new compiled shapes; what
+    remains is run at :meth:`finish`. A row is written when all its windows have arrived.
+    """
+
+    def __init__(self, checkpoint, spec: ModelSpec, engine_kw: dict, writer, progress):
+        self.checkpoint, self.spec, self.engine_kw = checkpoint, spec, engine_kw
+        self.writer, self.progress = writer, progress
+        self.engines: dict[tuple, object] = {}
+        self.full_rows: dict[tuple, int] = {}
+        self.queues: dict[tuple, list] = defaultdict(list)
+        self.items: dict[int, _Item] = {}
+        self.computed: dict[str, int] = defaultdict(int)
+        self._next = 0
+
+    def add(self, needed: tuple, entries: list, tokens: list) -> None:
+        """Queue sequences (``(digest, sequence, row)`` with their token arrays) lacking ``needed``."""
+        from embedcache.engine import bucket_lengths
+
+        if needed not in self.engines:
+            self.engines[needed] = _engine(self.checkpoint, needed, self.spec, self.engine_kw)
+        ladder = np.asarray(bucket_lengths(self.spec.max_tokens))
+        for (d, s, row), t in zip(entries, tokens):
+            windows = _windows(t, self.spec)
+            n_tok = min(len(t), self.spec.max_tokens) if self.spec.long == "truncate" else len(t)
+            self.items[self._next] = _Item(d, s, row, n_tok, len(windows))
+            for w in windows:
+                length = int(ladder[np.searchsorted(ladder, len(w))])
+                self.queues[(needed, length)].append((self._next, w))
+            self._next += 1
+        self._run(needed, full_only=True)
+
+    def finish(self) -> None:
+        """Run everything still queued."""
+        for needed in list(self.engines):
+            self._run(needed, full_only=False)
+
+    def _rows(self, needed: tuple, length: int) -> int:
+        from embedcache.engine import plan_batches
+
+        key = (needed, length)
+        if key not in self.full_rows:
+            engine = self.engines[needed]
+            plan = plan_batches(np.full(engine.token_budget, length), max_tokens=engine.max_tokens,
+                                token_budget=engine.token_budget, max_rows=engine.batch_size)
+            self.full_rows[key] = plan[0][1].size
+        return self.full_rows[key]
+
+    def _run(self, needed: tuple, *, full_only: bool) -> None:
+        engine = self.engines[needed]
+        for (nd, length), queue in sorted(self.queues.items(), key=lambda kv: kv[0][1]):
+            if nd != needed:
+                continue
+            rows = self._rows(needed, length)
+            while len(queue) >= rows or (queue and not full_only):
+                take = queue[:rows] if full_only else list(queue)
+                del queue[: len(take)]
+                for batch in engine.embed([w for _, w in take]):
+                    self._take(batch, take, needed)
+
+    def _take(self, batch, take: list, needed: tuple) -> None:
+        T = self.spec.max_tokens
         finished = 0
         for r, u in enumerate(batch.index.tolist()):
-            i = int(owner[u])
-            values = {n: batch.pooled[(layer, pool)][r] for n, (_, layer, pool) in pooled_names}
-            if n_windows[i] > 1:
+            item_id = take[u][0]
+            item = self.items[item_id]
+            values = {}
+            for name in needed:
+                kind, layer, last = parse_array_name(name)
+                if kind == "pooled":
+                    values[name] = batch.pooled[(layer, last)][r]
+                else:
+                    full = np.zeros((T, T), dtype=np.float32)
+                    m = batch.attention[(layer, last)][r]
+                    full[: m.shape[0], : m.shape[1]] = m
+                    values[name] = full
+            if item.n_windows > 1:
+                # Tiled: pooled values averaged over windows, weighted by their tokens.
                 weight = float(batch.n_tokens[r] - 1)
-                acc = partial.setdefault(i, {"w": 0.0, "k": 0, **{n: 0.0 for n, _ in pooled_names}})
-                for n in values:
-                    acc[n] = acc[n] + weight * values[n]
-                acc["w"] += weight
-                acc["k"] += 1
-                if acc["k"] < n_windows[i]:
+                for name, v in values.items():
+                    item.sums[name] = item.sums.get(name, 0.0) + weight * v
+                item.weight += weight
+                item.arrived += 1
+                if item.arrived < item.n_windows:
                     continue
-                values = {n: (acc[n] / acc["w"]).astype(np.float32) for n, _ in pooled_names}
-                del partial[i]
-            for n, (_, layer, head) in map_names:
-                full = np.zeros((T, T), dtype=np.float32)
-                m = batch.attention[(layer, head)][r]
-                full[: m.shape[0], : m.shape[1]] = m
-                values[n] = full
-            d, s, row = items[i]
-            if row is None:
-                n_tok = len(tokens[i]) if spec.long != "truncate" else min(len(tokens[i]), T)
-                writer.add_new_row(d, s, n_tok, n_windows[i], values)
+                values = {name: (v / item.weight).astype(np.float32) for name, v in item.sums.items()}
+            del self.items[item_id]
+            if item.row is None:
+                self.writer.add_new_row(item.digest, item.sequence, item.n_tokens, item.n_windows, values)
             else:
-                writer.add_old_row(row, values)
-            for n in needed:
-                computed[n] += 1
+                self.writer.add_old_row(item.row, values)
+            for name in needed:
+                self.computed[name] += 1
             finished += 1
-        progress.advance(finished, batch_tokens)
+        self.progress.advance(finished, int(np.sum(batch.n_tokens)))

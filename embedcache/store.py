@@ -97,13 +97,14 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 
 ROW_ARRAYS = {"digest": str, "sequence": str, "length": "int64", "n_tokens": "int32", "n_windows": "int32"}
 
-# Inner chunks near 512 KiB compress well and read fast; shards of up to 16 chunks keep the
-# file count low without making the read-modify-write of a partly filled shard expensive.
-_CHUNK_BYTES = 512 * 1024
+# Inner chunks near 256 KiB compress well and read fast. Shards of 8 chunks (about 2 MiB)
+# keep the file count low while bounding what each commit reads and rewrites (a partly
+# filled shard is rewritten whole), and so the memory a build needs.
+_CHUNK_BYTES = 256 * 1024
 _MAX_CHUNK_ROWS = 4096
-_CHUNKS_PER_SHARD = 16
+_CHUNKS_PER_SHARD = 8
 # Row arrays hold short strings and integers; a fixed chunking is simpler than estimating.
-_ROW_CHUNK = 4096
+_ROW_CHUNK = 1024
 
 _COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
 _WRITE_CONFIG = {"write_empty_chunks": True}
