@@ -80,6 +80,7 @@ __all__ = [
     "ModelGroup",
     "GroupWriter",
     "Store",
+    "StoreWriting",
     "Problem",
     "attention_name",
     "mask_name",
@@ -323,6 +324,9 @@ class Store:
                 f"store {self.path} has no model group {key!r}; it holds {self.keys() or 'none'}. "
                 "Run `embedcache info` to list them."
             ) from None
+        except Exception as exc:  # noqa: BLE001 - unreadable metadata is damage, not a bug
+            raise StoreError(f"model group {self.path}/{key} has unreadable metadata ({exc}); "
+                             "the store is damaged.") from exc
         if not isinstance(g, zarr.Group):
             raise StoreError(f"{self.path}/{key} is not a model group")
         return ModelGroup(self, g)
@@ -447,7 +451,11 @@ class ModelGroup:
         return _members(self.store.path / self.key, "array")
 
     def _array(self, name: str) -> zarr.Array:
-        arr = self._group[name]
+        try:
+            arr = self._group[name]
+        except Exception as exc:  # noqa: BLE001 - unreadable metadata is damage, not a bug
+            raise StoreError(f"array {self.store.path}/{self.key}/{name} has unreadable metadata ({exc}); "
+                             f"the store is damaged. Run `embedcache verify {self.store.path}`.") from exc
         _check_encoding(arr.attrs, f"array {self.store.path}/{self.key}/{name}")
         if arr.shape[0] < self.n_rows:
             raise StoreError(
@@ -528,72 +536,78 @@ class ModelGroup:
         problems: list[Problem] = []
         n = self.n_rows
         names = self._members()
-        for name in ROW_ARRAYS:
-            if name not in names:
-                problems.append(Problem(self.key, name, (), "row array missing"))
-        if problems:
-            return problems
 
-        def load(name, expect_file):
-            arr = self._array(name)
+        def report(name, rows, what):
+            problems.append(Problem(self.key, name, tuple(int(r) for r in rows), what))
+
+        def array(name):
+            try:
+                return self._array(name)
+            except StoreError as exc:
+                report(name, (), str(exc))
+                return None
+
+        def load(name, expect_file=lambda lo, hi: True):
+            arr = array(name)
+            if arr is None:
+                return None
             values, bad = _read_checked(self.store.path / self.key / name, arr, n, expect_file)
             for rows, what in bad[:max_problems_per_array]:
-                problems.append(Problem(self.key, name, tuple(rows), what))
-            return values, bad
+                report(name, rows, what)
+            return values
 
-        digests, _ = load("digest", lambda lo, hi: True)
-        sequences, _ = load("sequence", lambda lo, hi: True)
-        lengths, _ = load("length", lambda lo, hi: True)
-        load("n_tokens", lambda lo, hi: True)
-        load("n_windows", lambda lo, hi: True)
-        wrong_digest, wrong_length = [], []
-        for i in range(n):
-            seq, dig = str(sequences[i]), str(digests[i])
+        for name in ROW_ARRAYS:
+            if name not in names:
+                report(name, (), "row array missing")
+        rows = {name: load(name) for name in ROW_ARRAYS if name in names}
+        if len(rows) < len(ROW_ARRAYS) or any(v is None for v in rows.values()):
+            return problems
+        wrong_digest, wrong_length, duplicate, seen = [], [], [], set()
+        for i, (seq, dig, length) in enumerate(zip(rows["sequence"].tolist(), rows["digest"].tolist(),
+                                                   rows["length"].tolist())):
             try:
-                ok = sequence_digest(seq) == dig
+                ok = sequence_digest(str(seq)) == str(dig)
             except UnicodeEncodeError:
                 ok = False
             if not ok:
                 wrong_digest.append(i)
-            elif len(seq) != int(lengths[i]):
+            elif len(seq) != int(length):
                 wrong_length.append(i)
+            if dig in seen:
+                duplicate.append(i)
+            seen.add(dig)
         if wrong_digest:
-            problems.append(Problem(self.key, "digest", tuple(wrong_digest), "digest does not match the row's sequence"))
+            report("digest", wrong_digest, "digest does not match the row's sequence")
         if wrong_length:
-            problems.append(Problem(self.key, "length", tuple(wrong_length), "length does not match the row's sequence"))
-        seen, dup = set(), []
-        for i, d in enumerate(digests.tolist()):
-            if d in seen:
-                dup.append(i)
-            seen.add(d)
-        if dup:
-            problems.append(Problem(self.key, "digest", tuple(dup), "sequence stored twice"))
+            report("length", wrong_length, "length does not match the row's sequence")
+        if duplicate:
+            report("digest", duplicate, "sequence stored twice")
 
         for name in names:
             if name.startswith("has_") and name[4:] not in names:
-                problems.append(Problem(self.key, name[4:], (), "data array missing or its metadata unreadable"))
+                report(name[4:], (), "data array missing or its metadata unreadable")
         for name in self.array_names():
             if mask_name(name) not in names:
-                problems.append(Problem(self.key, name, (), f"fill mask {mask_name(name)} missing"))
+                report(name, (), f"fill mask {mask_name(name)} missing")
                 continue
-            mask, mask_bad = load(mask_name(name), lambda lo, hi: True)
+            mask = load(mask_name(name))
+            arr = array(name)
+            if mask is None or arr is None:
+                continue
             mask = np.asarray(mask, dtype=bool)
-            for rows, _ in mask_bad:
-                mask[rows] = False  # rows already reported; do not also report their data
+            bad = []
             # A shard holding no filled row may legitimately never have been written.
-            values_bad = []
-            arr = self._array(name)
-            for lo, hi, block, err in _iter_shards(self.store.path / self.key / name, arr, n, lambda lo, hi: mask[lo:hi].any()):
+            for lo, hi, block, err in _iter_shards(self.store.path / self.key / name, arr, n,
+                                                   lambda lo, hi: mask[lo:hi].any()):
                 if err:
-                    values_bad.append((np.arange(lo, hi), err))
+                    bad.append((range(lo, hi), err))
                     continue
-                m = mask[lo:hi]
                 finite = np.isfinite(block.reshape(block.shape[0], -1)).all(axis=1)
-                nonfinite = np.nonzero(m & ~finite)[0] + lo
+                nonfinite = np.flatnonzero(mask[lo:hi] & ~finite) + lo
                 if nonfinite.size:
-                    values_bad.append((nonfinite, "NaN or inf values"))
-            for rows, what in values_bad[:max_problems_per_array]:
-                problems.append(Problem(self.key, name, tuple(int(r) for r in rows), what))
+                    bad.append((nonfinite, "NaN or inf values"))
+            for rows_, what in bad[:max_problems_per_array]:
+                report(name, rows_, what)
         return problems
 
 
@@ -628,10 +642,11 @@ def _members(directory: Path, node_type: str) -> list[str]:
         meta = child / "zarr.json"
         if meta.is_file():
             try:
-                if json.loads(meta.read_text()).get("node_type") == node_type:
-                    out.append(child.name)
+                found = json.loads(meta.read_text()).get("node_type")
             except (OSError, ValueError):
-                continue  # reported by verify when the node is read
+                found = None  # damaged metadata: listed, so that reading it reports the damage
+            if found in (node_type, None):
+                out.append(child.name)
     return sorted(out)
 
 

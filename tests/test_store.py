@@ -365,3 +365,17 @@ def test_models_info(tmp_path):
     assert infos[key]["rows"] == 7 and infos[key]["arrays"] == {CLS2: 7}
     assert infos[key]["disk_bytes"] > 0 and infos[key]["name"] == "synthetic"
     assert json.dumps(infos)  # plain data, printable by the CLI
+
+
+def test_verify_reports_damaged_metadata_instead_of_crashing(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    key = _write(store, _seqs(6), [CLS2, MEAN2])
+    (store.path / key / MEAN2 / "zarr.json").write_text('{"zarr_format": 3, "node_ty')
+    (problem,) = store.verify()
+    assert problem.array == MEAN2 and "unreadable metadata" in problem.what
+    meta = store.path / key / "zarr.json"
+    meta.write_bytes(meta.read_bytes()[:20])
+    (problem,) = store.verify()
+    assert problem.key == key and "unreadable metadata" in problem.what
+    with pytest.raises(StoreError, match="damaged"):
+        store.group(key)
