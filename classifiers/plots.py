@@ -192,7 +192,7 @@ def metric_by_layer_figure(rows: Sequence[Mapping], metric: str, *,
     ----------
     rows : sequence of mapping
         Per run: ``series`` (str), ``layer`` (int), ``metric`` and optionally
-        ``metric_low``/``metric_high`` (drawn as a band).
+        ``metric_low``/``metric_high`` (drawn as error bars).
     metric : str
     title : str, optional
 
@@ -208,11 +208,13 @@ def metric_by_layer_figure(rows: Sequence[Mapping], metric: str, *,
         if not pts:
             continue
         layers = [r["layer"] for r in pts]
-        line, = ax.plot(layers, [r[metric] for r in pts], marker="o", label=series)
-        low = [r.get(f"{metric}_low") for r in pts]
-        high = [r.get(f"{metric}_high") for r in pts]
-        if all(v is not None for v in low + high):
-            ax.fill_between(layers, low, high, color=line.get_color(), alpha=0.15)
+        value = np.array([r[metric] for r in pts], dtype=float)
+        low = np.array([np.nan if r.get(f"{metric}_low") is None else r[f"{metric}_low"]
+                        for r in pts], dtype=float)
+        high = np.array([np.nan if r.get(f"{metric}_high") is None else r[f"{metric}_high"]
+                         for r in pts], dtype=float)
+        err = np.nan_to_num(np.vstack([value - low, high - value]))
+        ax.errorbar(layers, value, yerr=err, marker="o", capsize=4, label=series)
     ax.set(xlabel="layer", ylabel=f"test {metric.upper()}",
            title=title or f"Test {metric.upper()} by layer")
     ax.xaxis.get_major_locator().set_params(integer=True)

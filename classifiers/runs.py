@@ -463,7 +463,10 @@ def compare_runs(run_dirs: Sequence[str | PathLike], *, out: str | PathLike | No
         records = table.to_dict("records")
         plots.save_png(plots.metric_bars_figure(records, SCALAR_METRICS), staging / "metrics.png")
         for metric in ("mcc", "auroc"):
-            series = [{**r, "series": f"{r['model']} · {r['pool']} · {r['backbone']}"} for r in records]
+            # fit, cv and evaluate numbers come from different rows: separate lines.
+            series = [{**r, "series": " · ".join([r["model"], r["pool"], str(r["backbone"])]
+                                                  + ([] if r["kind"] == "fit" else [r["kind"]]))}
+                      for r in records]
             plots.save_png(plots.metric_by_layer_figure(series, metric),
                            staging / f"{metric}_by_layer.png")
         curves = {}
