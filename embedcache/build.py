@@ -377,33 +377,11 @@ def build(
     -------
     BuildReport
     """
-    from embedcache.checkpoints import load_checkpoint
-
     t0 = time.perf_counter()
     store = Store(cache)
-    existing_keys = store.keys()  # also refuses a foreign or newer store up front
-    if isinstance(model, str) and model in existing_keys:
-        group = store.group(model)
-        spec = group.spec
-        checkpoint = load_checkpoint(group.attrs.get("source") or group.model_name, cache_dir=cache_dir)
-        if checkpoint.digest != spec.param_digest:
-            raise CheckpointError(
-                f"the checkpoint at {checkpoint.source} has parameter digest {checkpoint.digest[:16]}..., "
-                f"but model group {model} of {store.path} was built with {spec.param_digest[:16]}...: the "
-                "weights changed. Pass the original checkpoint with --model PATH (a new group is made for "
-                "new weights), or build into a new cache."
-            )
-    else:
-        checkpoint = load_checkpoint(model, cache_dir=cache_dir)
-        if long not in LONG_POLICIES:
-            raise InputError(f"unknown long-sequence policy {long!r}; choose one of {', '.join(LONG_POLICIES)}")
-        if window_overlap is None:
-            window_overlap = max_tokens // 8 if long == "tile" else 0
-        try:
-            spec = ModelSpec(param_digest=checkpoint.digest, max_tokens=int(max_tokens), alphabet=alphabet,
-                             long=long, window_overlap=int(window_overlap), dtype=dtype, store_dtype=store_dtype)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+    checkpoint, spec = _model_and_spec(store, model, cache_dir=cache_dir, max_tokens=max_tokens,
+                                       alphabet=alphabet, long=long, window_overlap=window_overlap,
+                                       dtype=dtype, store_dtype=store_dtype)
     config = checkpoint.config
     if spec.max_tokens > config.max_tokens:
         raise InputError(
@@ -411,12 +389,9 @@ def build(
             f"({config.max_tokens} tokens, CLS included); pass --max-tokens {config.max_tokens} or less."
         )
     layers = [config.num_layers] if layers is None else sorted({int(x) for x in layers})
-    pools = [p for p in POOLS if p in set(pools)] if set(pools) <= set(POOLS) else _bad_pools(pools)
     attention = sorted({(int(l), int(h)) for l, h in attention})
-    _check_request(config, layers, attention)
-    if not layers and not attention:
-        raise InputError("nothing to compute: pass layers (--layers) and/or attention maps (--attention)")
-    names = requested_arrays(layers, pools, attention)
+    _check_request(config, layers, pools, attention)
+    names = requested_arrays(layers, [p for p in POOLS if p in set(pools)], attention)
     tokenizer = checkpoint.tokenizer()
 
     sources = _sources(inputs, alphabet=spec.alphabet, reference=reference, chunk_size=chunk_size)
@@ -472,11 +447,45 @@ def build(
     return report
 
 
-def _bad_pools(pools):
-    raise InputError(f"unknown pooling {sorted(set(pools) - set(POOLS))}; choose from {', '.join(POOLS)}")
+def _model_and_spec(store: Store, model, *, cache_dir, **policies):
+    """Load the checkpoint and settle the model spec (hence the key) before anything is read.
+
+    A model key of the store brings its own policies and its recorded checkpoint, which
+    must still hold the parameters the key was made from.
+    """
+    from embedcache.checkpoints import load_checkpoint
+
+    if isinstance(model, str) and model in store.keys():  # keys() also refuses a foreign store
+        group = store.group(model)
+        spec = group.spec
+        checkpoint = load_checkpoint(group.attrs.get("source") or group.model_name, cache_dir=cache_dir)
+        if checkpoint.digest != spec.param_digest:
+            raise CheckpointError(
+                f"the checkpoint at {checkpoint.source} has parameter digest {checkpoint.digest[:16]}..., "
+                f"but model group {model} of {store.path} was built with {spec.param_digest[:16]}...: the "
+                "weights changed. Pass the original checkpoint with --model PATH (a new group is made for "
+                "new weights), or build into a new cache."
+            )
+        return checkpoint, spec
+    checkpoint = load_checkpoint(model, cache_dir=cache_dir)
+    if policies["long"] not in LONG_POLICIES:
+        raise InputError(f"unknown long-sequence policy {policies['long']!r}; choose one of {', '.join(LONG_POLICIES)}")
+    if policies["window_overlap"] is None:
+        policies["window_overlap"] = policies["max_tokens"] // 8 if policies["long"] == "tile" else 0
+    for k in ("max_tokens", "window_overlap"):
+        policies[k] = int(policies[k])
+    try:
+        return checkpoint, ModelSpec(param_digest=checkpoint.digest, **policies)
+    except ValueError as exc:
+        raise InputError(f"{exc}; fix the option") from None
 
 
-def _check_request(config, layers, attention) -> None:
+def _check_request(config, layers, pools, attention) -> None:
+    unknown = sorted(set(pools) - set(POOLS))
+    if unknown:
+        raise InputError(f"unknown pooling {unknown}; choose from {', '.join(POOLS)} (--pool)")
+    if not layers and not attention:
+        raise InputError("nothing to compute: pass layers (--layers) and/or attention maps (--attention)")
     for layer in layers:
         if not 1 <= layer <= config.num_layers:
             raise InputError(
