@@ -638,12 +638,12 @@ class _Runner:
     def _take(self, batch, take: list, needed: tuple) -> None:
         T = self.spec.max_tokens
         finished = 0
+        parsed = [(name, *parse_array_name(name)) for name in needed]
         for r, u in enumerate(batch.index.tolist()):
             item_id = take[u][0]
             item = self.items[item_id]
             values = {}
-            for name in needed:
-                kind, layer, last = parse_array_name(name)
+            for name, kind, layer, last in parsed:
                 if kind == "pooled":
                     values[name] = batch.pooled[(layer, last)][r]
                 else:
