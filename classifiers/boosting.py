@@ -39,9 +39,11 @@ class XGBoostProbe(ClassifierMixin, BaseEstimator):
         this many rounds; prediction then uses the best round.
     tree_method : str, default="hist"
         XGBoost's tree construction algorithm.
-    n_jobs : int, default=-1
-        Threads; -1 uses every core. XGBoost's ``hist`` trees do not depend on
-        the thread count.
+    n_jobs : int, default=1
+        Threads; -1 uses every core. One by default because probes usually run on
+        shared machines: with more threads than free cores, OpenMP's spin-waiting
+        made fits two to three times slower (``bench/classifier_speed.py``). On
+        cores of your own, -1 is faster. The trees do not depend on the thread count.
     random_state : int, default=0
         Seed of XGBoost's row and column sampling.
 
@@ -68,7 +70,7 @@ class XGBoostProbe(ClassifierMixin, BaseEstimator):
         reg_lambda=1.0,
         early_stopping_rounds=None,
         tree_method="hist",
-        n_jobs=-1,
+        n_jobs=1,
         random_state=0,
     ):
         self.n_estimators = n_estimators

@@ -244,6 +244,15 @@ def test_xgboost_early_stopping_on_eval_set():
     assert len(est.model_.evals_result()["validation_0"]["logloss"]) < 200
 
 
+def test_xgboost_trees_do_not_depend_on_the_thread_count():
+    X, y = _blobs(2, n=300)
+    X = X + np.random.RandomState(2).normal(scale=4.0, size=X.shape)
+    params = dict(n_estimators=5, subsample=0.8)
+    one = XGBoostProbe(n_jobs=1, **params).fit(X, y)
+    two = XGBoostProbe(n_jobs=2, **params).fit(X, y)
+    assert_array_equal(one.predict_proba(X), two.predict_proba(X))
+
+
 def test_make_estimator_refuses_unknown_names():
     assert isinstance(make_estimator("logistic", C=0.5), LogisticProbe)
     assert make_estimator("mlp", max_epochs=2).max_epochs == 2
