@@ -70,6 +70,10 @@ def build(
     long: str = typer.Option("error", "--long", help="Sequences over --max-tokens: error, truncate or tile."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Genome FASTA for BED inputs."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    allow_random_weights: bool = typer.Option(
+        False, "--allow-random-weights",
+        help="If a released model's weights are not available, use its architecture with seeded random "
+        "weights (recorded as such; the embeddings carry no biology)."),
 ) -> None:
     """Embed the sequences the cache lacks; reuse everything it holds."""
     from embedcache import EmbeddingCache
@@ -78,7 +82,7 @@ def build(
         list(inputs), model=model, layers=None if layers is None else _ints(layers, "--layers"),
         pools=[p.strip() for p in pool.split(",") if p.strip()], attention=_maps(attention),
         max_tokens=max_tokens, batch_size=batch_size, dtype=dtype, store_dtype=store_dtype,
-        alphabet=alphabet, long=long, reference=reference, quiet=quiet,
+        alphabet=alphabet, long=long, reference=reference, quiet=quiet, allow_random_weights=allow_random_weights,
     )
     typer.echo(report.summary())
 
@@ -92,7 +96,8 @@ def info(path: Path = typer.Argument(..., help="The cache (Zarr store).")) -> No
     if not models:
         typer.echo(f"{path}: no models yet")
     for m in models:
-        typer.echo(f"model {m['name']}  key {m['key']}  digest {m['digest'][:16]}...")
+        typer.echo(f"model {m['name']}  key {m['key']}  digest {m['digest'][:16]}..."
+                   + ("  RANDOM WEIGHTS (no biology)" if m["random_weights"] else ""))
         typer.echo(f"  rows {m['rows']}  feature_dim {m['feature_dim']}  max_tokens {m['max_tokens']}  "
                    f"long {m['long']}  alphabet {m['alphabet']}  dtype {m['dtype']}  store {m['store_dtype']}  "
                    f"disk {m['disk_bytes'] / 2**20:.1f} MiB")

@@ -74,6 +74,9 @@ class BuildReport:
     ----------
     cache, model_key, model_name
         Where it wrote, and which model group.
+    random_weights
+        True when the model is a random-weight stand-in for a released one: the pipeline
+        ran, but the embeddings carry no biology.
     records
         Records read from all inputs, duplicates included.
     unique
@@ -97,6 +100,7 @@ class BuildReport:
     cache: str
     model_key: str
     model_name: str
+    random_weights: bool = False
     records: int = 0
     unique: int = 0
     computed: int = 0
@@ -118,6 +122,9 @@ class BuildReport:
             f"{self.records} records, {self.unique} unique sequences: {self.computed} computed, "
             f"{self.reused} reused; {self.new_rows} new rows; {self.tokens} tokens in {self.seconds:.1f} s",
         ]
+        if self.random_weights:
+            lines.insert(0, f"RANDOM WEIGHTS: {self.model_name} is the released architecture with seeded "
+                            "random weights; these embeddings carry no biology.")
         if self.truncated or self.tiled:
             lines.append(f"long sequences: {self.truncated} truncated, {self.tiled} tiled")
         for name, counts in sorted(self.arrays.items()):
@@ -328,6 +335,7 @@ def build(
     lock_timeout: float = 10.0,
     chunk_size: int = 10_000,
     cache_dir=None,
+    allow_random_weights: bool = False,
 ) -> BuildReport:
     """Compute what the store lacks for ``inputs`` and write it; see the module docs.
 
@@ -372,6 +380,11 @@ def build(
         Records per chunk read from a file.
     cache_dir
         Hugging Face cache for released models.
+    allow_random_weights
+        When a released model's weights are not available, build with its architecture and
+        seeded random weights instead of failing (see
+        :func:`embedcache.checkpoints.load_checkpoint`). The model group, the report and
+        ``embedcache info`` say so: such embeddings carry no biology.
 
     Returns
     -------
@@ -379,7 +392,8 @@ def build(
     """
     t0 = time.perf_counter()
     store = Store(cache)
-    checkpoint, spec = _model_and_spec(store, model, cache_dir=cache_dir, max_tokens=max_tokens,
+    checkpoint, spec = _model_and_spec(store, model, cache_dir=cache_dir,
+                                       allow_random_weights=allow_random_weights, max_tokens=max_tokens,
                                        alphabet=alphabet, long=long, window_overlap=window_overlap,
                                        dtype=dtype, store_dtype=store_dtype)
     config = checkpoint.config
@@ -397,6 +411,7 @@ def build(
     sources = _sources(inputs, alphabet=spec.alphabet, reference=reference, chunk_size=chunk_size)
     scan = _scan(sources, tokenizer, spec, config.max_tokens, wants_attention=bool(attention))
     report = BuildReport(cache=str(store.path), model_key=spec.key, model_name=checkpoint.name,
+                         random_weights=bool(getattr(checkpoint, "random_weights", False)),
                          records=scan.records, unique=len(scan.unique), truncated=scan.truncated, tiled=scan.tiled)
 
     missing, held = _plan(store, spec.key, scan.unique, names)
@@ -416,6 +431,7 @@ def build(
         "num_layers": config.num_layers,
         "attention_heads": config.attention_heads,
         "window_tokens": spec.max_tokens - 1,
+        "random_weights": bool(getattr(checkpoint, "random_weights", False)),
     }
     with store.writing(timeout=lock_timeout) as writing:
         writer = writing.group(spec, attrs, commit_seconds=float(os.environ.get("EMBEDCACHE_COMMIT_SECONDS", 2.0)))
@@ -447,7 +463,7 @@ def build(
     return report
 
 
-def _model_and_spec(store: Store, model, *, cache_dir, **policies):
+def _model_and_spec(store: Store, model, *, cache_dir, allow_random_weights, **policies):
     """Load the checkpoint and settle the model spec (hence the key) before anything is read.
 
     A model key of the store brings its own policies and its recorded checkpoint, which
@@ -458,7 +474,9 @@ def _model_and_spec(store: Store, model, *, cache_dir, **policies):
     if isinstance(model, str) and model in store.keys():  # keys() also refuses a foreign store
         group = store.group(model)
         spec = group.spec
-        checkpoint = load_checkpoint(group.attrs.get("source") or group.model_name, cache_dir=cache_dir)
+        # Random stand-ins are made again from their name; real weights from where they were read.
+        recorded = group.model_name if group.attrs.get("random_weights") else group.attrs.get("source")
+        checkpoint = load_checkpoint(recorded or group.model_name, cache_dir=cache_dir)
         if checkpoint.digest != spec.param_digest:
             raise CheckpointError(
                 f"the checkpoint at {checkpoint.source} has parameter digest {checkpoint.digest[:16]}..., "
@@ -467,7 +485,7 @@ def _model_and_spec(store: Store, model, *, cache_dir, **policies):
                 "new weights), or build into a new cache."
             )
         return checkpoint, spec
-    checkpoint = load_checkpoint(model, cache_dir=cache_dir)
+    checkpoint = load_checkpoint(model, cache_dir=cache_dir, allow_random_weights=allow_random_weights)
     if policies["long"] not in LONG_POLICIES:
         raise InputError(f"unknown long-sequence policy {policies['long']!r}; choose one of {', '.join(LONG_POLICIES)}")
     if policies["window_overlap"] is None:

@@ -79,7 +79,8 @@ class EmbeddingCache:
         **options
             ``batch_size``, ``token_budget``, ``dtype``, ``store_dtype``, ``alphabet``,
             ``long``, ``window_overlap``, ``reference``, ``quiet``, ``lock_timeout``,
-            ``chunk_size``, ``cache_dir``: see :func:`embedcache.build.build`.
+            ``chunk_size``, ``cache_dir``, ``allow_random_weights``: see
+            :func:`embedcache.build.build`.
 
         Returns
         -------

@@ -513,6 +513,7 @@ class ModelGroup:
             "feature_dim": a.get("architecture", {}).get("embed_dim"),
             **{k: a.get(k) for k in ("max_tokens", "alphabet", "long", "window_overlap", "dtype", "store_dtype")},
             "variant": a.get("variant"),
+            "random_weights": bool(a.get("random_weights", False)),
             "created": a.get("created"),
             "disk_bytes": self.store.disk_bytes(self.key),
         }

@@ -138,3 +138,26 @@ def test_process_exit_codes_and_untouched_store(task, tmp_path, jax_compile_cach
     shard.write_bytes(bytes(data))
     checked = _cli("verify", str(cache), env=jax_compile_cache)
     assert checked.returncode == 1 and "layer_2_cls" in checked.stderr and "rows 0-11" in checked.stderr
+
+
+def test_random_weight_stand_in_is_recorded_and_announced(task, tmp_path, monkeypatch):
+    import embedcache.checkpoints as checkpoints
+    from conftest import TINY_V2_HP
+
+    # A small "released" architecture, so that the stand-in is quick to build.
+    monkeypatch.setitem(checkpoints.RELEASED_ARCHITECTURES, "tiny_v2", TINY_V2_HP)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "c.zarr"
+    args = ["build", str(task), "--cache", str(cache), "--model", "tiny_v2", "--max-tokens", "64", "--quiet"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code != 0 and not cache.exists()
+    with pytest.warns(checkpoints.RandomWeightsWarning):
+        result = runner.invoke(app, [*args, "--allow-random-weights"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("RANDOM WEIGHTS: random-tiny_v2")
+    (m,) = EmbeddingCache(cache).models()
+    assert m["random_weights"] is True and m["name"] == "random-tiny_v2"
+    assert "RANDOM WEIGHTS" in runner.invoke(app, ["info", str(cache)]).stdout
+    # The key finds its stand-in again (made from its name, same digest).
+    again = runner.invoke(app, ["build", str(task), "--cache", str(cache), "--model", m["key"], "--quiet"])
+    assert again.exit_code == 0 and "0 computed, 12 reused" in again.stdout
