@@ -720,9 +720,7 @@ class StoreWriting:
                 versions=_package_versions(),
                 n_rows=0,
             )
-            g = root.create_group(spec.key, attributes=full)
-            for name, dtype in ROW_ARRAYS.items():
-                _create(g, name, dtype, (), ("row",), kind="row")
+            root.create_group(spec.key, attributes=full)
         return GroupWriter(self.store, spec, **writer_options)
 
 
@@ -733,14 +731,14 @@ def _chunking(row_shape: tuple, itemsize: int) -> tuple[int, int]:
     return chunk, chunk * _CHUNKS_PER_SHARD
 
 
-def _create(g: zarr.Group, name: str, dtype, row_shape: tuple, dims: tuple, **attrs) -> zarr.Array:
+def _create(g: zarr.Group, name: str, dtype, row_shape: tuple, dims: tuple, *, rows: int, **attrs) -> zarr.Array:
     if dtype is str:
         chunk, shard = _ROW_CHUNK, _ROW_CHUNK * _CHUNKS_PER_SHARD
     else:
         chunk, shard = _chunking(row_shape, np.dtype(dtype).itemsize)
     return g.create_array(
         name,
-        shape=(0, *row_shape),
+        shape=(rows, *row_shape),
         dtype=dtype,
         chunks=(chunk, *row_shape),
         shards=(shard, *row_shape),
@@ -793,32 +791,43 @@ class GroupWriter:
         self.commit_seconds = commit_seconds
         self._pending = _Pending()
         self._last_flush = time.monotonic()
-        self._index: dict[str, int] | None = None
         self.rows_written = 0
         self.values_written: dict[str, int] = {}
+        self._ensure_row_arrays()
 
     def snapshot(self) -> ModelGroup:
         """A reader's view of the group as committed now."""
         return ModelGroup(self.store, zarr.open_group(str(self.store.path / self.key), mode="r", zarr_format=3))
 
+    def _ensure_row_arrays(self) -> None:
+        # Checked on every open, not only at creation: a writer killed while creating the
+        # group leaves some of them missing, and nothing was committed yet.
+        missing = [name for name in ROW_ARRAYS if name not in self._g]
+        if missing and self.n_rows:
+            raise StoreError(f"model group {self.store.path}/{self.key} has {self.n_rows} rows but lacks "
+                             f"{missing}; the store is damaged. Run `embedcache verify {self.store.path}`.")
+        for name in missing:
+            _create(self._g, name, ROW_ARRAYS[name], (), ("row",), rows=0, kind="row")
+
     def ensure_arrays(self, names: Sequence[str], *, feature_dim: int) -> None:
-        """Create data arrays (and their fill masks) the group lacks, sized to its rows."""
+        """Create data arrays and fill masks the group lacks, sized to its committed rows.
+
+        A new array reads "not filled" for every committed row. Data array and mask are
+        checked apart, so a writer killed between creating the two is repaired here.
+        """
         dtype = self.spec.store_dtype
         T = int(self.spec.max_tokens)
         for name in names:
-            if name in self._g:
-                continue
             kind, layer, last = parse_array_name(name)
-            if kind == "pooled":
-                arr = _create(self._g, name, dtype, (feature_dim,), ("row", "feature"),
-                              kind="pooled", layer=layer, pool=last)
-            else:
-                arr = _create(self._g, name, dtype, (T, T), ("row", "query", "key"),
-                              kind="attention", layer=layer, head=last)
-            mask = _create(self._g, mask_name(name), "bool", (), ("row",), kind="mask", of=name)
-            # Created at the committed size: every committed row reads "not filled".
-            for a in (arr, mask):
-                a.resize((self.n_rows, *a.shape[1:]))
+            if name not in self._g:
+                if kind == "pooled":
+                    _create(self._g, name, dtype, (feature_dim,), ("row", "feature"), rows=self.n_rows,
+                            kind="pooled", layer=layer, pool=last)
+                else:
+                    _create(self._g, name, dtype, (T, T), ("row", "query", "key"), rows=self.n_rows,
+                            kind="attention", layer=layer, head=last)
+            if mask_name(name) not in self._g:
+                _create(self._g, mask_name(name), "bool", (), ("row",), rows=self.n_rows, kind="mask", of=name)
 
     def add_new_row(self, digest: str, sequence: str, n_tokens: int, n_windows: int,
                     values: Mapping[str, np.ndarray]) -> None:

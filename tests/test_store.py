@@ -379,3 +379,21 @@ def test_verify_reports_damaged_metadata_instead_of_crashing(tmp_path):
     assert problem.key == key and "unreadable metadata" in problem.what
     with pytest.raises(StoreError, match="damaged"):
         store.group(key)
+
+
+def test_a_writer_killed_while_creating_arrays_is_repaired(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    key = _write(store, _seqs(4), [CLS2])
+    # As if killed after creating a new data array but before its mask, and a new group
+    # before its row arrays.
+    g = zarr.open_group(str(store.path / key), mode="r+")
+    store_mod._create(g, MEAN2, "float32", (D,), ("row", "feature"), rows=4, kind="pooled")
+    spec = _spec(long="truncate")
+    zarr.open_group(str(store.path), mode="r+").create_group(spec.key, attributes={
+        **store_mod._encoding_attrs(), **store_mod.asdict(spec), "n_rows": 0})
+    seqs = _seqs(6, seed=5)
+    _write(store, seqs, [CLS2, MEAN2])
+    _write(store, seqs, [CLS2], spec=spec)
+    assert store.group(key).fill_counts() == {CLS2: 4 + 6 - len(set(seqs) & set(_seqs(4))), MEAN2: 6}
+    assert store.group(spec.key).n_rows == 6
+    assert store.verify() == []
