@@ -10,7 +10,7 @@ import pytest
 import embedcache.checkpoints
 from conftest import TINY_V2
 from embedcache import EmbeddingCache
-from embedcache.errors import InputError, StoreError
+from embedcache.errors import AlphabetError, InputError, StoreError
 from test_build import FAST, short_seqs
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
@@ -101,6 +101,8 @@ def test_ambiguous_model_lists_keys_unless_the_array_decides(tmp_path):
 
 
 def test_bad_reads(cache, tmp_path):
+    with pytest.raises(AlphabetError, match="sequence #2: position 3 holds 'U'"):
+        cache.embeddings(["ACGT", "ACUG"], layer=2)
     with pytest.raises(InputError, match="pooling"):
         cache.embeddings(["ACGT"], pool="max")
     with pytest.raises(StoreError, match="embedcache build"):

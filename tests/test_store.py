@@ -145,6 +145,11 @@ def test_rows_are_unique_and_read_in_any_order(tmp_path):
     rows = [idx[sequence_digest(s)] for s in [seqs[3], seqs[0], seqs[3]]]
     got = g.read(CLS2, rows)
     np.testing.assert_array_equal(got, np.stack([_values(s, CLS2) for s in [seqs[3], seqs[0], seqs[3]]]))
+    # Dense requests are read as one slice, sparse ones chunk by chunk: both in caller order.
+    everything = g.read(CLS2, np.arange(20))
+    np.testing.assert_array_equal(everything, np.stack([_values(s, CLS2) for s in seqs]))
+    for request in ([19, 0, 19], [5, 4, 6, 5], list(range(19, -1, -1))):
+        np.testing.assert_array_equal(g.read(CLS2, request), everything[request])
 
 
 def test_new_array_fills_only_requested_rows_and_leaves_old_files(tmp_path):
