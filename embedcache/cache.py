@@ -16,6 +16,7 @@ if that is still ambiguous the error lists the keys to choose from.
 
 from __future__ import annotations
 
+import itertools
 import os
 from os import PathLike
 from pathlib import Path
@@ -23,9 +24,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from embedcache.alphabet import normalize
+from embedcache.alphabet import IUPAC_AMBIGUITY_CODES, normalize
 from embedcache.build import POOLS, BuildReport, build
-from embedcache.errors import AlphabetError, InputError, StoreError
+from embedcache.errors import InputError, StoreError
 from embedcache.store import ModelGroup, Problem, Store, attention_name, pooled_name, sequence_digest
 
 __all__ = ["EmbeddingCache", "EXPORT_FORMATS"]
@@ -273,21 +274,29 @@ class EmbeddingCache:
 
 
 def _normalize_all(seqs: list[str], alphabet: str) -> list[str]:
-    """:func:`~embedcache.alphabet.normalize` over many sequences in one pass over their
-    concatenation (a task of 50,000 sequences is a few megabytes: one C-level pass instead
-    of 50,000 Python calls); a refused character is then named by its own sequence."""
-    joined = "".join(seqs)
+    """:func:`~embedcache.alphabet.normalize` of many sequences, in bulk.
+
+    A task of 50,000 sequences is a few megabytes: upper-casing, mapping ambiguity codes
+    and checking the alphabet over their ASCII concatenation are three C-level passes
+    instead of 50,000 Python calls. Anything the bulk path does not vouch for (a refused
+    or non-ASCII character) goes through :func:`normalize` one sequence at a time, which
+    gives the same result or names the sequence at fault.
+    """
     try:
-        fixed = normalize(joined, alphabet=alphabet)
-    except AlphabetError:
-        fixed = None
-    if fixed is None or len(fixed) != len(joined):  # upper() may change a length (e.g. "ß")
-        return [normalize(s, alphabet=alphabet, record=f"sequence #{i + 1}") for i, s in enumerate(seqs)]
-    out, pos = [], 0
-    for s in seqs:
-        out.append(fixed[pos : pos + len(s)])
-        pos += len(s)
-    return out
+        joined = "".join(seqs).encode("ascii").upper()
+    except UnicodeEncodeError:
+        joined = None
+    if joined is not None:
+        if alphabet == "iupac-to-n":
+            joined = joined.translate(_IUPAC_TO_N)
+        if not joined.translate(None, b"ACGTN"):
+            text = joined.decode("ascii")
+            ends = list(itertools.accumulate(len(s) for s in seqs))
+            return [text[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+    return [normalize(s, alphabet=alphabet, record=f"sequence #{i + 1}") for i, s in enumerate(seqs)]
+
+
+_IUPAC_TO_N = bytes.maketrans(IUPAC_AMBIGUITY_CODES.encode(), b"N" * len(IUPAC_AMBIGUITY_CODES))
 
 
 def _resolved(path) -> str | None:
