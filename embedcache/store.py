@@ -777,7 +777,8 @@ class GroupWriter:
     New rows are appended in blocks; each flush writes data arrays, then row arrays and
     fill masks, then commits ``n_rows``. Values for rows already committed (an array they
     lack) are written, then their fill mask is set. A flush happens when the buffer holds
-    ``block_rows`` rows or ``block_bytes`` bytes, or ``commit_seconds`` after the last one.
+    ``block_rows`` rows or ``block_bytes`` bytes, or ``commit_seconds`` after the last one
+    (or 20 times the last flush's duration, if longer).
 
     Parameters
     ----------
@@ -799,6 +800,7 @@ class GroupWriter:
         self.commit_seconds = commit_seconds
         self._pending = _Pending()
         self._last_flush = time.monotonic()
+        self._flush_seconds = 0.0
         self.rows_written = 0
         self.values_written: dict[str, int] = {}
         self._ensure_row_arrays()
@@ -865,19 +867,24 @@ class GroupWriter:
 
     def _maybe_flush(self) -> None:
         p = self._pending
-        due = time.monotonic() - self._last_flush >= self.commit_seconds
+        # A flush rewrites the partly filled shards whatever it adds; spacing flushes at least
+        # 20 times their own duration keeps that under 5% of the time, however slow the model.
+        interval = max(self.commit_seconds, 20 * self._flush_seconds)
+        due = time.monotonic() - self._last_flush >= interval
         if len(p.digest) >= self.block_rows or p.nbytes >= self.block_bytes or due:
             self.flush()
 
     def flush(self) -> None:
         """Write everything queued, in the crash-safe order, and commit the new row count."""
         p, self._pending = self._pending, _Pending()
-        self._last_flush = time.monotonic()
+        t0 = time.monotonic()
         with zarr.config.set({"array.write_empty_chunks": True}):
             if p.old_values:
                 self._write_old(p.old_values)
             if p.digest:
                 self._append(p)
+        self._last_flush = time.monotonic()
+        self._flush_seconds = self._last_flush - t0
 
     def _stack(self, items: list) -> np.ndarray:
         return np.stack([v for _, v in items]).astype(self.spec.store_dtype, copy=False)
