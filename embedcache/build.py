@@ -177,12 +177,13 @@ def _sources(inputs, *, alphabet: str, reference, chunk_size: int) -> list[_Sour
 
 
 def _input_kind(x) -> str | None:
-    # A string of letters that names no file is a sequence; anything path-like is a path.
+    # A string of letters that names no file is a sequence (an empty one is an empty
+    # sequence, refused later by name); anything path-like is a path.
     if isinstance(x, os.PathLike):
         return "path"
     if not isinstance(x, str):
         return None
-    if x.isalpha() and not os.path.isfile(x):
+    if x == "" or (x.isalpha() and not os.path.isfile(x)):
         return "sequence"
     return "path"
 

@@ -327,6 +327,10 @@ def test_checkpoint_that_no_longer_matches_its_key_is_refused(tmp_path):
 def test_bad_requests_are_refused_before_work(tmp_path):
     cache = EmbeddingCache(tmp_path / "c.zarr")
     seqs = short_seqs(2, seed=15)
+    with pytest.raises(InputError, match="sequence #2 is empty"):
+        cache.build([seqs[0], "", seqs[1]], model=CKPT, layers=[2], **FAST)
+    with pytest.raises(InputError, match="all file paths or all DNA sequences"):
+        cache.build([seqs[0], tmp_path / "x.fa"], model=CKPT, layers=[2], **FAST)
     with pytest.raises(InputError, match="layers 1..2"):
         cache.build(seqs, model=CKPT, layers=[3], **FAST)
     with pytest.raises(InputError, match="heads 1..4"):
