@@ -149,3 +149,15 @@ def test_export_of_uncached_records_writes_nothing(cache, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["task.csv"]
     with pytest.raises(InputError, match="npz"):
         cache.export(table, tmp_path / "out.txt", layer=2)
+
+
+def test_reading_never_imports_the_model_code(cache, seqs):
+    import subprocess
+    import sys
+
+    code = ("import sys; from embedcache import EmbeddingCache; c = EmbeddingCache(sys.argv[1]); "
+            "x = c.embeddings(sys.argv[2:], layer=2); c.models(); c.verify(); "
+            "print(x.shape, sorted(m for m in ('jax', 'embedcache.model', 'embedcache.engine') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(cache.path), *seqs[:3]], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(3, 64) []"
