@@ -142,7 +142,7 @@ def verify(path: Path = typer.Argument(..., help="The cache (Zarr store).")) -> 
 def attention_plot(
     cache: Path = typer.Option(..., "--cache", help="The cache (Zarr store) holding the map (build --attention L:H)."),
     layer: int = typer.Option(..., "--layer", help="1-based layer."),
-    head: int = typer.Option(..., "--head", help="1-based head (the official key attention_map_layer_L_number_N is head N+1)."),
+    head: int = typer.Option(..., "--head", help="1-based head (the official key attention_map_layer_L_number_N is head min(N+2, heads))."),
     out: Path = typer.Option(..., "--out", help="PNG file to write."),
     sequence_id: Optional[str] = typer.Option(None, "--sequence-id", help="Id of the record in --input."),
     input: Optional[Path] = typer.Option(None, "--input", help="Sequence file holding --sequence-id."),
