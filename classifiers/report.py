@@ -160,8 +160,9 @@ def _overlap_section(run: Mapping) -> str:
         return ""
     rows = [[escape(k.replace("_", " ")), escape(str(v))] for k, v in dup.items()]
     return ("<h2>Sequences shared between splits (by content)</h2>" + _table(["", ""], rows)
-            + "<p class='note'>Shared sequences inflate test metrics; "
-              "<code>--dedup-test</code> drops them from the test set.</p>")
+            + "<p class='note'>\"In train\" counts test rows whose sequence is in the train or "
+              "validation split (both are seen while fitting). Shared sequences inflate test "
+              "metrics; <code>--dedup-test</code> drops them from the test set.</p>")
 
 
 def _provenance_section(run: Mapping) -> str:

@@ -210,23 +210,25 @@ def test_split_column_and_duplicates_are_honoured(binary, tmp_path):
     # Five test rows repeat training sequences (new ids, same content, lower case).
     table.loc[190:194, "sequence"] = table.loc[0:4, "sequence"].str.lower().to_numpy()
     table.loc[190:194, "label"] = table.loc[0:4, "label"].to_numpy()
+    # Two more repeat validation (dev) sequences: seen while fitting, so counted too.
+    table.loc[195:196, ["sequence", "label"]] = table.loc[160:161, ["sequence", "label"]].to_numpy()
     table.to_csv(tmp_path / "split.csv", index=False)
     run = fit_run(tmp_path / "split.csv", cache=binary / "cache.zarr", out=tmp_path / "a",
                   model="logistic", layer=2, n_bootstrap=50)
     assert run["task"]["rows"] == {"train": 160, "validation": 30, "test": 50}
-    assert run["duplicates"]["test_rows_in_train"] == 5
-    assert run["duplicates"]["unique_test_sequences_in_train"] == 5
-    assert any("5 test rows" in w for w in run["warnings"])
-    assert "5 test rows" in (tmp_path / "a" / "report.html").read_text()
+    assert run["duplicates"]["test_rows_in_train"] == 7
+    assert run["duplicates"]["unique_test_sequences_in_train"] == 7
+    assert any("7 test rows" in w for w in run["warnings"])
+    assert "7 test rows" in (tmp_path / "a" / "report.html").read_text()
     pred = pd.read_csv(tmp_path / "a" / "predictions.csv")
     assert pred["split"].tolist() == ["train"] * 160 + ["validation"] * 30 + ["test"] * 50
 
     deduped = fit_run(tmp_path / "split.csv", cache=binary / "cache.zarr", out=tmp_path / "b",
                       model="logistic", layer=2, n_bootstrap=50, dedup_test=True)
-    assert deduped["task"]["rows"]["test"] == 45
-    assert deduped["duplicates"]["dropped_from_test"] == 5
+    assert deduped["task"]["rows"]["test"] == 43
+    assert deduped["duplicates"]["dropped_from_test"] == 7
     pred = pd.read_csv(tmp_path / "b" / "predictions.csv")
-    assert not set(pred.loc[pred["split"] == "test", "id"]) & {f"seq{i}" for i in range(190, 195)}
+    assert not set(pred.loc[pred["split"] == "test", "id"]) & {f"seq{i}" for i in range(190, 197)}
     assert_metrics_match_predictions(tmp_path / "b")
 
 
