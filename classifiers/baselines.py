@@ -129,8 +129,10 @@ def make_baseline(name: str, *, seed: int = 0) -> Pipeline | DummyClassifier:
         return DummyClassifier(strategy="prior")
     if name == "kmer_logistic":
         # C chosen once on the validation split of prom_300_tata and the enhancer task (not on
-        # any test set): 5,460 standardized features need strong L2 shrinkage.
+        # any test set): 5,460 standardized features need strong L2 shrinkage. tol 1e-3 gives
+        # the same scores as 1e-4 on the bundled tasks in a quarter of the solver iterations.
         return make_pipeline(KmerFrequencies(1, 6), StandardScaler(with_mean=False),
-                             LogisticRegression(C=0.001, max_iter=1000, random_state=seed))
+                             LogisticRegression(C=0.001, tol=1e-3, max_iter=1000,
+                                                random_state=seed))
     raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
 
