@@ -288,6 +288,8 @@ def cached_attention_figure(cache, sequence: str, *, layer: int, head: int, mode
         tokens = tokenizer.token_strings(tokenizer.encode(seq)[:n])
     title = (f"{group.model_name} (key {group.key}): layer {layer}, head {head} "
              f"(1-based), {n} tokens")
+    if group.attrs.get("random_weights"):
+        title = f"RANDOM WEIGHTS (no biology) · {title}"
     return attention_heatmap(matrix, tokens=tokens, title=title)
 
 
