@@ -16,8 +16,9 @@ A run directory (``classify fit --out RUN``)::
       report.html             one page: warnings, metrics with intervals, baselines,
                               figures, overlap, provenance
 
-``cv`` writes the same files (``predictions.csv`` then holds out-of-fold predictions with
-``seed`` and ``fold`` columns, and there is no model). ``evaluate`` writes a run directory of
+``cv`` writes metrics.json (per-fold metrics, mean and standard deviation for the probe and
+the baselines), predictions.csv (out-of-fold: id, seed, fold, label, score(s), prediction),
+plots/cv_metrics.png and report.html; it keeps no model. ``evaluate`` writes a run directory of
 kind ``evaluate`` (default ``RUN/evaluate-<data file stem>``). Every directory is written
 into a temporary sibling and moved into place when complete, so a failure leaves nothing
 half-written, and an existing non-empty directory is replaced only with ``force=True``.
@@ -261,7 +262,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
                 proba, pred = est.predict_proba(X[te]), est.predict(X[te])
                 per_fold.append({"seed": s, "fold": k + 1,
                                  **classification_metrics(y[te], pred, proba, classes)})
-                frame = _prediction_frame(table.iloc[te], proba, pred, classes)
+                frame = _prediction_frame(table.iloc[te], proba, pred, classes, with_split=False)
                 frame.insert(1, "seed", s)
                 frame.insert(2, "fold", k + 1)
                 oof.append(frame)

@@ -299,6 +299,7 @@ def test_cv_reports_mean_and_std_over_folds_and_seeds(binary, tmp_path):
     assert set(cv["baseline_summaries"]) == {"majority", "kmer_logistic"}
     oof = pd.read_csv(tmp_path / "cv" / "predictions.csv")
     assert len(oof) == 400 and set(oof["seed"]) == {0, 1}
+    assert list(oof.columns) == ["id", "seed", "fold", "label", "score", "prediction"]
     for (s, k), part in oof.groupby(["seed", "fold"]):
         got = next(f for f in cv["per_fold"] if f["seed"] == s and f["fold"] == k)
         assert got["auroc"] == pytest.approx(
