@@ -4,8 +4,7 @@ Run:  python bench/embed_throughput.py [--sequences 256] [--repeats 3] [--dtype 
 
 All figures come from one run on one machine, side by side:
 
-1. sequences/s of the 50M_multi_species_v2 architecture (random weights, written in the
-   official layout) on 300-bp sequences, bucketed as `embedcache build` does, against
+1. sequences/s of the 50M_multi_species_v2 architecture (seeded random weights) on 300-bp sequences, bucketed as `embedcache build` does, against
    every sequence padded to 512 tokens (what the official tokenizer does). Target >= 10x.
 2. achieved FLOP/s of the bucketed forward pass (FLOPs of the padded batches actually
    executed) against a plain jitted float32 matmul of the same width (D = 512) with as
@@ -17,11 +16,8 @@ On a GPU, also bfloat16 throughput and model FLOP utilisation against the chip's
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,28 +28,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from embedcache.checkpoints import load_checkpoint  # noqa: E402
+from embedcache.checkpoints import random_checkpoint  # noqa: E402
 from embedcache.engine import Embedder  # noqa: E402
 
-NT50M_V2_HP = {
-    "max_positions": 2048, "embed_scale": 1.0, "emb_layer_norm_before": False,
-    "attention_heads": 16, "embed_dim": 512, "ffn_embed_dim": 2048, "num_layers": 12,
-    "positional_embedding": None, "add_bias_kv": False, "add_bias_ffn": False,
-    "use_glu_in_ffn": True, "ffn_activation_name": "swish", "use_rotary_embedding": True,
-    "token_dropout": False, "masking_ratio": 0.1, "masking_prob": 0.8, "k_for_kmers": 6,
-}
 # Dense bf16 peak of the chips we may meet, for model FLOP utilisation.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
-
-
-def write_random_checkpoint(out: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("make_weights", ROOT / "tests/golden/make_weights.py")
-    mw = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mw)
-    hp_path = out / "hp.json"
-    hp_path.write_text(json.dumps(NT50M_V2_HP))
-    mw.main([str(hp_path), str(out), "--seed", "0"])
-    return out
 
 
 def timed(fn, repeats: int) -> float:
@@ -80,8 +59,7 @@ def main() -> None:
     device = jax.devices()[0]
     print(f"backend={backend} device={device.device_kind} jax={jax.__version__}")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = load_checkpoint(write_random_checkpoint(Path(tmp)))
+    ckpt = random_checkpoint("50M_multi_species_v2")
     cfg = ckpt.config
     tok = ckpt.tokenizer()
     rng = np.random.default_rng(0)
