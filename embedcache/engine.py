@@ -28,6 +28,7 @@ import numpy as np
 
 from embedcache.errors import InputError, SequenceTooLongError
 from embedcache.model import NTConfig, forward, prepare_params
+from embedcache.tokenizer import Tokenizer
 
 __all__ = [
     "BUCKET_LADDER",
@@ -199,7 +200,8 @@ class Embedder:
         self._row_cap: dict[int, int] = {}
         self._params = prepare_params(checkpoint.params, _DTYPES[dtype])
         self._pad = cfg.pad_token_id
-        self._cls = 3
+        # Filler tokens for warm-up and padding rows; <cls> has the same id in both vocabularies.
+        self._cls = Tokenizer.cls_id
         self._fn = jax.jit(self._compute)
         self._seen_shapes: set[tuple[int, int]] = set()
 
