@@ -345,6 +345,23 @@ def _match_columns(path: Path, found: list[str], kind: str) -> dict[str, str]:
     return by_role
 
 
+def _table_frames(path, chunks, roles, id_column, carried, locate, alphabet) -> Iterator[pd.DataFrame]:
+    """:func:`_table_frame` over pandas chunks of a table, numbering records from 1 across chunks."""
+    next_record = 1
+    for chunk in chunks:
+        records = np.arange(next_record, next_record + len(chunk))
+        next_record += len(chunk)
+        yield _table_frame(
+            path,
+            chunk[roles["sequence"]].to_numpy(dtype=object),
+            chunk[id_column].to_numpy(dtype=object) if id_column else None,
+            {r: chunk[roles[r]] for r in carried},
+            records,
+            locate,
+            alphabet,
+        )
+
+
 def _table_frame(
     path: Path,
     seqs: np.ndarray,
@@ -431,27 +448,18 @@ def _table_chunks(path: Path, sep: str, kind: str, alphabet: str, chunk_size: in
         keep_default_na=False,
         na_values={roles[r]: list(STR_NA_VALUES) for r in carried},
     )
-    next_record = 1
+    rows = 0
     try:
         with reader:
-            for chunk in reader:
-                records = np.arange(next_record, next_record + len(chunk))
-                next_record += len(chunk)
-                yield _table_frame(
-                    path,
-                    chunk[roles["sequence"]].to_numpy(dtype=object),
-                    chunk[id_column].to_numpy(dtype=object) if id_column else None,
-                    {r: chunk[roles[r]] for r in carried},
-                    records,
-                    locate,
-                    alphabet,
-                )
+            for frame in _table_frames(path, reader, roles, id_column, carried, locate, alphabet):
+                rows += len(frame)
+                yield frame
     except (pd.errors.ParserError, *_UNREADABLE) as exc:
         raise InputError(
-            f"{path} does not parse as {label} (after data row {next_record - 1}): {exc}. "
+            f"{path} does not parse as {label} (after data row {rows}): {exc}. "
             "Check the delimiter and quoting: every row needs as many fields as the header."
         ) from None
-    if next_record == 1:
+    if rows == 0:
         raise InputError(f"{path}: a header but no rows. Give a file with sequences.")
 
 
@@ -475,27 +483,22 @@ def _parquet_chunks(path: Path, alphabet: str, chunk_size: int) -> Iterator[pd.D
     carried = [r for r in ("label", "split") if r in roles]
     id_column = roles.get("id", roles.get("name"))
     wanted = [roles["sequence"], *([id_column] if id_column else []), *(roles[r] for r in carried)]
-    next_record = 1
+    rows = 0
     with parquet:
         try:
-            for batch in parquet.iter_batches(batch_size=chunk_size, columns=wanted):
-                if batch.num_rows == 0:
-                    continue
-                chunk = batch.to_pandas()
-                records = np.arange(next_record, next_record + len(chunk))
-                next_record += len(chunk)
-                yield _table_frame(
-                    path,
-                    chunk[roles["sequence"]].to_numpy(dtype=object),
-                    chunk[id_column].to_numpy(dtype=object) if id_column else None,
-                    {r: chunk[roles[r]] for r in carried},
-                    records,
-                    lambda record: f"row {record}",
-                    alphabet,
-                )
+            chunks = (
+                batch.to_pandas()
+                for batch in parquet.iter_batches(batch_size=chunk_size, columns=wanted)
+                if batch.num_rows
+            )
+            for frame in _table_frames(
+                path, chunks, roles, id_column, carried, lambda record: f"row {record}", alphabet
+            ):
+                rows += len(frame)
+                yield frame
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{path}: Parquet data unreadable after row {next_record - 1} ({exc}). Write the file again.") from None
-    if next_record == 1:
+            raise InputError(f"{path}: Parquet data unreadable after row {rows} ({exc}). Write the file again.") from None
+    if rows == 0:
         raise InputError(f"{path}: no rows. Give a file with sequences.")
 
 
