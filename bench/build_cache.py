@@ -133,6 +133,7 @@ def bench_throughput(tmp: Path, n: int, repeats: int) -> dict:
     from embedcache import EmbeddingCache
     from embedcache.checkpoints import load_checkpoint
     from embedcache.engine import Embedder
+    from embedcache.request import BuildRequest
 
     ckpt_dir = write_checkpoint(tmp / "nt50m_ckpt", NT50M_V2_HP)
     fasta = write_fasta(tmp / "throughput.fa", n, 300, 300, seed=3)
@@ -141,7 +142,7 @@ def bench_throughput(tmp: Path, n: int, repeats: int) -> dict:
 
     def bare() -> tuple[float, float]:
         t0, c0 = time.perf_counter(), time.process_time()
-        engine = Embedder(checkpoint, layers=[12], pools=["cls", "mean"], max_tokens=512)
+        engine = Embedder(checkpoint, BuildRequest(layers=[12], pools=["cls", "mean"], max_tokens=512))
         tokens = checkpoint.tokenizer().encode_batch(seqs)
         for _ in engine.embed(tokens):
             pass
@@ -158,7 +159,7 @@ def bench_throughput(tmp: Path, n: int, repeats: int) -> dict:
     from embedcache.engine import plan_batches
 
     tokens = checkpoint.tokenizer().encode_batch(seqs)
-    probe = Embedder(checkpoint, layers=[12], pools=["cls", "mean"], max_tokens=512)
+    probe = Embedder(checkpoint, BuildRequest(layers=[12], pools=["cls", "mean"], max_tokens=512))
     plan = plan_batches(np.array([len(t) for t in tokens]), max_tokens=512, token_budget=probe.token_budget)
     shapes = {(length, idx.size): idx for length, idx in plan}
     for _ in probe.embed([tokens[i] for idx in shapes.values() for i in idx]):

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from embedcache.checkpoints import random_checkpoint  # noqa: E402
+from embedcache.request import BuildRequest
 from embedcache.engine import Embedder  # noqa: E402
 
 # Dense bf16 peak of the chips we may meet, for model FLOP utilisation.
@@ -73,9 +74,9 @@ def main() -> None:
 
     results = {}
     for dtype in ([args.dtype] if args.dtype else (["float32", "bfloat16"] if backend == "gpu" else ["float32"])):
-        bucketed = Embedder(ckpt, layers=(12,), pools=("cls", "mean"), max_tokens=512, dtype=dtype)
+        bucketed = Embedder(ckpt, BuildRequest(layers=(12,), pools=("cls", "mean"), max_tokens=512, dtype=dtype))
         compile_b = bucketed.warmup([64 if n_tok <= 64 else 512])
-        padded_e = Embedder(ckpt, layers=(12,), pools=("cls", "mean"), max_tokens=512, dtype=dtype)
+        padded_e = Embedder(ckpt, BuildRequest(layers=(12,), pools=("cls", "mean"), max_tokens=512, dtype=dtype))
         compile_p = padded_e.warmup([512])
         t_b = timed(lambda: run_all(bucketed, arrays), args.repeats)
         t_p = timed(lambda: run_all(padded_e, padded[:n_padded]), args.repeats)

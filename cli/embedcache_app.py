@@ -44,6 +44,22 @@ def _ints(text: str, what: str) -> list[int]:
         raise typer.BadParameter(f"{what} takes comma-separated integers such as 6,12, not {text!r}") from None
 
 
+def _choices(option: str, many: bool = False):
+    """A Typer callback refusing values the request does not allow while options are parsed
+    (exit 2), before any checkpoint is loaded."""
+
+    def check(value: str) -> str:
+        from embedcache.request import CHOICES
+
+        allowed = CHOICES[option]
+        for v in [x.strip() for x in value.split(",") if x.strip()] if many else [value]:
+            if v not in allowed:
+                raise typer.BadParameter(f"{v!r} is not one of: {', '.join(allowed)}", param_hint=option)
+        return value
+
+    return check
+
+
 def _maps(text: str) -> list[tuple[int, int]]:
     out = []
     for item in (x.strip() for x in text.split(",") if x.strip()):
@@ -60,14 +76,14 @@ def build(
     model: str = typer.Option(..., "--model", help="Released model name, checkpoint directory, or a model key of the cache."),
     cache: Path = typer.Option(..., "--cache", help="The Zarr store to write (created if missing)."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated 1-based layers to pool (default: the last)."),
-    pool: str = typer.Option("cls,mean", "--pool", help="Poolings: cls (position 0) and/or mean (real tokens, CLS excluded)."),
+    pool: str = typer.Option("cls,mean", "--pool", callback=_choices("--pool", many=True), help="Poolings: cls (position 0) and/or mean (real tokens, CLS excluded)."),
     attention: str = typer.Option("", "--attention", help="Attention maps as LAYER:HEAD, 1-based, e.g. 1:4,7:16."),
     max_tokens: int = typer.Option(512, "--max-tokens", help="Tokens per sequence, CLS included, embedded in one pass."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Cap on sequences per batch."),
-    dtype: str = typer.Option("float32", "--dtype", help="Compute dtype: float32 or bfloat16."),
-    store_dtype: str = typer.Option("float32", "--store-dtype", help="Stored dtype: float32 or float16 (half the disk)."),
-    alphabet: str = typer.Option("iupac-to-n", "--alphabet", help="iupac-to-n (ambiguity codes become N) or strict."),
-    long: str = typer.Option("error", "--long", help="Sequences over --max-tokens: error, truncate or tile."),
+    dtype: str = typer.Option("float32", "--dtype", callback=_choices("--dtype"), help="Compute dtype: float32 or bfloat16."),
+    store_dtype: str = typer.Option("float32", "--store-dtype", callback=_choices("--store-dtype"), help="Stored dtype: float32 or float16 (half the disk)."),
+    alphabet: str = typer.Option("iupac-to-n", "--alphabet", callback=_choices("--alphabet"), help="iupac-to-n (ambiguity codes become N) or strict."),
+    long: str = typer.Option("error", "--long", callback=_choices("--long"), help="Sequences over --max-tokens: error, truncate or tile."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Genome FASTA for BED inputs."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     allow_random_weights: bool = typer.Option(
@@ -111,7 +127,7 @@ def export(
     input: Path = typer.Option(..., "--input", help="The sequence file whose records to export, in its order."),
     out: Path = typer.Option(..., "--out", help="Output: .npz, .parquet or .h5."),
     layer: Optional[int] = typer.Option(None, "--layer", help="1-based layer (default: the last)."),
-    pool: str = typer.Option("cls", "--pool", help="cls or mean."),
+    pool: str = typer.Option("cls", "--pool", callback=_choices("--pool"), help="cls or mean."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name or key (needed when the cache holds several)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Genome FASTA for a BED input."),
 ) -> None:

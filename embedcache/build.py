@@ -43,7 +43,7 @@ import hashlib
 import os
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -52,18 +52,11 @@ import pandas as pd
 
 from embedcache.alphabet import DEFAULT_ALPHABET, normalize
 from embedcache.errors import CheckpointError, InputError, SequenceTooLongError
-from embedcache.store import (
-    LONG_POLICIES,
-    ModelSpec,
-    Store,
-    attention_name,
-    parse_array_name,
-    pooled_name,
-)
+from embedcache.progress import Progress
+from embedcache.request import POOLS, BuildRequest, Output
+from embedcache.store import ModelSpec, Store
 
-__all__ = ["BuildReport", "build", "requested_arrays"]
-
-POOLS = ("cls", "mean")
+__all__ = ["BuildReport", "build"]
 
 
 @dataclass
@@ -130,11 +123,6 @@ class BuildReport:
         for name, counts in sorted(self.arrays.items()):
             lines.append(f"  {name}: {counts['computed']} computed, {counts['reused']} reused")
         return "\n".join(lines)
-
-
-def requested_arrays(layers: Iterable[int], pools: Iterable[str], attention: Iterable[tuple[int, int]]) -> list[str]:
-    """Store array names for the requested layers x pools and (layer, head) maps."""
-    return [pooled_name(l, p) for l in layers for p in pools] + [attention_name(l, h) for l, h in attention]
 
 
 # --------------------------------------------------------------------------------------
@@ -216,7 +204,7 @@ class _Scan:
     tiled: int = 0
 
 
-def _scan(sources, tokenizer, spec: ModelSpec, model_max: int, wants_attention: bool) -> _Scan:
+def _scan(sources, tokenizer, spec: BuildRequest, model_max: int) -> _Scan:
     scan = _Scan()
     limit = spec.max_tokens
     for source in sources:
@@ -232,7 +220,7 @@ def _scan(sources, tokenizer, spec: ModelSpec, model_max: int, wants_attention: 
                     f"Pass --long truncate to embed its first {limit} tokens, --long tile to embed it "
                     f"in overlapping windows, or a larger --max-tokens (this model takes up to {model_max})."
                 )
-            if over.size and spec.long == "tile" and wants_attention:
+            if over.size and spec.long == "tile" and spec.attention:
                 i = int(over[0])
                 raise InputError(
                     f"{source.name}: record {df['id'].iloc[i]} (record #{df['record'].iloc[i]}) has "
@@ -258,7 +246,7 @@ def _scan(sources, tokenizer, spec: ModelSpec, model_max: int, wants_attention: 
 # --------------------------------------------------------------------------------------
 
 
-def _windows(tokens: np.ndarray, spec: ModelSpec) -> list[np.ndarray]:
+def _windows(tokens: np.ndarray, spec: BuildRequest) -> list[np.ndarray]:
     """The token arrays embedded for one sequence under the long-sequence policy."""
     n = len(tokens)
     if n <= spec.max_tokens:
@@ -269,45 +257,6 @@ def _windows(tokens: np.ndarray, spec: ModelSpec) -> list[np.ndarray]:
     stride = width - spec.window_overlap
     starts = list(range(0, len(body) - width, stride)) + [len(body) - width]
     return [np.concatenate([tokens[:1], body[s : s + width]]) for s in starts]
-
-
-# --------------------------------------------------------------------------------------
-# Progress
-# --------------------------------------------------------------------------------------
-
-
-class _Progress:
-    """A rich progress bar with sequences/s, tokens/s and ETA; silent when ``quiet``."""
-
-    def __init__(self, total: int, quiet: bool):
-        self._bar = None
-        self._t0 = time.perf_counter()
-        self.done = 0
-        self.tokens = 0
-        if quiet:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[seq_rate]:>8.1f} seq/s"), TextColumn("{task.fields[tok_rate]:>9.0f} tok/s"),
-            TextColumn("ETA"), TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self._task = self._bar.add_task("embed", total=total, seq_rate=0.0, tok_rate=0.0)
-        self._bar.start()
-
-    def advance(self, sequences: int, tokens: int) -> None:
-        self.done += sequences
-        self.tokens += tokens
-        if self._bar is not None:
-            dt = max(time.perf_counter() - self._t0, 1e-9)
-            self._bar.update(self._task, completed=self.done, seq_rate=self.done / dt, tok_rate=self.tokens / dt)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 # --------------------------------------------------------------------------------------
@@ -350,31 +299,18 @@ def build(
         A released model name, a checkpoint directory, or a model key already in the
         store (its checkpoint is reloaded from the recorded name or directory and must
         still have the recorded parameter digest; the group's policies are used).
-    layers
-        1-based layers to pool; default the last layer.
-    pools
-        ``"cls"`` (position 0) and/or ``"mean"`` (mean over real tokens, CLS excluded).
-    attention
-        ``(layer, head)`` maps to store, both 1-based.
-    max_tokens
-        Tokens per sequence (CLS included) embedded in one pass; at most the model's
-        ``max_positions``.
+    layers, pools, attention, max_tokens, dtype, store_dtype, alphabet, long, window_overlap
+        The request (:class:`embedcache.request.BuildRequest`): 1-based layers to pool
+        (default the last), ``"cls"``/``"mean"``, ``(layer, head)`` maps, tokens per pass
+        (CLS included), compute and stored dtypes, alphabet policy
+        (:mod:`embedcache.alphabet`), long-sequence policy (``"error"``, ``"truncate"``,
+        ``"tile"``) and the windows' overlap (default ``max_tokens // 8``).
     batch_size, token_budget
         Caps on rows and padded tokens per batch (see :class:`embedcache.engine.Embedder`).
-    dtype
-        Compute dtype, ``"float32"`` or ``"bfloat16"``.
-    store_dtype
-        ``"float32"`` or ``"float16"`` (half the disk).
-    alphabet
-        ``"iupac-to-n"`` or ``"strict"`` (:mod:`embedcache.alphabet`).
-    long
-        ``"error"``, ``"truncate"`` or ``"tile"``.
-    window_overlap
-        Tokens shared by consecutive windows under ``long="tile"``; default ``max_tokens // 8``.
     reference
         Genome FASTA for BED inputs.
     quiet
-        No progress bar.
+        No progress output.
     lock_timeout
         Seconds to wait for another writer before :class:`~embedcache.errors.StoreLockedError`.
     chunk_size
@@ -392,36 +328,38 @@ def build(
     BuildReport
     """
     t0 = time.perf_counter()
+    # Option values are checked here, before a checkpoint or an input is read.
+    request = BuildRequest(layers=None if layers is None else tuple(layers), pools=tuple(pools),
+                           attention=tuple(attention), max_tokens=max_tokens, alphabet=alphabet, long=long,
+                           window_overlap=window_overlap, dtype=dtype, store_dtype=store_dtype)
     store = Store(cache)
-    checkpoint, spec = _model_and_spec(store, model, cache_dir=cache_dir,
-                                       allow_random_weights=allow_random_weights, max_tokens=max_tokens,
-                                       alphabet=alphabet, long=long, window_overlap=window_overlap,
-                                       dtype=dtype, store_dtype=store_dtype)
-    config = checkpoint.config
-    if spec.max_tokens > config.max_tokens:
-        raise InputError(
-            f"--max-tokens {spec.max_tokens} is more than model {checkpoint.name} takes "
-            f"({config.max_tokens} tokens, CLS included); pass --max-tokens {config.max_tokens} or less."
-        )
-    layers = [config.num_layers] if layers is None else sorted({int(x) for x in layers})
-    attention = sorted({(int(l), int(h)) for l, h in attention})
-    _check_request(config, layers, pools, attention)
-    names = requested_arrays(layers, [p for p in POOLS if p in set(pools)], attention)
+    checkpoint, request, spec = _model_and_request(store, model, request, cache_dir=cache_dir,
+                                                   allow_random_weights=allow_random_weights)
+    outputs = request.outputs
     tokenizer = checkpoint.tokenizer()
-
-    sources = _sources(inputs, alphabet=spec.alphabet, reference=reference, chunk_size=chunk_size)
-    scan = _scan(sources, tokenizer, spec, config.max_tokens, wants_attention=bool(attention))
+    sources = _sources(inputs, alphabet=request.alphabet, reference=reference, chunk_size=chunk_size)
+    scan = _scan(sources, tokenizer, request, checkpoint.config.max_tokens)
+    random_weights = bool(getattr(checkpoint, "random_weights", False))
     report = BuildReport(cache=str(store.path), model_key=spec.key, model_name=checkpoint.name,
-                         random_weights=bool(getattr(checkpoint, "random_weights", False)),
-                         records=scan.records, unique=len(scan.unique), truncated=scan.truncated, tiled=scan.tiled)
-
+                         random_weights=random_weights, records=scan.records, unique=len(scan.unique),
+                         truncated=scan.truncated, tiled=scan.tiled)
+    names = [o.name for o in outputs]
     missing, held = _plan(store, spec.key, scan.unique, names)
     report.arrays = {n: {"computed": 0, "reused": held[n]} for n in names}
-    if not missing:
-        report.reused = report.unique
-        report.seconds = time.perf_counter() - t0
-        return report
+    if missing:
+        runner = _compute(store, checkpoint, request, spec, sources, scan, lock_timeout=lock_timeout, quiet=quiet,
+                          engine_kw=dict(batch_size=batch_size, token_budget=token_budget))
+        report.computed, report.new_rows, report.tokens = runner.done, runner.writer.rows_written, runner.tokens
+        report.arrays = {o.name: {"computed": runner.computed[o], "reused": runner.held[o.name]} for o in outputs}
+    report.reused = report.unique - report.computed
+    report.seconds = time.perf_counter() - t0
+    return report
 
+
+def _compute(store: Store, checkpoint, request: BuildRequest, spec: ModelSpec, sources, scan, *,
+             lock_timeout: float, quiet: bool, engine_kw: dict) -> "_Runner":
+    """The second pass, under the writer's lock: every store write of a build is here."""
+    config, tokenizer = checkpoint.config, checkpoint.tokenizer()
     attrs = {
         "model_name": checkpoint.name,
         "source": str(checkpoint.source),
@@ -434,38 +372,32 @@ def build(
         "window_tokens": spec.max_tokens - 1,
         "random_weights": bool(getattr(checkpoint, "random_weights", False)),
     }
+    outputs = request.outputs
+    names = [o.name for o in outputs]
     with store.writing(timeout=lock_timeout) as writing:
         writer = writing.group(spec, attrs, commit_seconds=float(os.environ.get("EMBEDCACHE_COMMIT_SECONDS", 2.0)))
         writer.ensure_arrays(names, feature_dim=config.embed_dim)
         snapshot = writer.snapshot()
         # Re-planned under the lock: another build may have committed rows since the scan.
         index = snapshot.index()
-        filled = {n: snapshot.filled(n) for n in names}
+        filled = {o: snapshot.filled(o.name) for o in outputs}
         missing, held = _plan(snapshot, spec.key, scan.unique, names)
         del scan
-        progress = _Progress(len(missing), quiet)
-        runner = _Runner(checkpoint, spec, dict(batch_size=batch_size, token_budget=token_budget,
-                                                dtype=spec.dtype), writer, progress)
+        runner = _Runner(checkpoint, request, engine_kw, writer, Progress(len(missing), quiet), held)
         try:
             for source in sources:
                 for df in source.chunks():
-                    for needed, entries in _missing_in_chunk(df, missing, index, filled, names).items():
+                    for needed, entries in _missing_in_chunk(df, missing, index, filled, outputs).items():
                         runner.add(needed, entries, tokenizer.encode_batch([s for _, s, _ in entries]))
             runner.finish()
             writer.flush()
         finally:
-            progress.close()
-    report.computed = progress.done
-    report.reused = report.unique - report.computed
-    report.new_rows = writer.rows_written
-    report.tokens = progress.tokens
-    report.arrays = {n: {"computed": runner.computed[n], "reused": held[n]} for n in names}
-    report.seconds = time.perf_counter() - t0
-    return report
+            runner.progress.close()
+    return runner
 
 
-def _model_and_spec(store: Store, model, *, cache_dir, allow_random_weights, **policies):
-    """Load the checkpoint and settle the model spec (hence the key) before anything is read.
+def _model_and_request(store: Store, model, request: BuildRequest, *, cache_dir, allow_random_weights):
+    """Load the checkpoint; settle the request against it and the model spec (hence the key).
 
     A model key of the store brings its own policies and its recorded checkpoint, which
     must still hold the parameters the key was made from.
@@ -485,38 +417,11 @@ def _model_and_spec(store: Store, model, *, cache_dir, allow_random_weights, **p
                 "weights changed. Pass the original checkpoint with --model PATH (a new group is made for "
                 "new weights), or build into a new cache."
             )
-        return checkpoint, spec
+        request = replace(request, **{k: getattr(spec, k) for k in request.spec_fields()})
+        return checkpoint, request.for_model(checkpoint.config), spec
     checkpoint = load_checkpoint(model, cache_dir=cache_dir, allow_random_weights=allow_random_weights)
-    if policies["long"] not in LONG_POLICIES:
-        raise InputError(f"unknown long-sequence policy {policies['long']!r}; choose one of {', '.join(LONG_POLICIES)}")
-    if policies["window_overlap"] is None:
-        policies["window_overlap"] = policies["max_tokens"] // 8 if policies["long"] == "tile" else 0
-    for k in ("max_tokens", "window_overlap"):
-        policies[k] = int(policies[k])
-    try:
-        return checkpoint, ModelSpec(param_digest=checkpoint.digest, **policies)
-    except ValueError as exc:
-        raise InputError(f"{exc}; fix the option") from None
-
-
-def _check_request(config, layers, pools, attention) -> None:
-    unknown = sorted(set(pools) - set(POOLS))
-    if unknown:
-        raise InputError(f"unknown pooling {unknown}; choose from {', '.join(POOLS)} (--pool)")
-    if not layers and not attention:
-        raise InputError("nothing to compute: pass layers (--layers) and/or attention maps (--attention)")
-    for layer in layers:
-        if not 1 <= layer <= config.num_layers:
-            raise InputError(
-                f"layer {layer} does not exist: the model has layers 1..{config.num_layers}; "
-                "pass --layers within that range."
-            )
-    for layer, head in attention:
-        if not (1 <= layer <= config.num_layers and 1 <= head <= config.attention_heads):
-            raise InputError(
-                f"attention map {layer}:{head} does not exist: the model has layers 1..{config.num_layers} "
-                f"and heads 1..{config.attention_heads} (both 1-based); fix --attention."
-            )
+    request = request.for_model(checkpoint.config)
+    return checkpoint, request, ModelSpec(param_digest=checkpoint.digest, **request.spec_fields())
 
 
 def _plan(source, key: str, unique: set, names: Sequence[str]) -> tuple[set, dict]:
@@ -547,8 +452,8 @@ def _plan(source, key: str, unique: set, names: Sequence[str]) -> tuple[set, dic
     return missing, held
 
 
-def _missing_in_chunk(df, missing: set, index: dict, filled: dict, names) -> dict[tuple, list]:
-    """The chunk's sequences still missing, grouped by the arrays each lacks."""
+def _missing_in_chunk(df, missing: set, index: dict, filled: dict, outputs) -> dict[tuple, list]:
+    """The chunk's sequences still missing, grouped by the outputs each lacks."""
     groups: dict[tuple, list] = defaultdict(list)
     seqs = df["sequence"].tolist()
     for d, s in zip(_digests(seqs), seqs):
@@ -556,25 +461,16 @@ def _missing_in_chunk(df, missing: set, index: dict, filled: dict, names) -> dic
             continue
         missing.discard(d)  # duplicates later in the input are now handled
         row = index.get(d)
-        needed = tuple(names) if row is None else tuple(n for n in names if not filled[n][row])
+        needed = tuple(outputs) if row is None else tuple(o for o in outputs if not filled[o][row])
         groups[needed].append((d, s, row))
     return groups
 
 
-def _engine(checkpoint, needed: tuple, spec: ModelSpec, engine_kw: dict):
-    """An Embedder computing exactly the arrays in ``needed``."""
+def _engine(checkpoint, needed: tuple, request: BuildRequest, engine_kw: dict):
+    """An Embedder computing exactly the outputs in ``needed``."""
     from embedcache.engine import Embedder
 
-    layers, pools, maps = set(), set(), set()
-    for name in needed:
-        kind, layer, last = parse_array_name(name)
-        if kind == "pooled":
-            layers.add(layer)
-            pools.add(last)
-        else:
-            maps.add((layer, last))
-    return Embedder(checkpoint, layers=sorted(layers), pools=[p for p in POOLS if p in pools] or ["cls"],
-                    attention=sorted(maps), max_tokens=spec.max_tokens, **engine_kw)
+    return Embedder(checkpoint, request, outputs=needed, **engine_kw)
 
 
 @dataclass
@@ -586,90 +482,59 @@ class _Item:
     row: int | None
     n_tokens: int
     n_windows: int
+    needed: tuple
     arrived: int = 0
     weight: float = 0.0
     sums: dict = field(default_factory=dict)
 
 
 class _Runner:
-    """Feeds the engine whole batches across input chunks, and writes rows as they finish.
+    """Hands windows to one engine per set of needed outputs (its planner batches them across
+    input chunks), and writes a row when all its windows have come back."""
 
-    Windows wait in one queue per (needed arrays, padded length) until a full batch is
-    there, so chunk boundaries make neither partial batches nor new compiled shapes; what
-    remains is run at :meth:`finish`. A row is written when all its windows have arrived.
-    """
-
-    def __init__(self, checkpoint, spec: ModelSpec, engine_kw: dict, writer, progress):
-        self.checkpoint, self.spec, self.engine_kw = checkpoint, spec, engine_kw
-        self.writer, self.progress = writer, progress
+    def __init__(self, checkpoint, request: BuildRequest, engine_kw: dict, writer, progress, held: dict):
+        self.checkpoint, self.request, self.engine_kw = checkpoint, request, engine_kw
+        self.writer, self.progress, self.held = writer, progress, held
         self.engines: dict[tuple, object] = {}
-        self.full_rows: dict[tuple, int] = {}
-        self.queues: dict[tuple, list] = defaultdict(list)
         self.items: dict[int, _Item] = {}
-        self.computed: dict[str, int] = defaultdict(int)
-        self._next = 0
+        self.computed: dict[Output, int] = defaultdict(int)
+        self.done = self.tokens = self._next = 0
 
     def add(self, needed: tuple, entries: list, tokens: list) -> None:
         """Queue sequences (``(digest, sequence, row)`` with their token arrays) lacking ``needed``."""
-        from embedcache.engine import bucket_lengths
-
         if needed not in self.engines:
-            self.engines[needed] = _engine(self.checkpoint, needed, self.spec, self.engine_kw)
-        ladder = np.asarray(bucket_lengths(self.spec.max_tokens))
+            self.engines[needed] = _engine(self.checkpoint, needed, self.request, self.engine_kw)
+        tags, windows = [], []
         for (d, s, row), t in zip(entries, tokens):
-            windows = _windows(t, self.spec)
-            n_tok = min(len(t), self.spec.max_tokens) if self.spec.long == "truncate" else len(t)
-            self.items[self._next] = _Item(d, s, row, n_tok, len(windows))
-            for w in windows:
-                length = int(ladder[np.searchsorted(ladder, len(w))])
-                self.queues[(needed, length)].append((self._next, w))
+            parts = _windows(t, self.request)
+            n_tok = min(len(t), self.request.max_tokens) if self.request.long == "truncate" else len(t)
+            self.items[self._next] = _Item(d, s, row, n_tok, len(parts), needed)
+            tags += [self._next] * len(parts)
             self._next += 1
-        self._run(needed, full_only=True)
+            windows += parts
+        for batch in self.engines[needed].add(tags, windows):
+            self._take(batch)
 
     def finish(self) -> None:
         """Run everything still queued."""
-        for needed in list(self.engines):
-            self._run(needed, full_only=False)
+        for engine in self.engines.values():
+            for batch in engine.finish():
+                self._take(batch)
 
-    def _rows(self, needed: tuple, length: int) -> int:
-        from embedcache.engine import plan_batches
-
-        key = (needed, length)
-        if key not in self.full_rows:
-            engine = self.engines[needed]
-            plan = plan_batches(np.full(engine.token_budget, length), max_tokens=engine.max_tokens,
-                                token_budget=engine.token_budget, max_rows=engine.batch_size)
-            self.full_rows[key] = plan[0][1].size
-        return self.full_rows[key]
-
-    def _run(self, needed: tuple, *, full_only: bool) -> None:
-        engine = self.engines[needed]
-        for (nd, length), queue in sorted(self.queues.items(), key=lambda kv: kv[0][1]):
-            if nd != needed:
-                continue
-            rows = self._rows(needed, length)
-            while len(queue) >= rows or (queue and not full_only):
-                take = queue[:rows] if full_only else list(queue)
-                del queue[: len(take)]
-                for batch in engine.embed([w for _, w in take]):
-                    self._take(batch, take, needed)
-
-    def _take(self, batch, take: list, needed: tuple) -> None:
-        T = self.spec.max_tokens
+    def _take(self, batch) -> None:
+        T = self.request.max_tokens
         finished = 0
-        parsed = [(name, *parse_array_name(name)) for name in needed]
-        for r, u in enumerate(batch.index.tolist()):
-            item_id = take[u][0]
-            item = self.items[item_id]
+        for r, tag in enumerate(batch.index.tolist()):
+            item = self.items[tag]
             values = {}
-            for name, kind, layer, last in parsed:
-                if kind == "pooled":
-                    values[name] = batch.pooled[(layer, last)][r]
+            for o in item.needed:
+                if o.pool:
+                    values[o.name] = batch.pooled[(o.layer, o.pool)][r]
                 else:
                     full = np.zeros((T, T), dtype=np.float32)
-                    m = batch.attention[(layer, last)][r]
+                    m = batch.attention[(o.layer, o.head)][r]
                     full[: m.shape[0], : m.shape[1]] = m
-                    values[name] = full
+                    values[o.name] = full
             if item.n_windows > 1:
                 # Tiled: pooled values averaged over windows, weighted by their tokens.
                 weight = float(batch.n_tokens[r] - 1)
@@ -680,12 +545,14 @@ class _Runner:
                 if item.arrived < item.n_windows:
                     continue
                 values = {name: (v / item.weight).astype(np.float32) for name, v in item.sums.items()}
-            del self.items[item_id]
+            del self.items[tag]
             if item.row is None:
                 self.writer.add_new_row(item.digest, item.sequence, item.n_tokens, item.n_windows, values)
             else:
                 self.writer.add_old_row(item.row, values)
-            for name in needed:
-                self.computed[name] += 1
+            for o in item.needed:
+                self.computed[o] += 1
             finished += 1
+        self.done += finished
+        self.tokens += int(np.sum(batch.n_tokens))
         self.progress.advance(finished, int(np.sum(batch.n_tokens)))

@@ -25,7 +25,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from embedcache.alphabet import IUPAC_AMBIGUITY_CODES, normalize
-from embedcache.build import POOLS, BuildReport, build
+from embedcache.build import BuildReport, build
+from embedcache.request import POOLS, check_choice
 from embedcache.errors import InputError, StoreError
 from embedcache.store import ModelGroup, Problem, Store, attention_name, pooled_name, sequence_digest
 
@@ -193,8 +194,7 @@ class EmbeddingCache:
             If some sequences (or this layer and pool) are not in the cache; the message
             says how many and the command that builds them.
         """
-        if pool not in POOLS:
-            raise InputError(f"unknown pooling {pool!r}; choose one of {', '.join(POOLS)}")
+        check_choice("pool", pool, POOLS)
         if layer is None:
             layer = int(self.group(model).attrs["num_layers"])
         name = pooled_name(layer, pool)

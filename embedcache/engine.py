@@ -1,13 +1,21 @@
-"""Batched, length-bucketed inference: token arrays in, pooled embeddings and attention maps out.
+"""The one batch planner and its device execution: token arrays in, pooled embeddings and
+attention maps out.
 
 Why buckets: a jitted function compiles once per input shape. Padding every sequence to
 ``max_tokens`` (what the official tokenizer does) keeps one shape but wastes most of the
 compute on short sequences; padding each batch to its own longest row wastes little but
 compiles endlessly. So every sequence goes to the smallest of a fixed ladder of padded
-lengths (:data:`BUCKET_LADDER`, spaced by at most 1.5x, so at most a third of a batch is
-padding), and each batch holds as many rows as fit a token budget, rounded down to a
-power of two. A partial last batch is padded to the next power of two rows. The number of
-compilations is then bounded by (#buckets x log2(rows)), whatever the input.
+lengths (:data:`BUCKET_LADDER`: multiples of 8 up to 64, then eight steps per doubling, so
+padding is at most an eighth of a batch plus its rounding to 8), and each batch holds as many
+rows as fit a token budget, rounded down to a power of two. A partial last batch is padded to
+the next power of two rows. The number of compilations is then bounded by
+(#buckets x log2(rows)), whatever the input, and compiled programs are kept on disk across
+runs (:func:`enable_compile_cache`).
+
+Sequences are queued per padded length across calls to :meth:`Embedder.add` (one planner for
+a whole build, whatever its input chunks), and a full batch is dispatched as soon as it is
+there. One batch stays in flight: the host pads, unpacks and writes while the device computes
+the next one (JAX dispatches asynchronously).
 
 Outputs at real positions do not depend on padding or on batch composition (tested).
 An out-of-memory error halves the batch for that bucket and goes on; nothing silently
@@ -17,10 +25,11 @@ moves to another device.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -28,22 +37,43 @@ import numpy as np
 
 from embedcache.errors import InputError, SequenceTooLongError
 from embedcache.model import NTConfig, forward, prepare_params
+from embedcache.request import BuildRequest, Output
 from embedcache.tokenizer import Tokenizer
 
-__all__ = [
-    "BUCKET_LADDER",
-    "POOLS",
-    "EmbeddingBatch",
-    "Embedder",
-    "bucket_lengths",
-    "plan_batches",
-]
+__all__ = ["BUCKET_LADDER", "EmbeddingBatch", "Embedder", "bucket_lengths", "enable_compile_cache", "plan_batches"]
 
 log = logging.getLogger(__name__)
 
-BUCKET_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
-POOLS = ("cls", "mean")
+
+def _ladder(top: int = 4096) -> tuple[int, ...]:
+    steps, octave = list(range(16, 64, 8)), 64
+    while octave < top:
+        steps += range(octave, 2 * octave, octave // 8)
+        octave *= 2
+    return tuple(steps) + (top,)
+
+
+BUCKET_LADDER = _ladder()
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def enable_compile_cache() -> str | None:
+    """Keep compiled programs on disk so that later runs skip compilation; returns the folder.
+
+    ``$EMBEDCACHE_COMPILE_CACHE`` moves it (default ``$EMBEDCACHE_HOME/xla-cache``); ``off``
+    disables it. A folder already set through JAX's own configuration is left alone.
+    """
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    path = os.environ.get("EMBEDCACHE_COMPILE_CACHE")
+    if path is not None and path.strip().lower() in ("", "off", "0", "none"):
+        return None
+    if path is None:
+        from embedcache.checkpoints import embedcache_home
+
+        path = str(embedcache_home() / "xla-cache")
+    jax.config.update("jax_compilation_cache_dir", path)
+    return path
 
 
 def bucket_lengths(max_tokens: int) -> tuple[int, ...]:
@@ -59,10 +89,15 @@ def _pow2_ceil(n: int) -> int:
     return 1 << (max(int(n), 1) - 1).bit_length()
 
 
+def _rows_for(length: int, token_budget: int, max_rows: int | None) -> int:
+    rows = _pow2_floor(max(token_budget // length, 1))
+    return min(rows, max(int(max_rows), 1)) if max_rows is not None else rows
+
+
 def plan_batches(
     n_tokens: np.ndarray, *, max_tokens: int, token_budget: int, max_rows: int | None = None
 ) -> list[tuple[int, np.ndarray]]:
-    """Group sequences into ``(padded_length, indices)`` batches.
+    """Group sequences into ``(padded_length, indices)`` batches, as :class:`Embedder` does.
 
     Parameters
     ----------
@@ -81,25 +116,14 @@ def plan_batches(
         Batches in bucket order, each with indices into ``n_tokens`` (input order kept
         within a bucket).
     """
-    n_tokens = np.asarray(n_tokens)
     ladder = np.asarray(bucket_lengths(max_tokens))
-    which = np.searchsorted(ladder, n_tokens, side="left")
+    which = np.searchsorted(ladder, np.asarray(n_tokens), side="left")
     plans = []
-    for b, length in enumerate(ladder):
+    for b, length in enumerate(ladder.tolist()):
         idx = np.flatnonzero(which == b)
-        if idx.size == 0:
-            continue
-        rows = _rows_for(int(length), token_budget, max_rows)
-        for start in range(0, idx.size, rows):
-            plans.append((int(length), idx[start : start + rows]))
+        rows = _rows_for(length, token_budget, max_rows)
+        plans += [(length, idx[s : s + rows]) for s in range(0, idx.size, rows)]
     return plans
-
-
-def _rows_for(length: int, token_budget: int, max_rows: int | None) -> int:
-    rows = _pow2_floor(max(token_budget // length, 1))
-    if max_rows is not None:
-        rows = min(rows, max(int(max_rows), 1))
-    return rows
 
 
 @dataclass
@@ -109,7 +133,8 @@ class EmbeddingBatch:
     Attributes
     ----------
     index
-        Positions of the batch's sequences in the list given to :meth:`Embedder.embed`.
+        The tags given to :meth:`Embedder.add` for the batch's sequences (positions in the
+        list given to :meth:`Embedder.embed`).
     n_tokens
         Real tokens per sequence, CLS included.
     pooled
@@ -146,99 +171,73 @@ class Embedder:
     checkpoint
         Anything with ``.config`` (:class:`~embedcache.model.NTConfig`) and ``.params``
         (the flat checkpoint tree), e.g. :class:`embedcache.checkpoints.Checkpoint`.
-    layers
-        1-based layers to pool.
-    pools
-        Any of ``"cls"``, ``"mean"``.
-    attention
-        ``(layer, head)`` pairs, 1-based, whose attention maps to return.
-    max_tokens
-        Longest sequence in tokens, CLS included (and the largest padded length).
+    request
+        The :class:`~embedcache.request.BuildRequest` (layers, pools, maps, ``max_tokens``,
+        ``dtype``); checked against the checkpoint's architecture.
+    outputs
+        The subset of ``request.outputs`` to compute (default: all of them).
     token_budget
         Padded tokens per batch; default 4,096 on CPU, 32,768 on accelerators.
     batch_size
         Optional cap on rows per batch.
-    dtype
-        ``"float32"`` (default, exact) or ``"bfloat16"`` (accelerators; outputs float32).
     """
 
-    def __init__(
-        self,
-        checkpoint: Any,
-        *,
-        layers: Sequence[int] = (),
-        pools: Sequence[str] = POOLS,
-        attention: Sequence[tuple[int, int]] = (),
-        max_tokens: int = 512,
-        token_budget: int | None = None,
-        batch_size: int | None = None,
-        dtype: str = "float32",
-    ) -> None:
+    def __init__(self, checkpoint: Any, request: BuildRequest, *, outputs: Sequence[Output] | None = None,
+                 token_budget: int | None = None, batch_size: int | None = None) -> None:
         cfg: NTConfig = checkpoint.config
-        self.config = cfg
-        self.layers = tuple(sorted({int(x) for x in layers}))
-        self.pools = tuple(p for p in POOLS if p in set(pools))
-        self.attention = tuple(sorted({(int(a), int(b)) for a, b in attention}))
-        unknown = set(pools) - set(POOLS)
-        if unknown:
-            raise InputError(f"unknown pooling {sorted(unknown)}; choose from {list(POOLS)}")
-        _validate_request(cfg, self.layers, self.attention)
-        if self.layers and not self.pools:
-            raise InputError("layers were requested with no pooling; pass pools=['cls'] and/or 'mean'")
-        if not 1 <= max_tokens <= cfg.max_tokens:
-            raise InputError(
-                f"max_tokens={max_tokens} is outside 1..{cfg.max_tokens}, the model's positional range"
-            )
-        if dtype not in _DTYPES:
-            raise InputError(f"dtype {dtype!r} is not one of {list(_DTYPES)}")
-        self.max_tokens = int(max_tokens)
+        request = request.for_model(cfg)
+        self.config, self.request = cfg, request
+        self.outputs = tuple(dict.fromkeys(request.outputs if outputs is None else outputs))
+        if not self.outputs:
+            raise InputError("nothing to compute: no outputs requested")
+        self.max_tokens = request.max_tokens
         on_cpu = jax.default_backend() == "cpu"
         self.token_budget = int(token_budget or (4096 if on_cpu else 32768))
         self.batch_size = batch_size
-        self.dtype = dtype
         self.stats = EmbedderStats()
-        self._row_cap: dict[int, int] = {}
-        self._params = prepare_params(checkpoint.params, _DTYPES[dtype])
+        enable_compile_cache()
+        self._dtype = _DTYPES[request.dtype]
+        self._params = prepare_params(checkpoint.params, self._dtype)
         self._pad = cfg.pad_token_id
         # Filler tokens for warm-up and padding rows; <cls> has the same id in both vocabularies.
         self._cls = Tokenizer.cls_id
         self._fn = jax.jit(self._compute)
         self._seen_shapes: set[tuple[int, int]] = set()
+        self._row_cap: dict[int, int] = {}
+        self._queues: dict[int, list] = {}
+        self._in_flight: deque = deque()
 
     # -- the jitted computation -------------------------------------------------------
     def _compute(self, params, tokens):
-        out = forward(
-            params, tokens, config=self.config, layers=self.layers, attention=self.attention,
-            dtype=_DTYPES[self.dtype],
-        )
+        pooled_out = [o for o in self.outputs if o.pool]
+        out = forward(params, tokens, config=self.config, layers=sorted({o.layer for o in pooled_out}),
+                      attention=[(o.layer, o.head) for o in self.outputs if o.head], dtype=self._dtype)
         real = tokens != self._pad
         body = real.at[:, 0].set(False)
         n_body = jnp.sum(body, axis=1, keepdims=True)
         pooled = {}
-        for layer in self.layers:
-            h = out["embeddings"][layer]
-            if "cls" in self.pools:
-                pooled[(layer, "cls")] = h[:, 0]
-            if "mean" in self.pools:
-                total = jnp.sum(jnp.where(body[..., None], h, 0.0), axis=1)
-                mean = total / jnp.maximum(n_body, 1)
-                pooled[(layer, "mean")] = jnp.where(n_body > 0, mean, h[:, 0])
+        for o in pooled_out:
+            h = out["embeddings"][o.layer]
+            if o.pool == "cls":
+                pooled[(o.layer, o.pool)] = h[:, 0]
+            else:
+                mean = jnp.sum(jnp.where(body[..., None], h, 0.0), axis=1) / jnp.maximum(n_body, 1)
+                pooled[(o.layer, o.pool)] = jnp.where(n_body > 0, mean, h[:, 0])
         pair = (real[:, :, None] & real[:, None, :]).astype(jnp.float32)
-        maps = {key: (a * pair) for key, a in out["attention"].items()}
-        return {"pooled": pooled, "attention": maps}
+        return {"pooled": pooled, "attention": {k: a * pair for k, a in out["attention"].items()}}
 
-    def _call(self, tokens: np.ndarray) -> dict:
-        """Run one padded (rows, T) batch and bring the results to the host."""
+    def _call(self, tokens: np.ndarray):
+        """Dispatch one padded (rows, T) batch; returns device arrays (computed asynchronously)."""
         shape = tokens.shape
-        first = shape not in self._seen_shapes
+        if shape in self._seen_shapes:
+            return self._fn(self._params, tokens)
+        # The first call of a shape traces and compiles before it dispatches: counted apart.
         t0 = time.perf_counter()
-        result = jax.device_get(self._fn(self._params, tokens))
-        if first:
-            # The first call of a shape is dominated by compilation; counted apart.
-            self._seen_shapes.add(shape)
-            self.stats.compile_seconds += time.perf_counter() - t0
-            self.stats.compiled_shapes.append(shape)
-        return result
+        out = self._fn(self._params, tokens)
+        self._seen_shapes.add(shape)
+        self.stats.compile_seconds += time.perf_counter() - t0
+        self.stats.compiled_shapes.append(shape)
+        return out
 
     # -- public -------------------------------------------------------------------------
     def warmup(self, lengths: Sequence[int] | None = None) -> float:
@@ -246,14 +245,17 @@ class Embedder:
         buckets); returns the seconds spent. Benchmarks use it to report compile time apart."""
         t0 = time.perf_counter()
         for length in lengths or bucket_lengths(self.max_tokens):
-            rows = _rows_for(int(length), self.token_budget, self.batch_size)
-            tokens = np.full((rows, int(length)), self._pad, np.int32)
+            tokens = np.full((self.rows_for(int(length)), int(length)), self._pad, np.int32)
             tokens[:, 0] = self._cls
-            self._call(tokens)
+            jax.block_until_ready(self._call(tokens))
         return time.perf_counter() - t0
 
+    def rows_for(self, length: int) -> int:
+        """Rows of a full batch of padded length ``length``."""
+        return _rows_for(length, self.token_budget, self.batch_size)
+
     def embed(self, token_arrays: Sequence[np.ndarray]) -> Iterator[EmbeddingBatch]:
-        """Embed token arrays (CLS first, no padding); yields batches in bucket order.
+        """Embed token arrays (CLS first, no padding); ``index`` holds their positions.
 
         Raises
         ------
@@ -261,6 +263,12 @@ class Embedder:
             If an array is longer than ``max_tokens`` (the build applies the
             long-sequence policy before this point).
         """
+        yield from self.add(range(len(token_arrays)), token_arrays)
+        yield from self.finish()
+
+    def add(self, tags: Iterable, token_arrays: Sequence[np.ndarray]) -> Iterator[EmbeddingBatch]:
+        """Queue token arrays under the caller's ``tags``; run every batch that is full, and
+        yield the batches whose results came back."""
         n_tokens = np.fromiter((len(a) for a in token_arrays), dtype=np.int64, count=len(token_arrays))
         too_long = np.flatnonzero(n_tokens > self.max_tokens)
         if too_long.size:
@@ -271,56 +279,77 @@ class Embedder:
             )
         if (n_tokens < 1).any():
             raise InputError("every token array must hold at least the CLS token")
-        plans = plan_batches(
-            n_tokens, max_tokens=self.max_tokens, token_budget=self.token_budget, max_rows=self.batch_size
-        )
-        for length, idx in plans:
-            yield from self._run_bucket(token_arrays, n_tokens, length, idx)
+        ladder = np.asarray(bucket_lengths(self.max_tokens))
+        lengths = ladder[np.searchsorted(ladder, n_tokens)].tolist()
+        for tag, a, length in zip(tags, token_arrays, lengths):
+            self._queues.setdefault(length, []).append((tag, a))
+        for length in sorted(self._queues):
+            queue, rows = self._queues[length], self.rows_for(length)
+            while len(queue) >= rows:
+                part, queue[:rows] = queue[:rows], []
+                yield from self._submit(length, part)
 
-    def _run_bucket(self, token_arrays, n_tokens, length: int, idx: np.ndarray):
+    def finish(self) -> Iterator[EmbeddingBatch]:
+        """Run what is still queued (partial batches) and yield every remaining result."""
+        for length in sorted(self._queues):
+            queue, rows = self._queues.pop(length), self.rows_for(length)
+            for s in range(0, len(queue), rows):
+                yield from self._submit(length, queue[s : s + rows])
+        while self._in_flight:
+            yield from self._collect()
+
+    # -- execution ------------------------------------------------------------------------
+    def _submit(self, length: int, part: list) -> Iterator[EmbeddingBatch]:
         cap = self._row_cap.get(length)
-        queue = deque(_split(idx, cap) if cap else [idx])
-        while queue:
-            part = queue.popleft()
-            tokens = self._pad_batch(token_arrays, part, length)
-            try:
-                raw = self._call(tokens)
-            except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
-                if not _is_out_of_memory(exc) or part.size == 1:
-                    raise
-                half = _pow2_floor(part.size // 2) if part.size > 1 else 1
-                self._row_cap[length] = half
-                self.stats.oom_halvings += 1
-                log.warning(
-                    "out of memory on a batch of %d x %d tokens; going on with %d rows",
-                    part.size, length, half,
-                )
-                queue.extendleft(reversed(_split(part, half)))
-                continue
-            yield self._unpack(raw, part, n_tokens[part], length, tokens.shape[0])
+        if cap and len(part) > cap:
+            for s in range(0, len(part), cap):
+                yield from self._submit(length, part[s : s + cap])
+            return
+        tokens = self._pad_batch(part, length)
+        try:
+            out = self._call(tokens)
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
+            yield from self._halve(exc, length, part)
+            return
+        self._in_flight.append((length, part, tokens.shape[0], out))
+        if len(self._in_flight) > 1:
+            yield from self._collect()
 
-    def _pad_batch(self, token_arrays, part: np.ndarray, length: int) -> np.ndarray:
-        rows = _pow2_ceil(part.size)
-        tokens = np.full((rows, length), self._pad, dtype=np.int32)
+    def _collect(self) -> Iterator[EmbeddingBatch]:
+        length, part, rows, out = self._in_flight.popleft()
+        try:
+            raw = jax.device_get(out)
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
+            yield from self._halve(exc, length, part)
+            return
+        yield self._unpack(raw, part, length, rows)
+
+    def _halve(self, exc: Exception, length: int, part: list) -> Iterator[EmbeddingBatch]:
+        if not _is_out_of_memory(exc) or len(part) == 1:
+            raise exc
+        half = _pow2_floor(len(part) // 2)
+        self._row_cap[length] = half
+        self.stats.oom_halvings += 1
+        log.warning("out of memory on a batch of %d x %d tokens; going on with %d rows", len(part), length, half)
+        yield from self._submit(length, part)
+
+    def _pad_batch(self, part: list, length: int) -> np.ndarray:
+        tokens = np.full((_pow2_ceil(len(part)), length), self._pad, dtype=np.int32)
         # Filler rows hold a lone CLS so that no softmax row is entirely masked.
-        tokens[part.size :, 0] = self._cls
-        for r, i in enumerate(part):
-            a = token_arrays[i]
+        tokens[len(part) :, 0] = self._cls
+        for r, (_, a) in enumerate(part):
             tokens[r, : len(a)] = a
         return tokens
 
-    def _unpack(self, raw: dict, part: np.ndarray, n_tok: np.ndarray, length: int, rows: int):
-        b = part.size
+    def _unpack(self, raw: dict, part: list, length: int, rows: int) -> EmbeddingBatch:
+        b = len(part)
+        n_tok = np.fromiter((len(a) for _, a in part), dtype=np.int64, count=b)
         self.stats.sequences += b
         self.stats.real_tokens += int(n_tok.sum())
         self.stats.padded_tokens += rows * length
         pooled = {k: np.asarray(v[:b], dtype=np.float32) for k, v in raw["pooled"].items()}
         maps = {k: np.asarray(v[:b], dtype=np.float32) for k, v in raw["attention"].items()}
-        return EmbeddingBatch(index=part, n_tokens=n_tok, pooled=pooled, attention=maps)
-
-
-def _split(idx: np.ndarray, rows: int) -> list[np.ndarray]:
-    return [idx[s : s + rows] for s in range(0, idx.size, rows)]
+        return EmbeddingBatch(index=np.asarray([t for t, _ in part]), n_tokens=n_tok, pooled=pooled, attention=maps)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -328,15 +357,3 @@ def _is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
-
-
-def _validate_request(cfg: NTConfig, layers, attention) -> None:
-    for layer in layers:
-        if not 1 <= layer <= cfg.num_layers:
-            raise InputError(f"layer {layer} does not exist: the model has layers 1..{cfg.num_layers}")
-    for layer, head in attention:
-        if not 1 <= layer <= cfg.num_layers or not 1 <= head <= cfg.attention_heads:
-            raise InputError(
-                f"attention map {layer}:{head} does not exist: the model has layers "
-                f"1..{cfg.num_layers} and heads 1..{cfg.attention_heads} (both 1-based)"
-            )

@@ -318,7 +318,9 @@ def forward(
 
     out: dict = {"embeddings": {}, "attention": {}}
     x = _embed(params, tokens, cfg, dtype)
-    for i in range(cfg.num_layers):
+    # Layers past the deepest one asked for are not run (the LM head needs them all).
+    depth = cfg.num_layers if logits else max([*want_layers, *heads_by_layer], default=0)
+    for i in range(depth):
         p = _layer_params(params, i)
         attn_out, probs = _attention(_layer_norm(x, p["mha_layer_norm"]), p["mha"], key_mask, cfg, precision)
         x = x + attn_out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import embedcache.build as build_mod
 from conftest import TINY_V2, write_checkpoint
 from embedcache import EmbeddingCache
 from embedcache.checkpoints import load_checkpoint
+from embedcache.request import BuildRequest
 from embedcache.engine import Embedder
 from embedcache.errors import (
     AlphabetError,
@@ -125,7 +127,8 @@ def test_new_layer_computes_only_that_for_rows_lacking_it(tmp_path, monkeypatch)
 
     asked = []
     real_engine = build_mod._engine
-    monkeypatch.setattr(build_mod, "_engine", lambda ckpt, needed, *a: asked.append(needed) or real_engine(ckpt, needed, *a))
+    monkeypatch.setattr(build_mod, "_engine", lambda ckpt, needed, *a: asked.append(tuple(o.name for o in needed))
+                        or real_engine(ckpt, needed, *a))
     report = cache.build(seqs[:8], model=CKPT, layers=[1], pools=["mean"], **FAST)
     assert asked == [("layer_1_mean",)]
     assert report.arrays == {"layer_1_mean": {"computed": 8, "reused": 0}} and report.new_rows == 0
@@ -208,7 +211,7 @@ def test_long_tile_averages_windows_weighted_by_tokens(tmp_path):
     starts = list(range(0, len(body) - 63, 55)) + [len(body) - 63]
     windows = [np.concatenate([tokens[:1], body[s : s + 63]]) for s in starts]
     assert len(windows) >= 2 and starts[-1] + 63 == len(body)
-    engine = Embedder(ckpt, layers=[2], pools=["cls", "mean"], max_tokens=64, batch_size=8)
+    engine = Embedder(ckpt, BuildRequest(layers=[2], pools=["cls", "mean"], max_tokens=64), batch_size=8)
     out = {}
     for batch in engine.embed(windows):
         for r, i in enumerate(batch.index):
@@ -249,14 +252,34 @@ def test_float16_store_halves_the_disk(tmp_path):
     np.testing.assert_allclose(values["float16"], values["float32"], rtol=2e-3, atol=2e-3)
 
 
-def test_progress_bar_and_quiet(tmp_path, capfd):
+def test_progress_lines_without_a_terminal_and_quiet(tmp_path, capfd, monkeypatch):
     seqs = short_seqs(8, seed=9)
-    EmbeddingCache(tmp_path / "a.zarr").build(seqs, model=CKPT, layers=[2], max_tokens=64, batch_size=8, quiet=True)
+    EmbeddingCache(tmp_path / "a.zarr").build(seqs, model=CKPT, layers=[2], max_tokens=64, batch_size=4, quiet=True)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
-    EmbeddingCache(tmp_path / "b.zarr").build(seqs, model=CKPT, layers=[2], max_tokens=64, batch_size=8)
+    # stderr is a pipe here, as in a batch job's log: plain lines, one per interval, and a summary.
+    monkeypatch.setenv("EMBEDCACHE_PROGRESS_SECONDS", "0")
+    EmbeddingCache(tmp_path / "b.zarr").build(seqs, model=CKPT, layers=[2], max_tokens=64, batch_size=4)
     out, err = capfd.readouterr()
-    assert "seq/s" in err and "tok/s" in err and "8/8" in err and "ETA" in err
+    lines = err.splitlines()
+    assert out == "" and "\x1b" not in err
+    assert re.fullmatch(r"embedded [1-7]/8 sequences, [0-9.]+ seq/s, ETA [0-9:]+", lines[0]), lines
+    assert lines[-1].startswith("embedded 8/8 sequences in ") and lines[-1].endswith("seq/s)")
+
+
+def test_progress_bar_on_a_terminal():
+    import os
+
+    from embedcache.progress import Progress
+
+    master, replica = os.openpty()
+    with os.fdopen(replica, "w") as tty:
+        bar = Progress(10, quiet=False, stream=tty)
+        bar.advance(4, 200)
+        bar.close()
+    shown = os.read(master, 65536).decode(errors="replace")
+    os.close(master)
+    assert "4/10" in shown and "seq/s" in shown and "tok/s" in shown and "ETA" in shown
 
 
 # --------------------------------------------------------------------------------------
@@ -337,8 +360,13 @@ def test_bad_requests_are_refused_before_work(tmp_path):
         cache.build(seqs, model=CKPT, layers=[2], attention=[(1, 5)], **FAST)
     with pytest.raises(InputError, match="max-tokens 64 or less"):
         cache.build(seqs, model=CKPT, layers=[2], max_tokens=512, quiet=True)
-    with pytest.raises(InputError, match="pooling"):
+    with pytest.raises(InputError, match="--pool 'max' is not one of: cls, mean"):
         cache.build(seqs, model=CKPT, layers=[2], pools=["max"], **FAST)
-    with pytest.raises(InputError, match="long-sequence policy"):
+    with pytest.raises(InputError, match="--long 'wrap' is not one of: error, truncate, tile"):
         cache.build(seqs, model=CKPT, layers=[2], long="wrap", **FAST)
+    # Option values are refused before the model is looked up (this one does not exist).
+    for bad in ({"long": "wrap"}, {"dtype": "float64"}, {"alphabet": "rna"}, {"store_dtype": "int8"},
+                {"pools": ["cls", "max"]}, {"layers": [], "attention": []}):
+        with pytest.raises(InputError, match="is not one of|nothing to compute"):
+            cache.build(seqs, model=str(tmp_path / "no-such-model"), **{"layers": [2], **bad})
     assert not cache.path.exists()

@@ -103,7 +103,7 @@ def test_ambiguous_model_lists_keys_unless_the_array_decides(tmp_path):
 def test_bad_reads(cache, tmp_path):
     with pytest.raises(AlphabetError, match="sequence #2: position 3 holds 'U'"):
         cache.embeddings(["ACGT", "ACUG"], layer=2)
-    with pytest.raises(InputError, match="pooling"):
+    with pytest.raises(InputError, match="pool 'max' is not one of: cls, mean"):
         cache.embeddings(["ACGT"], pool="max")
     with pytest.raises(StoreError, match="embedcache build"):
         EmbeddingCache(tmp_path / "none.zarr").embeddings(["ACGT"])

@@ -91,7 +91,8 @@ def test_verify_reports_damage_and_rows(task, tmp_path):
 
 def test_progress_bar_unless_quiet(task, tmp_path):
     loud = _build(task, tmp_path / "a.zarr", "--layers", "2")
-    assert loud.exit_code == 0 and "seq/s" in loud.stderr and "tok/s" in loud.stderr
+    # No terminal here (as in a batch job's log): a plain summary line instead of a bar.
+    assert loud.exit_code == 0 and "embedded 12/12 sequences in" in loud.stderr and "seq/s" in loud.stderr
     quiet = _build(task, tmp_path / "b.zarr", "--layers", "2", "--quiet")
     assert quiet.exit_code == 0 and "seq/s" not in quiet.stderr
 
@@ -100,6 +101,18 @@ def test_bad_arguments_are_usage_errors(task, tmp_path):
     for extra in (["--attention", "1-4"], ["--layers", "one"]):
         result = _build(task, tmp_path / "c.zarr", *extra)
         assert result.exit_code == 2 and "Invalid value" in result.output
+    assert not (tmp_path / "c.zarr").exists()
+
+
+def test_bad_option_values_fail_while_parsing_before_any_checkpoint_is_read(task, tmp_path):
+    for option, value in (("--pool", "cls,max"), ("--long", "sideways"), ("--alphabet", "rna"),
+                          ("--dtype", "float64"), ("--store-dtype", "int8")):
+        # A model that does not exist: had it been looked up first, the error would name it.
+        result = runner.invoke(app, ["build", str(task), "--model", str(tmp_path / "no-such-model"),
+                                     "--cache", str(tmp_path / "c.zarr"), option, value])
+        assert result.exit_code == 2, (option, result.output)
+        shown = " ".join(result.output.replace("│", " ").split())
+        assert f"Invalid value for {option}: " in shown and "is not one of" in shown and "no-such-model" not in shown
     assert not (tmp_path / "c.zarr").exists()
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from embedcache.checkpoints import load_checkpoint
+from embedcache.request import BuildRequest
 from embedcache.engine import Embedder, bucket_lengths, plan_batches
 from embedcache.errors import InputError, SequenceTooLongError
 from embedcache.model import forward, prepare_params
@@ -52,9 +53,9 @@ def _collect(embedder, arrays):
 
 def test_outputs_do_not_depend_on_batching(ckpt, token_arrays):
     kwargs = dict(layers=LAYERS, attention=MAPS, max_tokens=64)
-    together = _collect(Embedder(ckpt, **kwargs), token_arrays)
-    alone = _collect(Embedder(ckpt, batch_size=1, **kwargs), token_arrays)
-    small_budget = _collect(Embedder(ckpt, token_budget=64, **kwargs), token_arrays)
+    together = _collect(Embedder(ckpt, BuildRequest(**kwargs)), token_arrays)
+    alone = _collect(Embedder(ckpt, BuildRequest(**kwargs), batch_size=1), token_arrays)
+    small_budget = _collect(Embedder(ckpt, BuildRequest(**kwargs), token_budget=64), token_arrays)
     for other in (alone, small_budget):
         for key in together[0]:
             for a, b in zip(together[0][key], other[0][key]):
@@ -81,7 +82,7 @@ def test_per_token_outputs_do_not_depend_on_padding(ckpt, token_arrays):
 
 def test_pooling_definitions(ckpt, token_arrays):
     params = prepare_params(ckpt.params)
-    pooled, _ = _collect(Embedder(ckpt, layers=(1,), max_tokens=64), token_arrays)
+    pooled, _ = _collect(Embedder(ckpt, BuildRequest(layers=(1,), max_tokens=64)), token_arrays)
     batch = np.full((len(token_arrays), 64), ckpt.config.pad_token_id, np.int32)
     for i, a in enumerate(token_arrays):
         batch[i, : len(a)] = a
@@ -116,8 +117,8 @@ def test_plan_covers_every_sequence_once_with_few_shapes():
 
 
 def test_out_of_memory_halves_the_batch_and_goes_on(ckpt, token_arrays):
-    reference = _collect(Embedder(ckpt, layers=LAYERS, max_tokens=64), token_arrays)[0]
-    emb = Embedder(ckpt, layers=LAYERS, max_tokens=64)
+    reference = _collect(Embedder(ckpt, BuildRequest(layers=LAYERS, max_tokens=64)), token_arrays)[0]
+    emb = Embedder(ckpt, BuildRequest(layers=LAYERS, max_tokens=64))
     real_call = emb._call
     sizes = []
 
@@ -136,7 +137,7 @@ def test_out_of_memory_halves_the_batch_and_goes_on(ckpt, token_arrays):
 
 
 def test_other_errors_are_not_swallowed(ckpt, token_arrays):
-    emb = Embedder(ckpt, layers=LAYERS, max_tokens=64)
+    emb = Embedder(ckpt, BuildRequest(layers=LAYERS, max_tokens=64))
 
     def broken(tokens):
         raise RuntimeError("INVALID_ARGUMENT: something else")
@@ -148,12 +149,12 @@ def test_other_errors_are_not_swallowed(ckpt, token_arrays):
 
 def test_requests_are_validated(ckpt, token_arrays):
     with pytest.raises(InputError, match="layers 1..2"):
-        Embedder(ckpt, layers=(3,))
+        Embedder(ckpt, BuildRequest(layers=(3,)))
     with pytest.raises(InputError, match="heads 1..4"):
-        Embedder(ckpt, attention=[(1, 5)])
-    with pytest.raises(InputError, match="max_tokens"):
-        Embedder(ckpt, max_tokens=65)
-    with pytest.raises(InputError, match="pooling"):
-        Embedder(ckpt, layers=(1,), pools=("max",))
+        Embedder(ckpt, BuildRequest(attention=[(1, 5)]))
+    with pytest.raises(InputError, match="max-tokens 65"):
+        Embedder(ckpt, BuildRequest(max_tokens=65))
+    with pytest.raises(InputError, match="--pool 'max'"):
+        Embedder(ckpt, BuildRequest(layers=(1,), pools=("max",)))
     with pytest.raises(SequenceTooLongError, match="max_tokens=16"):
-        list(Embedder(ckpt, layers=(1,), max_tokens=16).embed(token_arrays))
+        list(Embedder(ckpt, BuildRequest(layers=(1,), max_tokens=16)).embed(token_arrays))

@@ -11,6 +11,7 @@ import pytest
 from conftest import GOLDEN, NT50M_V2_HP, TINY_V2, write_checkpoint
 import reference_nt
 from embedcache.checkpoints import load_checkpoint
+from embedcache.request import BuildRequest
 from embedcache.engine import Embedder
 from embedcache.model import forward, prepare_params
 from embedcache.tokenizer import tokenizer_for
@@ -80,7 +81,7 @@ def test_every_head_matches_golden(golden_run):
 def test_pooled_embeddings_match_golden(tiny_v2):
     seqs = [r["sequence"] for r in json.loads(str(GOLD["sequences_json"]))]
     tok = tiny_v2.tokenizer()
-    emb = Embedder(tiny_v2, layers=(1, 2), pools=("cls", "mean"), max_tokens=64)
+    emb = Embedder(tiny_v2, BuildRequest(layers=(1, 2), pools=("cls", "mean"), max_tokens=64))
     got = {}
     for batch in emb.embed(tok.encode_batch(seqs)):
         for key, values in batch.pooled.items():

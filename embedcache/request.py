@@ -1,0 +1,147 @@
+"""The build request: what a build computes and under which policies, one immutable value.
+
+It is validated in two steps, each once: :class:`BuildRequest` itself checks the option values
+that need no model (poolings, alphabet, long-sequence policy, dtypes, token counts), so a typo
+fails before any checkpoint is read; :meth:`BuildRequest.for_model` checks layers, heads and
+``max_tokens`` against the model's architecture and fills the default layer. The store's array
+names are derived from the request's :class:`Output` values (never parsed back to drive the
+computation).
+
+Nothing here assumes 6-mer tokens: the architecture is only asked for ``num_layers``,
+``attention_heads`` and ``max_tokens``, so a model family can bring its own tokenizer and
+padded-length policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from embedcache.alphabet import ALPHABET_POLICIES, DEFAULT_ALPHABET
+from embedcache.errors import InputError
+from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attention_name, pooled_name
+
+__all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "check_choice"]
+
+POOLS = ("cls", "mean")
+# The options with a fixed set of values, by their command-line names.
+CHOICES = {"--pool": POOLS, "--alphabet": ALPHABET_POLICIES, "--long": LONG_POLICIES,
+           "--dtype": COMPUTE_DTYPES, "--store-dtype": STORE_DTYPES}
+
+
+def check_choice(option: str, value: str, allowed: Sequence[str]) -> str:
+    """``value`` if it is one of ``allowed``, else an :class:`InputError` naming the option."""
+    if value not in allowed:
+        raise InputError(f"{option} {value!r} is not one of: {', '.join(allowed)}; fix {option}.")
+    return value
+
+
+@dataclass(frozen=True)
+class Output:
+    """One stored array: a pooled embedding (``pool`` set) or an attention map (``head`` set)."""
+
+    layer: int
+    pool: str | None = None
+    head: int | None = None
+
+    @property
+    def name(self) -> str:
+        return pooled_name(self.layer, self.pool) if self.pool else attention_name(self.layer, self.head)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to compute and how; option values are checked on construction.
+
+    Parameters
+    ----------
+    layers
+        1-based layers to pool; ``None`` for the model's last (see :meth:`for_model`).
+    pools
+        Any of ``"cls"`` (position 0) and ``"mean"`` (real tokens after CLS).
+    attention
+        ``(layer, head)`` maps, both 1-based.
+    max_tokens
+        Tokens per sequence (CLS included) embedded in one pass.
+    alphabet, long, window_overlap
+        Alphabet and long-sequence policies (:mod:`embedcache.build`); ``window_overlap``
+        defaults to ``max_tokens // 8`` under ``long="tile"``.
+    dtype, store_dtype
+        Compute dtype (``float32``, ``bfloat16``) and stored dtype (``float32``, ``float16``).
+    """
+
+    layers: tuple[int, ...] | None = None
+    pools: tuple[str, ...] = POOLS
+    attention: tuple[tuple[int, int], ...] = ()
+    max_tokens: int = 512
+    alphabet: str = DEFAULT_ALPHABET
+    long: str = "error"
+    window_overlap: int | None = None
+    dtype: str = "float32"
+    store_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        pools = tuple(self.pools)
+        for option, values in (("--pool", pools), ("--alphabet", [self.alphabet]), ("--long", [self.long]),
+                               ("--dtype", [self.dtype]), ("--store-dtype", [self.store_dtype])):
+            for v in values:
+                check_choice(option, v, CHOICES[option])
+        max_tokens = _int("--max-tokens", self.max_tokens)
+        if max_tokens < 2:
+            raise InputError(f"--max-tokens {max_tokens} is too small: CLS and at least one token (2 or more).")
+        overlap = self.window_overlap
+        if self.long != "tile":
+            overlap = 0  # only tiling has windows; a stray value must not split the model key
+        elif overlap is None:
+            overlap = max_tokens // 8
+        overlap = _int("--window-overlap", overlap)
+        if not 0 <= overlap < max_tokens - 1:
+            raise InputError(f"--window-overlap {overlap} must be in [0, {max_tokens - 1}) for --max-tokens {max_tokens}.")
+        attention = tuple(sorted({(_int("--attention", l), _int("--attention", h)) for l, h in self.attention}))
+        layers = None if self.layers is None else tuple(sorted({_int("--layers", x) for x in self.layers}))
+        if layers is not None and not layers and not attention:
+            raise InputError("nothing to compute: pass layers (--layers) and/or attention maps (--attention)")
+        if layers and not pools:
+            raise InputError("layers were requested with no pooling; pass --pool cls and/or mean")
+        for name, value in (("pools", tuple(p for p in POOLS if p in pools)), ("layers", layers),
+                            ("attention", attention), ("max_tokens", max_tokens), ("window_overlap", overlap)):
+            object.__setattr__(self, name, value)
+
+    def for_model(self, config) -> "BuildRequest":
+        """This request checked against an architecture (``num_layers``, ``attention_heads``,
+        ``max_tokens``), with the default layer filled in."""
+        n_layers, n_heads = int(config.num_layers), int(config.attention_heads)
+        layers = (n_layers,) if self.layers is None else self.layers
+        for layer in layers:
+            if not 1 <= layer <= n_layers:
+                raise InputError(f"layer {layer} does not exist: the model has layers 1..{n_layers}; "
+                                 "pass --layers within that range.")
+        for layer, head in self.attention:
+            if not (1 <= layer <= n_layers and 1 <= head <= n_heads):
+                raise InputError(f"attention map {layer}:{head} does not exist: the model has layers 1..{n_layers} "
+                                 f"and heads 1..{n_heads} (both 1-based); fix --attention.")
+        if self.max_tokens > config.max_tokens:
+            raise InputError(
+                f"--max-tokens {self.max_tokens} is more than the model takes ({config.max_tokens} tokens, "
+                f"CLS included); pass --max-tokens {config.max_tokens} or less."
+            )
+        return replace(self, layers=layers)
+
+    @property
+    def outputs(self) -> tuple[Output, ...]:
+        """The arrays requested, pooled first (layer by layer), then attention maps."""
+        if self.layers is None:
+            raise ValueError("the default layer is the model's: call for_model(config) first")
+        pooled = [Output(layer, pool=p) for layer in self.layers for p in self.pools]
+        return tuple(pooled + [Output(layer, head=h) for layer, h in self.attention])
+
+    def spec_fields(self) -> dict:
+        """The policies that are part of the model key (:class:`embedcache.store.ModelSpec`)."""
+        return {k: getattr(self, k) for k in ("max_tokens", "alphabet", "long", "window_overlap", "dtype", "store_dtype")}
+
+
+def _int(option: str, value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{option} takes integers, not {value!r}") from None
