@@ -160,7 +160,7 @@ def bench_throughput(tmp: Path, n: int, repeats: int) -> dict:
 
     tokens = checkpoint.tokenizer().encode_batch(seqs)
     probe = Embedder(checkpoint, BuildRequest(layers=[12], pools=["cls", "mean"], max_tokens=512))
-    plan = plan_batches(np.array([len(t) for t in tokens]), max_tokens=512, token_budget=probe.token_budget)
+    plan = plan_batches(np.array([len(t) for t in tokens]), max_tokens=512, token_budget=probe.planner.token_budget)
     shapes = {(length, idx.size): idx for length, idx in plan}
     for _ in probe.embed([tokens[i] for idx in shapes.values() for i in idx]):
         pass

@@ -102,7 +102,7 @@ def main() -> None:
     for dtype, res in results.items():
         jd = jnp.float32 if dtype == "float32" else jnp.bfloat16
         embedder = res["embedder"]
-        rows = embedder.token_budget
+        rows = embedder.planner.token_budget
         x = jnp.asarray(rng.standard_normal((rows, d)), jd)
         w = jnp.asarray(rng.standard_normal((d, d)), jd)
         mm = jax.jit(lambda a, b: jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST))

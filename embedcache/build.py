@@ -44,7 +44,6 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np

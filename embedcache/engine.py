@@ -40,7 +40,7 @@ from embedcache.model import NTConfig, forward, prepare_params
 from embedcache.request import BuildRequest, Output
 from embedcache.tokenizer import Tokenizer
 
-__all__ = ["BUCKET_LADDER", "EmbeddingBatch", "Embedder", "bucket_lengths", "enable_compile_cache", "plan_batches"]
+__all__ = ["BUCKET_LADDER", "EmbeddingBatch", "Embedder", "Planner", "bucket_lengths", "enable_compile_cache", "plan_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -89,41 +89,58 @@ def _pow2_ceil(n: int) -> int:
     return 1 << (max(int(n), 1) - 1).bit_length()
 
 
-def _rows_for(length: int, token_budget: int, max_rows: int | None) -> int:
-    rows = _pow2_floor(max(token_budget // length, 1))
-    return min(rows, max(int(max_rows), 1)) if max_rows is not None else rows
-
-
-def plan_batches(
-    n_tokens: np.ndarray, *, max_tokens: int, token_budget: int, max_rows: int | None = None
-) -> list[tuple[int, np.ndarray]]:
-    """Group sequences into ``(padded_length, indices)`` batches, as :class:`Embedder` does.
+class Planner:
+    """Queues items per padded length and hands out ``(padded_length, items)`` batches: full
+    ones as soon as they are there, the rest at :meth:`finish`. Items are whatever the caller
+    queues (the engine queues ``(tag, tokens)``), so one planner serves a whole build.
 
     Parameters
     ----------
-    n_tokens
-        Tokens per sequence (CLS included); all must be ``<= max_tokens``.
     max_tokens
         Longest padded length.
     token_budget
         Padded tokens per batch (rows x padded length) to aim for.
     max_rows
         Optional cap on rows per batch (``--batch-size``).
-
-    Returns
-    -------
-    list of (int, ndarray)
-        Batches in bucket order, each with indices into ``n_tokens`` (input order kept
-        within a bucket).
     """
-    ladder = np.asarray(bucket_lengths(max_tokens))
-    which = np.searchsorted(ladder, np.asarray(n_tokens), side="left")
-    plans = []
-    for b, length in enumerate(ladder.tolist()):
-        idx = np.flatnonzero(which == b)
-        rows = _rows_for(length, token_budget, max_rows)
-        plans += [(length, idx[s : s + rows]) for s in range(0, idx.size, rows)]
-    return plans
+
+    def __init__(self, max_tokens: int, token_budget: int, max_rows: int | None = None):
+        self.ladder = np.asarray(bucket_lengths(max_tokens))
+        self.token_budget, self.max_rows = int(token_budget), max_rows
+        self._queues: dict[int, list] = {}
+
+    def rows_for(self, length: int) -> int:
+        """Rows of a full batch of padded length ``length``."""
+        rows = _pow2_floor(max(self.token_budget // length, 1))
+        return min(rows, max(int(self.max_rows), 1)) if self.max_rows is not None else rows
+
+    def add(self, items: Iterable, n_tokens: np.ndarray) -> Iterator[tuple[int, list]]:
+        """Queue items of ``n_tokens`` tokens each (all ``<= max_tokens``); yield full batches."""
+        lengths = self.ladder[np.searchsorted(self.ladder, np.asarray(n_tokens))].tolist()
+        for item, length in zip(items, lengths):
+            self._queues.setdefault(length, []).append(item)
+        for length in sorted(self._queues):
+            queue, rows = self._queues[length], self.rows_for(length)
+            while len(queue) >= rows:
+                part, queue[:rows] = queue[:rows], []
+                yield length, part
+
+    def finish(self) -> Iterator[tuple[int, list]]:
+        """Yield what is still queued, in partial batches."""
+        for length in sorted(self._queues):
+            queue, rows = self._queues.pop(length), self.rows_for(length)
+            yield from ((length, queue[s : s + rows]) for s in range(0, len(queue), rows))
+
+
+def plan_batches(
+    n_tokens: np.ndarray, *, max_tokens: int, token_budget: int, max_rows: int | None = None
+) -> list[tuple[int, np.ndarray]]:
+    """The batches :class:`Planner` makes of sequences of ``n_tokens`` tokens given at once, as
+    ``(padded_length, indices into n_tokens)`` (input order kept within a bucket)."""
+    planner = Planner(max_tokens, token_budget, max_rows)
+    n_tokens = np.asarray(n_tokens)
+    batches = [*planner.add(range(n_tokens.size), n_tokens), *planner.finish()]
+    return [(length, np.asarray(part, dtype=np.int64)) for length, part in batches]
 
 
 @dataclass
@@ -192,8 +209,7 @@ class Embedder:
             raise InputError("nothing to compute: no outputs requested")
         self.max_tokens = request.max_tokens
         on_cpu = jax.default_backend() == "cpu"
-        self.token_budget = int(token_budget or (4096 if on_cpu else 32768))
-        self.batch_size = batch_size
+        self.planner = Planner(self.max_tokens, token_budget or (4096 if on_cpu else 32768), batch_size)
         self.stats = EmbedderStats()
         enable_compile_cache()
         self._dtype = _DTYPES[request.dtype]
@@ -204,7 +220,6 @@ class Embedder:
         self._fn = jax.jit(self._compute)
         self._seen_shapes: set[tuple[int, int]] = set()
         self._row_cap: dict[int, int] = {}
-        self._queues: dict[int, list] = {}
         self._in_flight: deque = deque()
 
     # -- the jitted computation -------------------------------------------------------
@@ -245,14 +260,10 @@ class Embedder:
         buckets); returns the seconds spent. Benchmarks use it to report compile time apart."""
         t0 = time.perf_counter()
         for length in lengths or bucket_lengths(self.max_tokens):
-            tokens = np.full((self.rows_for(int(length)), int(length)), self._pad, np.int32)
+            tokens = np.full((self.planner.rows_for(int(length)), int(length)), self._pad, np.int32)
             tokens[:, 0] = self._cls
             jax.block_until_ready(self._call(tokens))
         return time.perf_counter() - t0
-
-    def rows_for(self, length: int) -> int:
-        """Rows of a full batch of padded length ``length``."""
-        return _rows_for(length, self.token_budget, self.batch_size)
 
     def embed(self, token_arrays: Sequence[np.ndarray]) -> Iterator[EmbeddingBatch]:
         """Embed token arrays (CLS first, no padding); ``index`` holds their positions.
@@ -279,22 +290,13 @@ class Embedder:
             )
         if (n_tokens < 1).any():
             raise InputError("every token array must hold at least the CLS token")
-        ladder = np.asarray(bucket_lengths(self.max_tokens))
-        lengths = ladder[np.searchsorted(ladder, n_tokens)].tolist()
-        for tag, a, length in zip(tags, token_arrays, lengths):
-            self._queues.setdefault(length, []).append((tag, a))
-        for length in sorted(self._queues):
-            queue, rows = self._queues[length], self.rows_for(length)
-            while len(queue) >= rows:
-                part, queue[:rows] = queue[:rows], []
-                yield from self._submit(length, part)
+        for length, part in self.planner.add(list(zip(tags, token_arrays)), n_tokens):
+            yield from self._submit(length, part)
 
     def finish(self) -> Iterator[EmbeddingBatch]:
         """Run what is still queued (partial batches) and yield every remaining result."""
-        for length in sorted(self._queues):
-            queue, rows = self._queues.pop(length), self.rows_for(length)
-            for s in range(0, len(queue), rows):
-                yield from self._submit(length, queue[s : s + rows])
+        for length, part in self.planner.finish():
+            yield from self._submit(length, part)
         while self._in_flight:
             yield from self._collect()
 

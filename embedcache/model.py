@@ -306,7 +306,6 @@ def forward(
         unspecified (real positions never depend on them).
     """
     cfg = config
-    _check_request(cfg, layers, attention)
     # float32 matmuls at full precision: accelerators otherwise default to TF32-like modes.
     precision = jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else None
     tokens = jnp.asarray(tokens)
@@ -342,17 +341,3 @@ def forward(
             out["logits"] = _linear(y, params[f"{head_p}/lm_final_fc"], precision).astype(jnp.float32)
     return out
 
-
-def _check_request(cfg: NTConfig, layers: Sequence[int], attention: Sequence[tuple[int, int]]) -> None:
-    for layer in layers:
-        if not 1 <= layer <= cfg.num_layers:
-            raise ValueError(f"layer {layer} is out of range: the model has layers 1..{cfg.num_layers}")
-    for layer, head in attention:
-        if not 1 <= layer <= cfg.num_layers:
-            raise ValueError(
-                f"attention map ({layer}, {head}): the model has layers 1..{cfg.num_layers}"
-            )
-        if not 1 <= head <= cfg.attention_heads:
-            raise ValueError(
-                f"attention map ({layer}, {head}): the model has heads 1..{cfg.attention_heads} per layer"
-            )
