@@ -5,8 +5,8 @@ Why buckets: a jitted function compiles once per input shape. Padding every sequ
 ``max_tokens`` (what the official tokenizer does) keeps one shape but wastes most of the
 compute on short sequences; padding each batch to its own longest row wastes little but
 compiles endlessly. So every sequence goes to the smallest of a fixed ladder of padded
-lengths (:data:`BUCKET_LADDER`: multiples of 8 up to 64, then eight steps per doubling, so
-padding is at most an eighth of a batch plus its rounding to 8), and each batch holds as many
+lengths (:data:`BUCKET_LADDER`: multiples of 4 up to 64, then eight steps per doubling, so
+padding is at most an eighth of a batch, and 300-bp sequences (51 tokens) pad to 52), and each batch holds as many
 rows as fit a token budget, rounded down to a power of two. A partial last batch is padded to
 the next power of two rows. The number of compilations is then bounded by
 (#buckets x log2(rows)), whatever the input, and compiled programs are kept on disk across
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 
 def _ladder(top: int = 4096) -> tuple[int, ...]:
-    steps, octave = list(range(16, 64, 8)), 64
+    steps, octave = list(range(16, 64, 4)), 64
     while octave < top:
         steps += range(octave, 2 * octave, octave // 8)
         octave *= 2
