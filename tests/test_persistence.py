@@ -12,20 +12,22 @@ from sklearn.exceptions import NotFittedError
 
 from classifiers import (
     ESTIMATORS,
+    MLPClassifier,
     ModelFileError,
     ModelVersionError,
     load_estimator,
     make_estimator,
     save_estimator,
 )
-from classifiers import persistence
 from embedcache.errors import InputError
 
-FAST = {"mlp": {"max_epochs": 2}, "logistic": {}, "xgboost": {"n_estimators": 10}}
+FAST = {"mlp": {"max_epochs": 2}, "logistic": {}, "xgboost": {"n_estimators": 10},
+        "layer-weighted": {"max_epochs": 2}}
 FILES = {
     "mlp": ["model.json", "params.safetensors"],
     "logistic": ["model.json", "params.safetensors"],
     "xgboost": ["booster.json", "model.json"],
+    "layer-weighted": ["model.json", "params.safetensors"],
 }
 
 
@@ -128,7 +130,7 @@ def test_an_interrupted_save_leaves_the_earlier_model(fitted, tmp_path, monkeypa
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(persistence, "_write_arrays", crash)
+    monkeypatch.setattr(MLPClassifier, "_save_state", crash)
     with pytest.raises(OSError, match="disk full"):
         save_estimator(fitted["mlp", 3, "int"][0], tmp_path / "m")
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
