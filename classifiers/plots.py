@@ -269,7 +269,7 @@ def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None =
                     ms=16, color=colour, ls="none", label="chosen on validation")
     ax.set(xlabel="layer", ylabel=metric.upper(), title=f"{metric.upper()} by layer")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="x-small", framealpha=0.7)
     return fig
 
 

@@ -19,11 +19,13 @@ from classifiers.metrics import SCALAR_METRICS
 __all__ = ["render_report", "write_report"]
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; overflow-wrap: anywhere; }
+table.metrics { font-size: 0.85em; } table.metrics td { white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; white-space: nowrap; }
+table.kv td { text-align: left; }
 .warning { background: #fff0f0; border: 2px solid #c00; padding: 0.7em 1em; font-weight: 600; }
 .note { color: #555; font-size: 0.9em; }
 .best { background: #eef6ee; border: 1px solid #5a5; padding: 0.5em 1em; }
@@ -66,7 +68,9 @@ def render_report(run: Mapping, figures: Mapping[str, str | PathLike]) -> str:
     for warning in run.get("warnings", []):
         parts.append(f"<p class='warning'>{escape(warning)}</p>")
     if run.kind == "sweep":
+        # The answer to "which layer?" first: the choice and the metric-by-layer figures.
         parts.append(_best_section(run))
+        parts.append(_figures_section(figures))
     parts.append(_metrics_section(run))
     if run.layer_weights():
         rows = [[escape(layer), f"{w:.3f}"] for layer, w in run.layer_weights().items()]
@@ -75,13 +79,8 @@ def render_report(run: Mapping, figures: Mapping[str, str | PathLike]) -> str:
                        "embeddings, learned jointly with the head; they sum to 1.</p>")
     parts.append(_confusion_section(run))
     parts.append(_overlap_section(run))
-    if figures:
-        parts.append("<h2>Figures</h2><div class='figures'>")
-        for caption, path in figures.items():
-            data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-            parts.append(f"<img alt='{escape(caption)}' title='{escape(caption)}' "
-                         f"src='data:image/png;base64,{data}'>")
-        parts.append("</div>")
+    if run.kind != "sweep":
+        parts.append(_figures_section(figures))
     parts.append(_provenance_section(run))
     parts.append("</body></html>\n")
     return "".join(parts)
@@ -93,17 +92,29 @@ def write_report(path: str | PathLike, run: Mapping, figures: Mapping[str, str |
     Path(path).write_text(render_report(run, figures), encoding="utf-8")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _figures_section(figures: Mapping[str, str | PathLike]) -> str:
+    if not figures:
+        return ""
+    parts = ["<h2>Figures</h2><div class='figures'>"]
+    for caption, path in figures.items():
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        parts.append(f"<img alt='{escape(caption)}' title='{escape(caption)}' "
+                     f"src='data:image/png;base64,{data}'>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table class='{css}'><tr>{head}</tr>{body}</table>"
 
 
 def _metrics_section(run) -> str:
     rows = [[escape(r.label), "" if r.n is None else str(r.n)]
             + [escape(r.metrics[m].text()) for m in SCALAR_METRICS] for r in run.score_rows()]
     out = ["<h2>Metrics</h2>",
-           _table(["", "n", *[m.upper() for m in SCALAR_METRICS]], rows)]
+           _table(["", "n", *[m.upper() for m in SCALAR_METRICS]], rows, "metrics")]
     notes = []
     if run.kind == "cv":
         cv = run["cv"]
@@ -173,4 +184,4 @@ def _provenance_section(run) -> str:
                                                prov.get("versions", {}).items()))])
     enc = run["encoding"]
     rows.append(["run encoding", escape(f"{enc.get('name')} v{enc.get('version')}")])
-    return "<h2>Provenance</h2>" + _table(["", ""], rows)
+    return "<h2>Provenance</h2>" + _table(["", ""], rows, "kv")
