@@ -42,6 +42,15 @@ class Probe(ClassifierMixin, BaseEstimator):
     - ``_save_state(directory) -> dict`` and ``_load_state(directory, fitted)``: the fitted
       state beyond ``classes_`` and ``n_features_in_`` (arrays in safetensors, or the
       probe's own format; the returned dict goes into ``model.json``).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``fit`` was given a DataFrame with string column names.
     """
 
     #: Distributions whose versions are recorded with a saved model.

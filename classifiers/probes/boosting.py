@@ -53,12 +53,8 @@ class XGBoostProbe(Probe):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        The class labels, sorted.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Column names, when ``fit`` was given a DataFrame with string column names.
+    classes_, n_features_in_, feature_names_in_
+        As for every :class:`~classifiers.probes.base.Probe`.
     model_ : xgboost.XGBClassifier
         The fitted booster, trained on the label indices ``0..n_classes-1``.
     """

@@ -36,12 +36,8 @@ class LogisticProbe(Probe):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        The class labels, sorted.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Column names, when ``fit`` was given a DataFrame with string column names.
+    classes_, n_features_in_, feature_names_in_
+        As for every :class:`~classifiers.probes.base.Probe`.
     n_iter_ : ndarray of shape (1,)
         Solver iterations used.
     pipeline_ : sklearn.pipeline.Pipeline
@@ -92,7 +88,8 @@ class LogisticProbe(Probe):
                                   "scaler.mean": (a["scaler.mean"].shape, (n,))})
         # The same pipeline _fit builds, given the fitted state it would have.
         scaler, logistic = StandardScaler(), self._logistic()
-        scaler.mean_, scaler.scale_, scaler.var_ = a["scaler.mean"], a["scaler.scale"], a["scaler.var"]
+        scaler.mean_, scaler.scale_ = a["scaler.mean"], a["scaler.scale"]
+        scaler.var_ = a["scaler.var"]
         scaler.n_samples_seen_ = fitted["n_samples_seen"]
         logistic.coef_, logistic.intercept_ = a["logistic.coef"], a["logistic.intercept"]
         self.n_iter_ = logistic.n_iter_ = np.array(fitted["n_iter"], dtype=np.int32)

@@ -27,7 +27,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
-from classifiers.probes.base import ARRAYS_FILE, ModelFileError, Probe, check_shapes, read_arrays, write_arrays
+from classifiers.probes.base import (ARRAYS_FILE, ModelFileError, Probe, check_shapes,
+                                     read_arrays, write_arrays)
 
 __all__ = ["MLPClassifier"]
 
@@ -71,12 +72,8 @@ class MLPClassifier(Probe):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        The class labels, sorted.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Column names, when ``fit`` was given a DataFrame with string column names.
+    classes_, n_features_in_, feature_names_in_
+        As for every :class:`~classifiers.probes.base.Probe`.
     params_ : dict
         The kept network parameters: ``{"hidden_1": {"weight": (n_in, n_out),
         "bias": (n_out,)}, ..., "output": {...}}``, float32 NumPy arrays.

@@ -68,8 +68,8 @@ def compare_runs(run_dirs: Sequence[str | PathLike], *, out: str | PathLike | No
             curves[d.name] = (positive.to_numpy(), pred["score"].to_numpy())
         if curves:
             plots.save_png(plots.roc_figure(curves, title="ROC, test sets"), staging / "roc.png")
-            plots.save_png(plots.precision_recall_figure(curves, title="Precision-recall, test sets"),
-                           staging / "precision_recall.png")
+            plots.save_png(plots.precision_recall_figure(
+                curves, title="Precision-recall, test sets"), staging / "precision_recall.png")
     return table
 
 

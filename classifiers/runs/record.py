@@ -191,7 +191,8 @@ class RunRecord(dict):
     def layer_text(self) -> str:
         layers = self.layers
         if self.kind == "sweep":
-            return f"layer {layers[0]} (chosen on validation; swept {_ranges(self['sweep']['layers'])})"
+            swept = _ranges(self["sweep"]["layers"])
+            return f"layer {layers[0]} (chosen on validation; swept {swept})"
         if len(layers) == 1:
             return f"layer {layers[0]}"
         return f"layers {_ranges(layers)}"

@@ -168,7 +168,8 @@ def split_source(has_split_column: bool, test, group_by) -> str:
     if has_split_column:
         return f"the data file's split column; {validation}"
     if group_by:
-        return f"random, grouped by {group_by!r} so no group straddles splits (seeded); {validation}"
+        return (f"random, grouped by {group_by!r} so no group straddles splits (seeded); "
+                f"{validation}")
     return f"stratified random (seeded); {validation}"
 
 
