@@ -207,3 +207,15 @@ def test_arrays_that_do_not_match_the_manifest_are_refused(fitted, tmp_path):
     save_file(arrays, str(path))
     with pytest.raises(ModelFileError, match="do not fit 5 features and 3 classes"):
         load_estimator(tmp_path / "m")
+
+
+@pytest.mark.parametrize("kind", ["mlp", "logistic", "xgboost"])
+def test_models_saved_by_the_previous_release_still_load(kind):
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden" / "classifier_v1"
+    expected = json.loads((golden / "expected.json").read_text())
+    loaded = load_estimator(golden / kind)
+    assert loaded.classes_.tolist() == ["a", "b", "c"]
+    np.testing.assert_allclose(loaded.predict_proba(np.array(expected["X"])), expected[kind],
+                               rtol=1e-6, atol=1e-7)
