@@ -12,7 +12,8 @@ import pytest
 from test_runs import D, planted_task, write_feature_store
 
 from classifiers.metrics import SCALAR_METRICS
-from classifiers.runs import evaluate_run, fit_run, predict_run, read_run, sweep_run
+from classifiers.runs import (compare_runs, evaluate_run, fit_run, predict_run, read_run,
+                              sweep_run)
 from embedcache.errors import InputError, StoreError
 
 
@@ -133,6 +134,19 @@ def test_layer_weighted_run_reports_reloads_and_predicts(split_signal, tmp_path)
     evaluation = evaluate_run(tmp_path / "lw", split_signal / "task.csv", n_bootstrap=20)
     assert evaluation["layer_weights"] == weights
     assert evaluation["metrics"]["evaluation"]["n"] == 300
+
+
+def test_compare_takes_sweeps_and_layer_weighted_runs(split_signal, sweep_dir, tmp_path):
+    fit_run(split_signal / "task.csv", cache=split_signal / "cache.zarr", out=tmp_path / "lw",
+            model="layer-weighted", layers="all", n_bootstrap=50)
+    table = compare_runs([sweep_dir, tmp_path / "lw"], out=tmp_path / "cmp")
+    assert table["kind"].tolist() == ["sweep", "fit"]
+    assert table["layer"].tolist() == [1, "layers 1-3"]
+    sweep = pd.read_csv(sweep_dir / "sweep.csv").set_index(["layer", "pool"])
+    # A sweep stands in the comparison by the layer it chose on validation, with its test score.
+    assert table.loc[0, "mcc"] == pytest.approx(sweep.loc[(1, "cls"), "test_mcc"])
+    assert table.loc[0, "mcc_low"] == pytest.approx(sweep.loc[(1, "cls"), "test_mcc_low"])
+    assert (tmp_path / "cmp" / "metrics.png").is_file()
 
 
 def test_layers_belong_to_the_layer_weighted_probe(split_signal, tmp_path):
