@@ -92,7 +92,7 @@ def info(path: Path = typer.Argument(..., help="The cache (Zarr store).")) -> No
     """List the models of a cache: rows, arrays and how full each is, policies, size on disk."""
     from embedcache import EmbeddingCache
 
-    models = EmbeddingCache(path).models()
+    models = EmbeddingCache(path).info()
     if not models:
         typer.echo(f"{path}: no models yet")
     for m in models:

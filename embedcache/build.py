@@ -392,7 +392,7 @@ def build(
     BuildReport
     """
     t0 = time.perf_counter()
-    store = Store(cache)
+    store = cache if isinstance(cache, Store) else Store(cache)
     checkpoint, spec = _model_and_spec(store, model, cache_dir=cache_dir,
                                        allow_random_weights=allow_random_weights, max_tokens=max_tokens,
                                        alphabet=alphabet, long=long, window_overlap=window_overlap,
@@ -439,7 +439,7 @@ def build(
         writer.ensure_arrays(names, feature_dim=config.embed_dim)
         snapshot = writer.snapshot()
         # Re-planned under the lock: another build may have committed rows since the scan.
-        index = snapshot.index()
+        index = snapshot.index(scan.unique)
         filled = {n: snapshot.filled(n) for n in names}
         missing, held = _plan(snapshot, spec.key, scan.unique, names)
         del scan
@@ -528,7 +528,7 @@ def _plan(source, key: str, unique: set, names: Sequence[str]) -> tuple[set, dic
         if key not in source.keys():
             return set(unique), {n: 0 for n in names}
         source = source.group(key)
-    index = source.index()
+    index = source.index(unique)
     filled = {n: source.filled(n) for n in names}
     missing, held = set(), dict.fromkeys(names, 0)
     for d in unique:
