@@ -405,3 +405,51 @@ def test_a_writer_killed_while_creating_arrays_is_repaired(tmp_path):
     assert store.group(key).fill_counts() == {CLS2: 4 + 6 - len(set(seqs) & set(_seqs(4))), MEAN2: 6}
     assert store.group(spec.key).n_rows == 6
     assert store.verify() == []
+
+
+def test_rows_another_writer_committed_meanwhile_are_not_written_twice(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    seqs = _seqs(30, seed=11)
+    spec = _spec()
+    attrs = {"model_name": "synthetic", "architecture": {"embed_dim": D}}
+    first = store.writing().group(spec, attrs)
+    second = store.writing().group(spec, attrs)
+    for w in (first, second):
+        w.ensure_arrays([CLS2], feature_dim=D)
+    # Both planned on the empty group, so both hold every row; the first commits rows 0-19.
+    for s in seqs[:20]:
+        first.add_new_row(sequence_digest(s), s, 2, 1, {CLS2: _values(s, CLS2)})
+    for s in seqs[10:]:
+        second.add_new_row(sequence_digest(s), s, 2, 1, {CLS2: _values(s, CLS2)})
+    first.flush()
+    # The second writer also fills MEAN2 for a row the first committed without it.
+    second.ensure_arrays([MEAN2], feature_dim=D)
+    second.add_old_row(3, {MEAN2: _values(seqs[3], MEAN2)})
+    second.flush()
+    assert (first.rows_written, second.rows_written, second.rows_skipped) == (20, 10, 10)
+    g = store.group(spec.key)
+    assert g.n_rows == 30 and sorted(g.digests()) == sorted(sequence_digest(s) for s in seqs)
+    assert g.fill_counts() == {CLS2: 30, MEAN2: 1}
+    rows = g.rows_of([sequence_digest(s) for s in seqs])
+    np.testing.assert_array_equal(g.read(CLS2, rows), np.stack([_values(s, CLS2) for s in seqs]))
+    assert store.verify() == []
+
+
+def test_index_runs_merge_and_find_every_row(tmp_path):
+    from embedcache.store import index
+
+    store = Store(tmp_path / "c.zarr")
+    seqs = _seqs(700, seed=12)
+    key = _write(store, seqs, [CLS2], block_rows=37)
+    g = store.group(key)
+    assert sum(b - a for a, b in g.runs) == g.n_rows == len(set(seqs))
+    assert 1 < len(g.runs) <= 1 + int(np.log2(g.n_rows))  # merged like a binary counter
+    digests = g.digests().tolist()
+    np.testing.assert_array_equal(g.rows_of(digests[::-1]), np.arange(g.n_rows)[::-1])
+    assert (g.rows_of_keys(index.keys_of_sequences(["ACGTTTTTTTTTACG", seqs[5]])) == [-1, digests.index(
+        sequence_digest(seqs[5]))]).all()
+    np.testing.assert_array_equal(index.keys_of_sequences(seqs[:5]), index.keys_of_hex(
+        [sequence_digest(s) for s in seqs[:5]]))
+    # Only the runs the last commit refers to are kept.
+    kept = sorted(p.name for p in (store.path / key / "index").iterdir() if p.is_dir())
+    assert kept == sorted(index.run_name(a, b) for a, b in g.runs)
