@@ -233,6 +233,13 @@ class EmbeddingCache:
         n = int(group.row_array("n_tokens")[row])
         return group.read(name, [row])[0, :n, :n]
 
+    def upgrade(self) -> list[str]:
+        """Bring a cache written by an older release to this format in place (see
+        :func:`embedcache.store.upgrade`); the model keys upgraded."""
+        from embedcache.store import upgrade
+
+        return upgrade(self.store)
+
     def verify(self) -> list[Problem]:
         """Integrity problems of the store (empty when sound); see :meth:`ModelGroup.verify`."""
         return self.store.verify()

@@ -31,6 +31,8 @@ def open_store(location, storage_options: Mapping | None = None):
     """The Zarr store for a path or URL (writable; Zarr opens what is missing lazily)."""
     if is_url(location):
         opts = dict(storage_options or {})
+        # Listings must show what other writers committed since; fsspec would cache them.
+        opts.setdefault("use_listings_cache", False)
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
         if location.startswith("s3://") and endpoint and "endpoint_url" not in opts:
             # s3fs reads credentials from the environment itself, the endpoint not always.
@@ -46,7 +48,10 @@ def list_dir(store, prefix: str) -> list[str]:
     """Names directly under ``prefix`` ('' for the root), sorted."""
     async def collect():
         return [name async for name in store.list_dir(prefix)]
-    return sorted(sync(collect()))
+    try:
+        return sorted(sync(collect()))
+    except FileNotFoundError:  # an object store's prefix that holds nothing yet
+        return []
 
 
 def get_bytes(store, key: str) -> bytes | None:

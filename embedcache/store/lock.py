@@ -5,9 +5,11 @@ On a local store it is :data:`~embedcache.store.layout.LOCK_NAME` held through
 stale. Object storage has no such lock, so a *lease* stands in: the object
 :data:`~embedcache.store.layout.LEASE_NAME`, created with a conditional write (create
 only if absent; S3's ``If-None-Match: *``), holding its owner and an expiry
-:data:`LEASE_SECONDS` ahead. Its holder deletes it when the commit is done. A writer
-that finds an expired lease (its holder died mid-commit) deletes it and competes again;
-a commit must therefore finish within :data:`LEASE_SECONDS` (one batch of rows: seconds).
+:data:`LEASE_SECONDS` ahead (120 s; ``EMBEDCACHE_LEASE_SECONDS`` changes it). Its holder
+deletes it when the commit is done. A waiting writer waits at least until the lease it
+sees expires; an expired lease (its holder died mid-commit) is deleted and the writers
+compete again. A commit must therefore finish within the expiry (one batch of rows takes
+seconds), and a build rerun after a writer was killed mid-commit waits up to the expiry.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from embedcache.errors import StoreLockedError
 from embedcache.store import access
 from embedcache.store.layout import LEASE_NAME
 
-LEASE_SECONDS = 300.0
+LEASE_SECONDS = float(os.environ.get("EMBEDCACHE_LEASE_SECONDS", 120.0))
 
 
 @contextmanager
@@ -66,10 +68,11 @@ def _lease(store, timeout: float):
             held = access.get_json(store.zstore, LEASE_NAME)
         except ValueError:
             held = {"expires": 0}  # a torn lease: its writer died while writing it
-        if held is not None and float(held.get("expires", 0)) < time.time():
+        expires = float(held.get("expires", 0)) if held is not None else 0.0
+        if held is not None and expires < time.time():
             access.delete_key(store.zstore, LEASE_NAME)
             continue
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and time.time() > expires:
             raise StoreLockedError(_busy(store, f"the lease {LEASE_NAME}", timeout))
         time.sleep(wait)
         wait = min(wait * 1.5, 1.0)
