@@ -299,13 +299,16 @@ def _normalize_all(seqs: list[str], alphabet: str) -> list[str]:
     gives the same result or names the sequence at fault.
     """
     try:
-        joined = "".join(seqs).encode("ascii").upper()
+        raw = "".join(seqs).encode("ascii")
+        joined = raw.upper()
     except UnicodeEncodeError:
         joined = None
     if joined is not None:
         if alphabet == "iupac-to-n":
             joined = joined.translate(_IUPAC_TO_N)
         if not joined.translate(None, b"ACGTN"):
+            if len(joined) == len(raw) and joined == raw:
+                return seqs  # already normalized (the usual case): no copies
             text = joined.decode("ascii")
             ends = list(itertools.accumulate(len(s) for s in seqs))
             return [text[a:b] for a, b in zip([0, *ends[:-1]], ends)]

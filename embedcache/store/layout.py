@@ -26,10 +26,11 @@ Layout (encoding version 2)
 Version 1 lacked ``index/`` and compressed every array with Blosc-lz4; ``embedcache
 upgrade`` turns a version-1 store into version 2 (:mod:`.upgrade`).
 
-Pooled embeddings are stored uncompressed (a CRC32C checksum per inner chunk): random-
-looking float32 values compress by a few percent at best, and skipping decompression
-keeps reads near memory speed (``bench/feature_loading.py`` prints the trade-off).
-Attention maps, mostly zeros past each row's tokens, and the per-row arrays stay lz4.
+Pooled embeddings are stored uncompressed, in plain (unsharded) chunks of up to 4096
+rows with a CRC32C checksum each: float32 features compress by a few percent at best,
+and skipping decompression and the sharding codec keeps reads near memory speed
+(``bench/feature_loading.py`` prints the trade-off). Attention maps, mostly zeros past
+each row's tokens, and the per-row arrays stay lz4-compressed in shards.
 """
 
 from __future__ import annotations
@@ -65,10 +66,11 @@ ROW_ARRAYS = {"digest": str, "sequence": str, "length": "int64", "n_tokens": "in
 # first release used, so that upgrading a store's layout keeps its groups' keys.
 _KEY_VERSION = 1
 
-# Pooled rows are read in bulk: 1 MiB inner chunks keep the per-chunk overhead small.
-# Other arrays keep 256 KiB chunks. Shards of 8 chunks bound what a commit rewrites
-# (a partly filled shard is rewritten whole) and so the memory a build needs.
-_POOLED_CHUNK_BYTES = 1 << 20
+# Pooled rows are read in bulk, and Zarr's sharding codec halves bulk read speed: they
+# are stored as plain chunks of up to 4096 rows (8 MiB at 512 float32 features), one
+# file each. Other arrays keep 256 KiB chunks in shards of 8. Either way a commit
+# rewrites at most one partly filled chunk or shard per array, which bounds its cost.
+_POOLED_CHUNK_BYTES = 8 << 20
 _CHUNK_BYTES = 256 * 1024
 _MAX_CHUNK_ROWS = 4096
 _CHUNKS_PER_SHARD = 8
@@ -236,7 +238,7 @@ def create_array(g: zarr.Group, name: str, dtype, row_shape: tuple, dims: tuple,
         shape=(rows, *row_shape),
         dtype=dtype,
         chunks=(chunk, *row_shape),
-        shards=(shard, *row_shape),
+        shards=None if pooled else (shard, *row_shape),
         compressors=_RAW if pooled else _LZ4,
         fill_value="" if dtype is str else (False if dtype == "bool" else 0),
         dimension_names=dims,

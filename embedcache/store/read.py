@@ -314,9 +314,14 @@ class ModelGroup:
 def _gather(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
     """``arr[rows]`` for rows in any order, reading each needed chunk once.
 
+    The layout this version writes for pooled rows (plain chunks, ``bytes`` + ``crc32c``)
+    is read by :func:`_gather_plain`; any other layout goes through Zarr's codecs.
+
     A dense request (a task's features) reads the span it covers as one slice and
     gathers in memory; a sparse one reads only the chunks it touches.
     """
+    if _is_plain(arr):
+        return _gather_plain(arr, rows)
     lo, hi = int(rows.min()), int(rows.max()) + 1
     if rows.size == hi - lo and (np.diff(rows) == 1).all():
         return arr[lo:hi]
@@ -325,3 +330,50 @@ def _gather(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
         return arr[lo:hi][rows - lo]
     values = arr.get_orthogonal_selection((unique,) + (slice(None),) * (arr.ndim - 1))
     return values[inverse]
+
+
+def _is_plain(arr: zarr.Array) -> bool:
+    codecs = [c.to_dict() for c in arr.metadata.codecs]
+    return ([c["name"] for c in codecs] == ["bytes", "crc32c"] and arr.dtype.kind == "f"
+            and codecs[0].get("configuration", {}).get("endian", "little") == "little")
+
+
+def _gather_plain(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
+    """Rows of a plain checksummed array, fetched through the store API and copied once.
+
+    Zarr's decode copies every chunk twice more than needed, which triples the time of a
+    task's read; here each chunk's bytes (fetched concurrently) are checked against their
+    CRC32C and gathered straight into the output. A chunk that is absent or fails its
+    checksum raises :class:`StoreError` naming the rows: never fill values as data.
+    """
+    import asyncio
+
+    import google_crc32c
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    step = int(arr.metadata.chunk_grid.chunk_shape[0])
+    row_shape = arr.shape[1:]
+    chunk_of = rows // step
+    order = np.argsort(chunk_of, kind="stable")
+    bounds = np.flatnonzero(np.diff(chunk_of[order])) + 1
+    groups = np.split(order, bounds)
+    chunks = [int(chunk_of[g[0]]) for g in groups]
+    store, prefix = arr.store_path.store, arr.store_path.path
+    keys = [f"{prefix}/{arr.metadata.encode_chunk_key((c,) + (0,) * len(row_shape))}" for c in chunks]
+    proto = default_buffer_prototype()
+
+    async def fetch():
+        return await asyncio.gather(*(store.get(k, prototype=proto) for k in keys))
+
+    out = np.empty((rows.size, *row_shape), dtype=arr.dtype)
+    for c, key, positions, buf in zip(chunks, keys, groups, sync(fetch())):
+        raw = None if buf is None else buf.as_numpy_array()
+        if raw is None or int(google_crc32c.value(raw[:-4])) != int(raw[-4:].view("<u4")[0]):
+            what = "missing" if raw is None else "corrupted (checksum mismatch)"
+            lo, hi = c * step, min((c + 1) * step, arr.shape[0]) - 1
+            raise StoreError(f"chunk {key} (rows {lo}-{hi}) is {what}; the store is damaged. "
+                             f"Run `embedcache verify` on the cache to list the damage.")
+        block = raw[:-4].view(arr.dtype).reshape(-1, *row_shape)
+        out[positions] = block[rows[positions] - c * step]
+    return out
