@@ -7,6 +7,8 @@ may belong to a write in progress or one a crash interrupted.
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -51,9 +53,7 @@ class Store:
     def zstore(self):
         """The Zarr store object (opened on first use)."""
         if self._zstore is None:
-            if not self.remote and self.path.exists() and not self.path.is_dir():
-                raise StoreError(f"{self.path} is a file, not a cache directory; pass a new path or a "
-                                 "cache written by `embedcache build`.")
+            self._check_not_a_file()
             self._zstore = access.open_store(self.path if not self.remote else self.path, self.storage_options)
         return self._zstore
 
@@ -63,8 +63,14 @@ class Store:
 
         return self.path / LOCK_NAME
 
+    def _check_not_a_file(self) -> None:
+        # An environment fault (exit 1 at the command line), not bad input.
+        if not self.remote and self.path.exists() and not self.path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(self.path))
+
     def exists(self) -> bool:
         """Whether the location holds a store (a root ``zarr.json``)."""
+        self._check_not_a_file()
         if not self.remote and not self.path.is_dir():
             return False
         return access.get_bytes(self.zstore, "zarr.json") is not None

@@ -87,12 +87,12 @@ class _Checker:
             hi = min(lo + step, self.n)
             chunk = arr.metadata.encode_chunk_key((s,) + (0,) * (arr.ndim - 1))
             if expect_file(lo, hi) and not access.exists(self.g.store.zstore, f"{self.g.key}/{name}/{chunk}"):
-                yield lo, hi, None, f"chunk {chunk} is missing"
+                yield lo, hi, None, f"chunk file {chunk} is missing"
                 continue
             try:
                 block, err = arr[lo:hi], None
             except Exception as exc:  # noqa: BLE001 - any decode failure is damage to report
-                block, err = None, f"chunk {chunk} is unreadable (truncated or corrupted: {type(exc).__name__})"
+                block, err = None, f"chunk file {chunk} is unreadable (truncated or corrupted: {type(exc).__name__})"
             yield lo, hi, block, err
 
     def load(self, name, expect_file=lambda lo, hi: True):
