@@ -331,7 +331,7 @@ def build(
     request = BuildRequest(layers=None if layers is None else tuple(layers), pools=tuple(pools),
                            attention=tuple(attention), max_tokens=max_tokens, alphabet=alphabet, long=long,
                            window_overlap=window_overlap, dtype=dtype, store_dtype=store_dtype)
-    store = Store(cache)
+    store = cache if isinstance(cache, Store) else Store(cache)
     checkpoint, request, spec = _model_and_request(store, model, request, cache_dir=cache_dir,
                                                    allow_random_weights=allow_random_weights)
     outputs = request.outputs
@@ -378,7 +378,7 @@ def _compute(store: Store, checkpoint, request: BuildRequest, spec: ModelSpec, s
         writer.ensure_arrays(names, feature_dim=config.embed_dim)
         snapshot = writer.snapshot()
         # Re-planned under the lock: another build may have committed rows since the scan.
-        index = snapshot.index()
+        index = snapshot.index(scan.unique)
         filled = {o: snapshot.filled(o.name) for o in outputs}
         missing, held = _plan(snapshot, spec.key, scan.unique, names)
         del scan
@@ -432,7 +432,7 @@ def _plan(source, key: str, unique: set, names: Sequence[str]) -> tuple[set, dic
         if key not in source.keys():
             return set(unique), {n: 0 for n in names}
         source = source.group(key)
-    index = source.index()
+    index = source.index(unique)
     filled = {n: source.filled(n) for n in names}
     missing, held = set(), dict.fromkeys(names, 0)
     for d in unique:
