@@ -148,7 +148,7 @@ def forward(
         The architecture.
     layers
         Core layers 1..num_layers (outputs (B, P / 2**num_downsamples, embed_dim)) and/or
-        ``"final"`` (B, P, conv_init_embed_dim).
+        ``"final"`` (B, P, conv_init_embed_dim), returned under ``out["final"]``.
     attention
         ``(layer, head)`` pairs, both 1-based: core attention probabilities (B, T, T).
     species
@@ -177,6 +177,7 @@ def forward(
         x = _conv_block(x, params, f"conv_tower_blocks.{i}", cfg, cond, False, precision)
         x = 0.5 * (x[:, 0::2] + x[:, 1::2])  # average pooling by 2 (lengths are even)
 
+    # "final" sits beside the int-keyed layers: mixed keys would not make a JAX pytree.
     out: dict = {"embeddings": {}, "attention": {}}
     want = set(layers)
     for i in range(cfg.num_layers):
@@ -192,7 +193,7 @@ def forward(
             if cfg.use_skip_connection:
                 x = x + skips[-1 - i]
         if FINAL in want:
-            out["embeddings"][FINAL] = x.astype(jnp.float32)
+            out[FINAL] = x.astype(jnp.float32)
         if logits:
             out["logits"] = _linear(jax.nn.gelu(x), params["lm_head.head"], precision).astype(jnp.float32)
     return out
