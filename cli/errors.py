@@ -1,21 +1,79 @@
-"""One place where library errors become a message on stderr and an exit code."""
+"""One place where exceptions become a message on stderr and a documented exit code.
+
+Exit codes (also in the README):
+
+* 0 — success;
+* 1 — an environment fault: disk full, read-only or unwritable path, a file where a directory
+  is expected, permission denied (and ``verify`` finding damage);
+* 2 — bad input or arguments (an :class:`~embedcache.errors.EmbedcacheError`, or Typer's own
+  usage errors);
+* 130 — interrupted (Ctrl-C). Whatever a build committed before the interrupt is kept, whole
+  rows only, and a rerun resumes from there.
+"""
 
 from __future__ import annotations
 
+import errno
+import signal
 import sys
 
 import typer
 
+EXIT_ENVIRONMENT = 1
+EXIT_INTERRUPTED = 130
+
+# What to do about an OSError, by errno; the message names the path the OS named.
+_WAY_OUT = {
+    errno.ENOSPC: "the disk is full: free space (or point --cache at a larger disk) and rerun; "
+                  "rows committed so far are kept and the rerun resumes",
+    errno.EDQUOT: "the disk quota is exhausted: free space or raise the quota and rerun; "
+                  "rows committed so far are kept and the rerun resumes",
+    errno.EROFS: "the file system is read-only: use a writable location",
+    errno.EACCES: "permission denied: use a location you may write, or fix its permissions",
+    errno.EPERM: "operation not permitted: use a location you may write, or fix its permissions",
+    errno.ENOTDIR: "a regular file stands where a directory is expected: a cache is a directory "
+                   "(a Zarr store); give another path",
+    errno.EISDIR: "a directory stands where a file is expected: give the path of a file",
+}
+
+
+def environment_message(exc: OSError) -> str:
+    """Say what an OS-level fault means for the user, naming the path and the way out."""
+    where = exc.filename if exc.filename is not None else ""
+    reason = _WAY_OUT.get(exc.errno, "the operating system refused the operation; check the path and retry")
+    strerror = exc.strerror or type(exc).__name__
+    return f"{where + ': ' if where else ''}{strerror}. {reason[0].upper()}{reason[1:]}."
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, raised by our SIGINT handler.
+
+    Not a KeyboardInterrupt: Click catches those and exits with a bare "Aborted!", before we
+    could say what was kept. ``finally`` blocks and context managers still run on the way out.
+    """
+
+
+def _on_sigint(signum, frame) -> None:
+    raise Interrupted()
+
 
 def run_app(app: typer.Typer) -> None:
-    """Run a Typer app; an :class:`EmbedcacheError` prints its message and exits with code 2.
+    """Run a Typer app and turn what it raises into a message and an exit code.
 
     Unexpected exceptions keep their traceback: they are bugs, and the traceback is the report.
     """
     from embedcache.errors import EmbedcacheError
 
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         app()
     except EmbedcacheError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
+    except (Interrupted, KeyboardInterrupt):
+        typer.secho("interrupted: rows committed so far are kept (whole rows only); "
+                    "rerun the same command to resume.", fg=typer.colors.YELLOW, err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:
+        typer.secho(f"error: {environment_message(exc)}", fg=typer.colors.RED, err=True)
+        sys.exit(EXIT_ENVIRONMENT)

@@ -154,6 +154,7 @@ def iter_records(
         A sequence outside the alphabet policy, with the file, record and position named.
     """
     path = Path(path)
+    _check_file(path, "input")
     if format is None:
         format = detect_format(path)
     elif format not in FORMATS:
@@ -162,7 +163,6 @@ def iter_records(
         raise InputError(f"unknown alphabet policy {alphabet!r}; choose one of {', '.join(ALPHABET_POLICIES)}.")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    _check_file(path, "input")
     if format == "bed":
         if reference is None:
             raise InputError(
@@ -204,6 +204,11 @@ def read_records(
 def _check_file(path: Path, what: str) -> None:
     if not path.exists():
         raise InputError(f"{what} file {path} does not exist; check the path.")
+    if path.is_dir():
+        raise InputError(
+            f"{what} {path} is a directory, not a sequence file; give the files inside it "
+            f"(e.g. {path}/*.fa or {path}/*.csv)."
+        )
     if not path.is_file():
         raise InputError(f"{what} {path} is not a file; give the path of a file.")
 

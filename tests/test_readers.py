@@ -85,8 +85,9 @@ def test_bad_arguments_fail_at_call_time(tmp_path):
     with pytest.raises(InputError, match="does not exist") as err:
         iter_records(tmp_path / "missing.fa")
     assert "missing.fa" in str(err.value)
-    with pytest.raises(InputError, match="not a file"):
-        iter_records(tmp_path, format="fasta")
+    for fmt in ("fasta", None):  # a directory is named as one, whatever its name says
+        with pytest.raises(InputError, match=r"is a directory, not a sequence file.*\*\.fa"):
+            iter_records(tmp_path, format=fmt)
 
 
 # -- FASTA ---------------------------------------------------------------------------------
