@@ -145,3 +145,59 @@ def test_foreign_tensors_and_bad_configs_are_named(jax_copy, tmp_path):
     save_file(tensors, str(d / "model.safetensors"))
     with pytest.raises(CheckpointError, match="adapter"):
         load_checkpoint(d)
+
+
+# --- released names of every family ----------------------------------------------------------
+
+
+def _fake_hub_snapshot(cache: Path, repo: str, files: dict[str, Path]) -> Path:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    root = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name, src in files.items():
+        (snapshot / name).write_bytes(src.read_bytes())
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_ntv3_names_resolve_offline_from_the_hub_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from embedcache.checkpoints import RELEASED_MODELS, released_models, resolve_checkpoint
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("EMBEDCACHE_HOME", str(tmp_path / "home"))
+    src = Path(__file__).parent / "golden" / "ntv3_tiny_post"
+    hub = tmp_path / "hf"
+    snapshot = _fake_hub_snapshot(hub, RELEASED_MODELS["NTv3_100M_post"],
+                                  {f: src / f for f in ("config.json", "model.safetensors")})
+    assert resolve_checkpoint("NTv3_100M_post", cache_dir=hub) == snapshot
+    ckpt = load_checkpoint("NTv3_100M_post", cache_dir=hub)
+    assert (ckpt.name, ckpt.variant) == ("NTv3_100M_post", "v3")
+    assert ckpt.digest == load_checkpoint(src).digest
+    local = {r["name"]: r["local"] for r in released_models(cache_dir=hub)}
+    assert local["NTv3_100M_post"] and not local["NTv3_650M_post"] and not local["50M_multi_species_v2"]
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint("NTv3_650M_post", cache_dir=hub)
+    for needed in ("InstaDeepAI/NTv3_650M_post", "config.json", "model.safetensors", "offline", "hf download"):
+        assert needed in str(err.value)
+
+
+def test_models_command_lists_every_family(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.embedcache_app import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:-1]}
+    assert "nt-v2" in lines["50M_multi_species_v2"] and "6-mer" in lines["50M_multi_species_v2"]
+    assert "nt-v1" in lines["500M_human_ref"]
+    row = lines["NTv3_8M_pre"].split()
+    assert row[1:5] == ["ntv3", "8M", "2", "256"] and "1,048,576" in row and "128" in lines["NTv3_8M_pre"]
+    assert {"NTv3_650M_post_131kb", "NTv3_5downsample_pre", "NTv3_100M_pre_8kb"} <= lines.keys()

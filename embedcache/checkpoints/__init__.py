@@ -25,7 +25,7 @@ from embedcache.checkpoints.convert import convert_checkpoint
 from embedcache.checkpoints.layouts import CONVERTED_FORMAT, CONVERTED_FORMAT_VERSION, read_directory
 from embedcache.checkpoints.resolve import (
     CONVERTED_FILE, HUB_CONFIG_FILE, HYPERPARAMS_FILE, PICKLE_FILE, RELEASED, RELEASED_MODELS, SAFETENSORS_FILE,
-    embedcache_home, resolve,
+    embedcache_home, released_models, resolve,
 )
 from embedcache.errors import CheckpointError
 from embedcache.families import ntv3
@@ -50,6 +50,7 @@ __all__ = [
     "resolve_checkpoint",
     "convert_checkpoint",
     "embedcache_home",
+    "released_models",
     "normalize_hyperparams",
     "parameter_shapes",
     "parameter_digest",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from embedcache.errors import CheckpointError
 
-__all__ = ["RELEASED", "RELEASED_MODELS", "Released", "embedcache_home", "resolve", "is_directory_argument"]
+__all__ = ["RELEASED", "RELEASED_MODELS", "Released", "embedcache_home", "resolve", "is_directory_argument", "released_models"]
 
 HYPERPARAMS_FILE = "jax_model/hyperparams.json"
 PICKLE_FILE = "jax_model/pytree_ckpt.joblib"
@@ -30,6 +30,7 @@ class Released:
     """A released model: where it lives and what it is (from the model cards).
 
     ``width`` is the transformer's; ``context`` is in bases (v1/v2: 6-mer tokens x 6).
+    0 means the model card does not say (the exact values are in the checkpoint's config).
     """
 
     repo: str
@@ -71,15 +72,36 @@ RELEASED: dict[str, Released] = {
     "NTv3_650M_post": _v3("NTv3_650M_post", "650M", 12, 1536, 1_048_576, 7),
     "NTv3_100M_post_131kb": _v3("NTv3_100M_post_131kb", "100M", 6, 768, 131_072, 7),
     "NTv3_650M_post_131kb": _v3("NTv3_650M_post_131kb", "650M", 12, 1536, 131_072, 7),
-    "NTv3_5downsample_pre": _v3("NTv3_5downsample_pre", "592M", 12, 1536, 1_048_576, 5),
-    "NTv3_5downsample_pre_8kb": _v3("NTv3_5downsample_pre_8kb", "592M", 12, 1536, 8192, 5),
-    "NTv3_5downsample_post": _v3("NTv3_5downsample_post", "592M", 12, 1536, 1_048_576, 5),
-    "NTv3_5downsample_post_131kb": _v3("NTv3_5downsample_post_131kb", "592M", 12, 1536, 131_072, 5),
+    "NTv3_5downsample_pre": _v3("NTv3_5downsample_pre", "592M", 0, 0, 1_048_576, 5),
+    "NTv3_5downsample_pre_8kb": _v3("NTv3_5downsample_pre_8kb", "592M", 0, 0, 8192, 5),
+    "NTv3_5downsample_post": _v3("NTv3_5downsample_post", "592M", 0, 0, 1_048_576, 5),
+    "NTv3_5downsample_post_131kb": _v3("NTv3_5downsample_post_131kb", "592M", 0, 0, 131_072, 5),
 }
 """Every released model embedcache reads, by released name."""
 
 RELEASED_MODELS: dict[str, str] = {name: r.repo for name, r in RELEASED.items()}
 """Released model name -> Hugging Face repository."""
+
+
+def released_models(cache_dir=None) -> list[dict]:
+    """One row per released name: family, parameters, layers, width, context, tokenizer, and
+    whether its files are at hand (converted copy or local Hugging Face cache; no network)."""
+    import huggingface_hub
+
+    rows = []
+    for name, r in RELEASED.items():
+        here = (embedcache_home() / "checkpoints" / name / CONVERTED_FILE).is_file()
+        if not here:
+            try:
+                for f in r.files:
+                    huggingface_hub.hf_hub_download(r.repo, f, cache_dir=cache_dir, local_files_only=True)
+                here = True
+            except Exception:  # not cached (the hub raises several kinds): that is the answer
+                here = False
+        rows.append({"name": name, "family": r.family, "parameters": r.parameters, "layers": r.layers,
+                     "width": r.width, "context": r.context, "tokenizer": r.tokenizer, "repo": r.repo,
+                     "local": here})
+    return rows
 
 
 def embedcache_home() -> Path:
