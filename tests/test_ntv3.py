@@ -227,3 +227,40 @@ def test_bad_requests_and_bad_files_are_refused(tmp_path):
     (d / "config.json").write_text(json.dumps(_tiny_config(num_layers=3)))
     with pytest.raises(CheckpointError, match="missing transformer_blocks.2"):
         load_checkpoint(d)
+
+
+def test_family_pools_the_covered_positions_and_answers_the_pipeline():
+    from embedcache.errors import InputError
+    from embedcache.families import NTv3Family
+
+    ckpt = load_checkpoint(GOLDEN / "ntv3_tiny_post")
+    with pytest.raises(InputError, match="arabidopsis, human, mouse"):
+        NTv3Family(ckpt)
+    fam = NTv3Family(ckpt, species="mouse")
+    assert fam.key_extra == {"species": "mouse"} and fam.layer_names == [1, 2, "final"]
+    with pytest.raises(InputError, match="no CLS token"):
+        fam.check([1], ["cls", "mean"], [])
+    with pytest.raises(InputError, match="layers 1..2"):
+        fam.check([4], ["mean"], [])
+    seqs = ["ACGTTGCA" * 3 + "ACG", "GATTACA" * 3 + "CCCC"]  # 27 and 25 bases: one padded length, 32
+    assert [fam.padded_length(len(s)) for s in seqs] == [32, 32] and fam.positions(27, 1) == 4
+    assert {p: list(r) for p, r in fam.plan([27, 25, 5]).items()} == {8: [2], 32: [0, 1]}
+    cfg = fam.config
+    params = prepare_params(ckpt.params, cfg)
+    tokens = np.stack([fam.tokenizer.encode_padded(s) for s in seqs])
+    got = jax.jit(lambda p, t, n: fam.compute(p, t, n, layers=[2, "final"], attention=[(1, 3)]))(
+        params, tokens, np.array([len(s) for s in seqs]))
+    g = np.load(GOLDEN / "ntv3_tiny_post" / "golden.npz")
+    for i, s in enumerate(seqs):
+        alone = forward(params, tokens[i:i + 1], config=cfg, layers=[2, "final"], attention=[(1, 3)],
+                        species=np.array([7]))
+        n, t = len(s), fam.positions(len(s), 2)
+        np.testing.assert_allclose(got["pooled"]["final/mean"][i], alone["final"][0, :n].mean(0), atol=1e-5)
+        np.testing.assert_allclose(got["pooled"]["2/mean"][i], alone["embeddings"][2][0, :t].mean(0), atol=1e-5)
+        a = np.asarray(got["attention"][(1, 3)][i])
+        np.testing.assert_allclose(a[:t, :t], alone["attention"][(1, 3)][0, :t, :t], atol=1e-5)
+        assert not a[t:].any() and not a[:, t:].any()
+    # The golden input 3 (100 bases) with mouse: pooled final = mean of the official rows.
+    ids = g["tokens__s3__sp7"]
+    one = fam.compute(params, ids[None], np.array([100]), layers=["final"])
+    np.testing.assert_allclose(one["pooled"]["final/mean"][0], g["embedding__s3__sp7"][:100].mean(0), atol=1e-4, rtol=1e-4)
