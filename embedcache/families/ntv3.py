@@ -28,8 +28,9 @@ branch (``x + (1 + gate) * branch(x)``). The attention branch is not gated.
 
 Parameters keep the names and (PyTorch) layouts of the hub's ``model.safetensors`` minus
 the ``core.`` prefix, as a ``{module: {"weight"|"bias": array}}`` tree: linear weights
-``[out, in]``, convolutions ``[out, in, K]``, transposed convolutions (the upsampling
-convs and the upsampling tower's 1x1 residual convs) ``[in, out, K]``.
+``[out, in]``, convolutions ``[out, in, K]`` (also the "repeat+conv" upsampling convs),
+transposed convolutions ``[in, out, K]`` (the stride-2 "conv_transpose" upsampling convs and
+the upsampling tower's 1x1 residual convs, which the official model builds as transposed).
 
 Padding cannot be masked (it flows through the convolutions), so a sequence's outputs are
 those of the sequence alone, right-padded with ``N`` to a multiple of ``2**num_downsamples``
