@@ -1,10 +1,7 @@
-"""classifiers: probes (logistic, MLP, XGBoost) trained on embedcache features."""
+"""classifiers: probes (logistic, MLP, XGBoost, layer-weighted) trained on embedcache features."""
 
 from classifiers.baselines import KmerFrequencies, make_baseline
-from classifiers.boosting import XGBoostProbe
-from classifiers.logistic import LogisticProbe
 from classifiers.metrics import bootstrap_intervals, classification_metrics
-from classifiers.mlp import MLPClassifier
 from classifiers.persistence import (
     ESTIMATORS,
     ModelFileError,
@@ -13,6 +10,7 @@ from classifiers.persistence import (
     make_estimator,
     save_estimator,
 )
+from classifiers.probes import LayerWeightedProbe, LogisticProbe, MLPClassifier, XGBoostProbe
 from classifiers.runs import (
     compare_runs,
     cross_validate,
@@ -26,6 +24,7 @@ from classifiers.splits import assign_splits
 __all__: list[str] = [
     "ESTIMATORS",
     "KmerFrequencies",
+    "LayerWeightedProbe",
     "LogisticProbe",
     "MLPClassifier",
     "ModelFileError",

@@ -99,10 +99,12 @@ def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: s
         A missing label column, missing labels (the first ids are named), a missing
         ``group_by`` column, or anything the reader refuses.
     """
+    from embedcache.quality import duplicate_id_conflicts
     from embedcache.readers import read_records
 
     path = Path(path)
     table = read_records(path, alphabet=alphabet)
+    duplicate_id_conflicts(table, str(path)).warn(stacklevel=2)
     if group_by and group_by not in table.columns:
         table[group_by] = _extra_column(path, group_by, len(table))
     if not labelled:

@@ -4,8 +4,12 @@ A saved probe is a directory::
 
     model.json           encoding name and version, kind, get_params(), classes, fitted
                          scalars (history, best epoch, ...), package versions
-    params.safetensors   mlp, logistic: the fitted arrays
+    params.safetensors   mlp, logistic, layer-weighted: the fitted arrays
     booster.json         xgboost: the booster in XGBoost's own JSON format
+
+This module writes and checks what every kind shares (the manifest, the atomic replacement
+of the directory); each probe writes and reads its own state (``Probe._save_state``,
+``Probe._load_state``).
 
 Nothing is pickled: loading reads JSON, safetensors and XGBoost's JSON, none of which
 can execute code, so a saved model from elsewhere is safe to open.
@@ -22,14 +26,10 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from classifiers.boosting import XGBoostProbe
-from classifiers.logistic import LogisticProbe
-from classifiers.mlp import MLPClassifier
+from classifiers.probes import PROBES
+from classifiers.probes.base import ENCODING, ENCODING_VERSION, ModelFileError
 from embedcache import __version__ as embedcache_version
 from embedcache.errors import InputError
 
@@ -39,6 +39,7 @@ __all__ = [
     "ENCODING_VERSION",
     "ModelFileError",
     "ModelVersionError",
+    "distribution_version",
     "estimator_kind",
     "load_estimator",
     "make_estimator",
@@ -46,20 +47,10 @@ __all__ = [
 ]
 
 #: The probe kinds, by the name used on the command line and in ``model.json``.
-ESTIMATORS = {"mlp": MLPClassifier, "logistic": LogisticProbe, "xgboost": XGBoostProbe}
+ESTIMATORS = PROBES
 
-ENCODING = "embedcache.classifier"
-ENCODING_VERSION = 1
 _KNOWN_VERSIONS = (1,)
-
 _MANIFEST = "model.json"
-_ARRAYS = "params.safetensors"
-_BOOSTER = "booster.json"
-_OUR_FILES = {_MANIFEST, _ARRAYS, _BOOSTER}
-
-
-class ModelFileError(InputError):
-    """A saved probe is missing a file, or a file is damaged."""
 
 
 class ModelVersionError(ModelFileError):
@@ -71,7 +62,7 @@ def make_estimator(name, **params):
 
     Parameters
     ----------
-    name : {"mlp", "logistic", "xgboost"}
+    name : {"mlp", "logistic", "xgboost", "layer-weighted"}
         The kind of probe.
     **params
         Constructor parameters of that estimator.
@@ -107,7 +98,7 @@ def estimator_kind(estimator):
     Returns
     -------
     str
-        ``"mlp"``, ``"logistic"`` or ``"xgboost"``.
+        A key of :data:`ESTIMATORS`.
 
     Raises
     ------
@@ -132,7 +123,7 @@ def save_estimator(estimator, directory):
 
     Parameters
     ----------
-    estimator : MLPClassifier, LogisticProbe or XGBoostProbe
+    estimator : classifiers.probes.Probe
         A fitted probe.
     directory : str or os.PathLike
         Where to save. Created if missing; an earlier saved model there is
@@ -151,7 +142,8 @@ def save_estimator(estimator, directory):
     if directory.exists():
         if not directory.is_dir():
             raise InputError(f"{directory} is a file; save the model to a directory.")
-        foreign = sorted(p.name for p in directory.iterdir() if p.name not in _OUR_FILES)
+        ours = {_MANIFEST} | {f for cls in ESTIMATORS.values() for f in cls.files}
+        foreign = sorted(p.name for p in directory.iterdir() if p.name not in ours)
         if foreign:
             raise InputError(
                 f"{directory} holds files that are not a saved model ({', '.join(foreign[:5])}); "
@@ -161,7 +153,7 @@ def save_estimator(estimator, directory):
 
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        fitted = _SAVERS[kind](estimator, staging)
+        fitted = estimator._save_state(staging)
         params, unsaved = _json_params(estimator.get_params())
         manifest = {
             "encoding": ENCODING,
@@ -179,7 +171,7 @@ def save_estimator(estimator, directory):
                 else None
             ),
             "fitted": fitted,
-            "versions": _package_versions(kind),
+            "versions": _package_versions(estimator),
         }
         _check_classes_encodable(estimator.classes_, manifest["classes"])
         # The manifest is written last: a directory with a readable model.json is complete.
@@ -251,153 +243,11 @@ def load_estimator(directory):
         raise ModelFileError(
             f"{manifest_path} is damaged (bad or missing entry: {exc}); re-fit the model."
         ) from None
-    _LOADERS[kind](estimator, directory, fitted)
+    estimator._load_state(directory, fitted)
     return estimator
 
 
-# --- one saver and loader per kind -------------------------------------------------------
-
-def _save_mlp(est, directory):
-    arrays = {
-        f"{layer}.{name}": value
-        for layer, values in est.params_.items()
-        for name, value in values.items()
-    }
-    if est.feature_mean_ is not None:
-        arrays["standardize.mean"] = est.feature_mean_
-        arrays["standardize.scale"] = est.feature_scale_
-    _write_arrays(directory / _ARRAYS, arrays)
-    return {
-        "layers": list(est.params_),
-        "history": est.history_,
-        "best_epoch": int(est.best_epoch_),
-        "n_epochs": int(est.n_epochs_),
-    }
-
-
-def _load_mlp(est, directory, fitted):
-    arrays = _read_arrays(directory / _ARRAYS)
-    try:
-        est.params_ = {
-            layer: {name: arrays[f"{layer}.{name}"] for name in ("weight", "bias")}
-            for layer in fitted["layers"]
-        }
-        standardized = "standardize.mean" in arrays
-        est.feature_mean_ = arrays["standardize.mean"] if standardized else None
-        est.feature_scale_ = arrays["standardize.scale"] if standardized else None
-        est.history_ = fitted["history"]
-        est.best_epoch_ = fitted["best_epoch"]
-        est.n_epochs_ = fitted["n_epochs"]
-    except KeyError as exc:
-        raise ModelFileError(
-            f"{directory / _ARRAYS} lacks {exc} (or model.json lacks it); re-fit the model."
-        ) from None
-    shapes = [layer["weight"].shape for layer in est.params_.values()]
-    widths = [est.n_features_in_, *(s[1] for s in shapes)]
-    if any(s != (a, b) for s, a, b in zip(shapes, widths[:-1], widths[1:])) or widths[-1] != (
-        1 if len(est.classes_) == 2 else len(est.classes_)
-    ):
-        raise ModelFileError(
-            f"{directory / _ARRAYS}: layer shapes {shapes} do not fit {est.n_features_in_} "
-            f"features and {len(est.classes_)} classes in model.json; re-fit the model."
-        )
-
-
-def _save_logistic(est, directory):
-    scaler, logistic = est.pipeline_
-    _write_arrays(
-        directory / _ARRAYS,
-        {
-            "scaler.mean": scaler.mean_,
-            "scaler.scale": scaler.scale_,
-            "scaler.var": scaler.var_,
-            "logistic.coef": logistic.coef_,
-            "logistic.intercept": logistic.intercept_,
-        },
-    )
-    return {"n_iter": est.n_iter_.tolist(), "n_samples_seen": int(scaler.n_samples_seen_)}
-
-
-def _load_logistic(est, directory, fitted):
-    arrays = _read_arrays(directory / _ARRAYS)
-    # The same pipeline LogisticProbe.fit builds, given the fitted state it would have.
-    scaler = StandardScaler()
-    logistic = LogisticRegression(C=est.C, max_iter=est.max_iter, tol=est.tol)
-    try:
-        scaler.mean_, scaler.scale_, scaler.var_ = (
-            arrays["scaler.mean"], arrays["scaler.scale"], arrays["scaler.var"]
-        )
-        logistic.coef_, logistic.intercept_ = arrays["logistic.coef"], arrays["logistic.intercept"]
-        scaler.n_samples_seen_ = fitted["n_samples_seen"]
-        est.n_iter_ = logistic.n_iter_ = np.array(fitted["n_iter"], dtype=np.int32)
-    except KeyError as exc:
-        raise ModelFileError(
-            f"{directory / _ARRAYS} lacks {exc} (or model.json lacks it); re-fit the model."
-        ) from None
-    n_rows = 1 if len(est.classes_) == 2 else len(est.classes_)
-    if logistic.coef_.shape != (n_rows, est.n_features_in_) or scaler.mean_.shape != (
-        est.n_features_in_,
-    ):
-        raise ModelFileError(
-            f"{directory / _ARRAYS}: coefficient shape {logistic.coef_.shape} does not fit "
-            f"{est.n_features_in_} features and {len(est.classes_)} classes in model.json; "
-            "re-fit the model."
-        )
-    scaler.n_features_in_ = logistic.n_features_in_ = est.n_features_in_
-    logistic.classes_ = est.classes_
-    est.pipeline_ = make_pipeline(scaler, logistic)
-
-
-def _save_xgboost(est, directory):
-    est.model_.save_model(directory / _BOOSTER)
-    return {}
-
-
-def _load_xgboost(est, directory, fitted):
-    from xgboost.core import XGBoostError
-
-    path = directory / _BOOSTER
-    if not path.is_file():
-        raise ModelFileError(f"{path} not found; the saved model is incomplete, re-fit it.")
-    model = est._booster_estimator()
-    try:
-        model.load_model(path)
-    except (XGBoostError, ValueError) as exc:
-        raise ModelFileError(
-            f"{path} is damaged ({str(exc).splitlines()[0]}); re-fit the model."
-        ) from None
-    if model.n_classes_ != len(est.classes_) or model.n_features_in_ != est.n_features_in_:
-        raise ModelFileError(
-            f"{path} holds a booster for {model.n_classes_} classes and "
-            f"{model.n_features_in_} features, but model.json says {len(est.classes_)} and "
-            f"{est.n_features_in_}; re-fit the model."
-        )
-    est.model_ = model
-
-
-_SAVERS = {"mlp": _save_mlp, "logistic": _save_logistic, "xgboost": _save_xgboost}
-_LOADERS = {"mlp": _load_mlp, "logistic": _load_logistic, "xgboost": _load_xgboost}
-
-
 # --- helpers ------------------------------------------------------------------------------
-
-def _write_arrays(path, arrays):
-    from safetensors.numpy import save_file
-
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path),
-              metadata={"encoding": ENCODING, "version": str(ENCODING_VERSION)})
-
-
-def _read_arrays(path):
-    from safetensors.numpy import load_file
-
-    if not path.is_file():
-        raise ModelFileError(f"{path} not found; the saved model is incomplete, re-fit it.")
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types, or OSError
-        raise ModelFileError(f"{path} is damaged ({exc}); re-fit the model.") from None
-
 
 def _json_params(params):
     """get_params() as JSON values; parameters that have none are listed, not saved."""
@@ -438,26 +288,26 @@ def _check_classes_encodable(classes, encoded):
         )
 
 
-def _package_versions(kind):
-    names = {
-        "mlp": ["jax", "optax", "safetensors"],
-        "logistic": ["safetensors"],
-        "xgboost": ["xgboost"],
-    }[kind]
+def _package_versions(estimator):
     versions = {
         "embedcache": embedcache_version,
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "scikit-learn": metadata.version("scikit-learn"),
     }
-    for name in names:
-        for distribution in (name, f"{name}-cpu"):
-            try:
-                versions[name] = metadata.version(distribution)
-                break
-            except metadata.PackageNotFoundError:
-                continue
+    versions.update({name: distribution_version(name) for name in estimator.packages})
     return versions
+
+
+def distribution_version(name):
+    """The installed version of a package, also when its distribution is named otherwise
+    (``xgboost`` comes as ``xgboost`` or ``xgboost-cpu``); None when it is not installed."""
+    for distribution in (name, f"{name}-cpu"):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def _replace_directory(staging, directory):

@@ -1,5 +1,5 @@
 """Figures of a run: ROC, precision-recall, confusion matrix, loss curves, run comparisons,
-metric by layer, and attention heatmaps.
+metric by layer (compare, sweep), learned layer weights, and attention heatmaps.
 
 Figures are built with Matplotlib's object API (``matplotlib.figure.Figure``), which renders
 with the Agg backend and touches no global pyplot state, so plotting works on a headless
@@ -19,12 +19,14 @@ __all__ = [
     "attention_heatmap",
     "cached_attention_figure",
     "confusion_matrix_figure",
+    "layer_weights_figure",
     "loss_curves_figure",
     "metric_by_layer_figure",
     "metric_bars_figure",
     "precision_recall_figure",
     "roc_figure",
     "save_png",
+    "sweep_figure",
 ]
 
 Curve = tuple[np.ndarray, np.ndarray]  # (true 0/1, score)
@@ -218,6 +220,66 @@ def metric_by_layer_figure(rows: Sequence[Mapping], metric: str, *,
     ax.set(xlabel="layer", ylabel=f"test {metric.upper()}",
            title=title or f"Test {metric.upper()} by layer")
     ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None = None
+                 ) -> Figure:
+    """A sweep's metric by layer, one colour per pooling: test with its interval as a band,
+    validation dashed, the (layer, pooling) chosen on validation starred.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        The sweep's rows: ``layer``, ``pool``, ``metrics`` and ``intervals`` per split.
+    metric : str
+    best : mapping, optional
+        ``layer`` and ``pool`` of the chosen row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = Figure(figsize=(6.4, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for i, pool in enumerate(dict.fromkeys(r["pool"] for r in rows)):
+        pts = sorted((r for r in rows if r["pool"] == pool), key=lambda r: r["layer"])
+        layers = [r["layer"] for r in pts]
+
+        def values(split, key=None):
+            out = []
+            for r in pts:
+                if key is None:
+                    v = r["metrics"][split].get(metric)
+                else:
+                    v = (r["intervals"][split].get(metric) or [None, None])[key]
+                out.append(np.nan if v is None else v)
+            return np.array(out, dtype=float)
+
+        colour = f"C{i}"
+        ax.fill_between(layers, values("test", 0), values("test", 1), color=colour, alpha=0.2,
+                        lw=0, label=f"{pool}: test 95% interval")
+        ax.plot(layers, values("test"), marker="o", color=colour, label=f"{pool}: test")
+        ax.plot(layers, values("validation"), ls="--", color=colour, alpha=0.8,
+                label=f"{pool}: validation")
+        if best is not None and best["pool"] == pool:
+            chosen = next(r for r in pts if r["layer"] == best["layer"])
+            ax.plot([best["layer"]], [chosen["metrics"]["validation"].get(metric)], marker="*",
+                    ms=16, color=colour, ls="none", label="chosen on validation")
+    ax.set(xlabel="layer", ylabel=metric.upper(), title=f"{metric.upper()} by layer")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize="x-small", framealpha=0.7)
+    return fig
+
+
+def layer_weights_figure(layers: Sequence[int], weights: Sequence[float]) -> Figure:
+    """The layer-weighted probe's learned softmax weights, one bar per layer."""
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar([str(l) for l in layers], weights, color="tab:blue")
+    ax.axhline(1 / len(layers), color="0.4", ls="--", lw=0.8, label="even mix")
+    ax.set(xlabel="layer", ylabel="weight", title="Learned layer weights (sum to 1)")
     ax.legend(fontsize="small")
     return fig
 

@@ -12,20 +12,21 @@ import typer
 
 app = typer.Typer(
     name="classify",
-    help="Train and evaluate probes (logistic, MLP, XGBoost) on cached embeddings.",
+    help="Train and evaluate probes (logistic, MLP, XGBoost, layer-weighted) on cached embeddings.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
 
-_MODEL_HELP = "Probe: mlp (JAX/Optax, 128-64 ReLU, 6 epochs, batch 32, Adam), logistic or xgboost."
+_MODEL_HELP = ("Probe: mlp (JAX/Optax, 128-64 ReLU, 6 epochs, batch 32, Adam), logistic, xgboost, "
+               "or layer-weighted (a learned softmax weight per layer, with --layers).")
 _PARAM_HELP = ("Probe parameter as NAME=VALUE (repeatable; VALUE is read as JSON when it parses), "
                "e.g. --param max_epochs=10 --param hidden_layer_sizes=[256,64].")
 
 
 @app.callback()
 def _root() -> None:
-    """Train and evaluate probes (logistic, MLP, XGBoost) on cached embeddings."""
+    """Train and evaluate probes (logistic, MLP, XGBoost, layer-weighted) on cached embeddings."""
 
 
 def _command() -> str:
@@ -45,47 +46,29 @@ def _params(items: list[str]) -> dict:
     return params
 
 
-def _print_run(run: dict, out: Path) -> None:
+def _print_run(run, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from classifiers.metrics import SCALAR_METRICS
 
-    console = Console()
     err = Console(stderr=True)
     for warning in run["warnings"]:
         err.print(f"[bold red]WARNING[/]: {warning}", highlight=False)
-    features = run["features"]
-    backbone = features["backbone"]
-    table = Table(title=f"{run['model']['kind']} probe · {backbone['name']} (key {backbone['key']}) "
-                        f"· layer {features['layer']} · {features['pool']}")
+    table = Table(title=run.title())
     table.add_column("")
     for m in SCALAR_METRICS:
         table.add_column(m.upper(), justify="right")
-
-    def cell(value, interval=None):
-        if value is None:
-            return "–"
-        return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
-
-    if run["kind"] == "cv":
-        def mean_sd(s):
-            return ["–" if s[m]["mean"] is None else
-                    f"{s[m]['mean']:.3f} ± {(s[m]['std'] or 0):.3f}" for m in SCALAR_METRICS]
-        table.add_row("probe", *mean_sd(run["cv"]["summary"]))
-        for name, s in run["cv"]["baseline_summaries"].items():
-            table.add_row(f"baseline: {name}", *mean_sd(s))
-    else:
-        ci = run["intervals"]["test"]
-        for split, values in run["metrics"].items():
-            with_ci = split in ("test", "evaluation")
-            table.add_row(f"{split} (n={values['n']})",
-                          *[cell(values[m], ci.get(m) if with_ci else None) for m in SCALAR_METRICS])
-        for name, b in run.get("baselines", {}).items():
-            test = b["metrics"]["test"]
-            table.add_row(f"baseline: {name} (test)",
-                          *[cell(test[m], b["intervals"].get(m)) for m in SCALAR_METRICS])
+    for row in run.score_rows():
+        table.add_row(f"{row.label} (n={row.n})", *[row.metrics[m].text() for m in SCALAR_METRICS])
+    console = Console()
     console.print(table)
+    for layer, weight in run.layer_weights().items():
+        console.print(f"layer {layer}: weight {weight:.3f}", highlight=False)
+    if run.kind == "sweep":
+        best = run["best"]
+        console.print(f"best on {best['by']}: layer {best['layer']}, {best['pool']} pooling",
+                      highlight=False)
     console.print(f"wrote {out} (report: {out / 'report.html'})", highlight=False)
 
 
@@ -98,6 +81,7 @@ def fit(
     test: Optional[Path] = typer.Option(None, "--test", help="Separate test file (else the data's split column, else a stratified 20%)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Model name or key in the cache (default: its only model)."),
     layer: Optional[int] = typer.Option(None, "--layer", help="1-based layer (default: the backbone's last)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="layer-weighted only: the layers it mixes: all (default), 1-12, 1,6,12."),
     pool: str = typer.Option("cls", "--pool", help="cls or mean."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column (e.g. chrom) whose groups never straddle train and test."),
     dedup_test: bool = typer.Option(False, "--dedup-test", help="Drop test sequences that also occur in train."),
@@ -110,8 +94,35 @@ def fit(
     from classifiers.runs import fit_run
 
     run = fit_run(data, cache=cache, out=out, model=model, backbone=backbone, layer=layer,
-                  pool=pool, test=test, group_by=group_by, dedup_test=dedup_test, seed=seed,
+                  layers=layers, pool=pool, test=test, group_by=group_by, dedup_test=dedup_test, seed=seed,
                   params=_params(param), n_bootstrap=bootstrap, force=force, command=_command())
+    _print_run(run, out)
+
+
+@app.command()
+def sweep(
+    model: str = typer.Option("logistic", "--model", help="Probe fitted on every layer and pooling: logistic, mlp or xgboost."),
+    data: Path = typer.Option(..., "--data", help="Labelled task: CSV/TSV/Parquet with sequence and label (optional id, split)."),
+    cache: Path = typer.Option(..., "--cache", help="The embedding cache (written by `embedcache build`)."),
+    out: Path = typer.Option(..., "--out", help="Directory to write (sweep.csv, plots, report)."),
+    layers: str = typer.Option("all", "--layers", help="all, a range (1-12) or a list (1,6,12)."),
+    pool: str = typer.Option("cls", "--pool", help="Poolings, comma-separated: cls, mean or cls,mean."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Separate test file."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Model name or key in the cache (default: its only model)."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose groups never straddle train and test."),
+    dedup_test: bool = typer.Option(False, "--dedup-test", help="Drop test sequences that also occur in train."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, the probes and the bootstrap."),
+    param: list[str] = typer.Option([], "--param", help=_PARAM_HELP),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
+) -> None:
+    """Which layer? Fit a probe on every (layer, pooling), same split; pick the best on validation."""
+    from classifiers.runs import sweep_run
+
+    run = sweep_run(data, cache=cache, out=out, model=model, backbone=backbone, layers=layers,
+                    pools=[p.strip() for p in pool.split(",") if p.strip()], test=test,
+                    group_by=group_by, dedup_test=dedup_test, seed=seed, params=_params(param),
+                    n_bootstrap=bootstrap, force=force, command=_command())
     _print_run(run, out)
 
 
@@ -185,27 +196,32 @@ def compare(
 
     from classifiers.metrics import SCALAR_METRICS
     from classifiers.runs import compare_runs
+    from classifiers.runs.record import Estimate
 
     table = compare_runs(runs, out=out, force=force)
-    view = Table(title="runs (test metrics; cv: mean ± sd)")
+    view = Table(title="runs (test metrics; cv: mean ± sd; sweep: the layer chosen on validation)")
     for column in ("run", "kind", "model", "backbone", "layer", "pool", "n",
                    *[m.upper() for m in SCALAR_METRICS], "k-mer MCC", "majority MCC"):
         view.add_column(column, justify="left" if column in ("run", "kind", "model", "backbone", "pool") else "right")
     for r in table.to_dict("records"):
-        def cell(m):
-            v, lo, hi = r[m], r[f"{m}_low"], r[f"{m}_high"]
-            if v is None or v != v:
-                return "–"
-            return f"{v:.3f}" + ("" if lo is None or lo != lo else f" [{lo:.3f}, {hi:.3f}]")
-        view.add_row(r["name"], r["kind"], r["model"], str(r["backbone"]), str(r["layer"]), r["pool"],
-                     str(r["n"]), *[cell(m) for m in SCALAR_METRICS],
-                     _fmt(r["kmer_logistic_mcc"]), _fmt(r["majority_mcc"]))
+        kind = r["kind"]
+        cells = []
+        for m in SCALAR_METRICS:
+            value, low, high = (_number(r[k]) for k in (m, f"{m}_low", f"{m}_high"))
+            # compare's columns hold intervals; for cv they are mean ± sd.
+            sd = None if kind != "cv" or value is None or high is None else high - value
+            cells.append(Estimate(value, None if sd is not None else low,
+                                  None if sd is not None else high, sd).text())
+        view.add_row(r["name"], kind, r["model"], str(r["backbone"]), str(r["layer"]), r["pool"],
+                     str(r["n"]), *cells, Estimate(_number(r["kmer_logistic_mcc"])).text(),
+                     Estimate(_number(r["majority_mcc"])).text())
     Console().print(view)
     typer.echo(f"wrote {out}")
 
 
-def _fmt(value) -> str:
-    return "–" if value is None or value != value else f"{value:.3f}"
+def _number(value):
+    """A table cell as a float, or None when pandas holds a missing value."""
+    return None if value is None or value != value else float(value)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import signal
 import sys
+import warnings
 
 import typer
 
@@ -57,6 +58,15 @@ def _on_sigint(signum, frame) -> None:
     raise Interrupted()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    # Our own warnings are messages for the user (random weights, duplicate ids): show them as
+    # such; anything else keeps Python's format, whose file and line help a bug report.
+    if category.__module__.split(".")[0] in ("embedcache", "classifiers"):
+        typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def run_app(app: typer.Typer) -> None:
     """Run a Typer app and turn what it raises into a message and an exit code.
 
@@ -65,6 +75,7 @@ def run_app(app: typer.Typer) -> None:
     from embedcache.errors import EmbedcacheError
 
     signal.signal(signal.SIGINT, _on_sigint)
+    warnings.showwarning = _show_warning
     try:
         app()
     except EmbedcacheError as exc:

@@ -106,6 +106,33 @@ def test_mlp_fit_and_cv_on_the_command_line(built, tmp_path, monkeypatch, capsys
     assert len(json.loads((tmp_path / "cv" / "metrics.json").read_text())["cv"]["per_fold"]) == 6
 
 
+def test_sweep_and_layer_weighted_on_the_command_line(built, tmp_path, monkeypatch, capsys):
+    task, cache = built / "task.csv", built / "cache.zarr"
+    code, out, err = run_cli(classify_app, [
+        "sweep", "--model", "logistic", "--data", task, "--cache", cache, "--layers", "all",
+        "--pool", "cls,mean", "--out", tmp_path / "sweep", "--bootstrap", "50"],
+        monkeypatch, capsys)
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    assert list(zip(table["layer"], table["pool"])) == [
+        (1, "cls"), (1, "mean"), (2, "cls"), (2, "mean")]
+    best = json.loads((tmp_path / "sweep" / "metrics.json").read_text())["best"]
+    assert f"best on validation mcc: layer {best['layer']}, {best['pool']} pooling" in out
+
+    code, out, err = run_cli(classify_app, [
+        "fit", "--model", "layer-weighted", "--layers", "all", "--data", task, "--cache", cache,
+        "--out", tmp_path / "lw", "--bootstrap", "50"], monkeypatch, capsys)
+    assert code == 0, err
+    weights = json.loads((tmp_path / "lw" / "metrics.json").read_text())["layer_weights"]
+    assert f"layer 2: weight {weights['2']:.3f}" in out
+
+    code, out, err = run_cli(classify_app, [
+        "sweep", "--data", task, "--cache", cache, "--layers", "1-3", "--out", tmp_path / "bad"],
+        monkeypatch, capsys)
+    assert code == 2 and "outside the backbone's layers 1-2" in err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_attention_plot_labels_the_axes_with_kmer_tokens(built, tmp_path, monkeypatch, capsys):
     table = pd.read_csv(built / "task.csv")
     seq = table.loc[3, "sequence"]

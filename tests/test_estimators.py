@@ -14,6 +14,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from classifiers import (
     ESTIMATORS,
+    LayerWeightedProbe,
     LogisticProbe,
     MLPClassifier,
     XGBoostProbe,
@@ -27,6 +28,7 @@ CHECKED = [
     MLPClassifier(max_epochs=3, learning_rate=1e-2),
     LogisticProbe(),
     XGBoostProbe(n_estimators=10, n_jobs=1),
+    LayerWeightedProbe(max_epochs=3, hidden_layer_sizes=(8,)),
 ]
 
 
@@ -36,8 +38,8 @@ def _check_name(check):
 
 # Each of these costs the MLP one or more XLA compilations for data shapes no other check
 # uses (seconds each on two shared cores); together they would double this file's run
-# time, so for the MLP they run with the slow tests (`pytest -m slow`). Every other check,
-# for all three estimators, runs by default.
+# time, so for the MLP and the layer-weighted probe (an MLP subclass) they run with the slow
+# tests (`pytest -m slow`). Every other check, for every estimator, runs by default.
 MLP_SLOW_CHECKS = {
     "check_classifier_data_not_an_array",
     "check_classifiers_classes",
@@ -104,8 +106,9 @@ def _blobs(n_classes, n=240, n_features=6, seed=0):
 @pytest.mark.parametrize("kind", list(ESTIMATORS))
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_separable_classes_are_learned(kind, n_classes):
-    X, y = _blobs(n_classes)
-    X_test, y_test = _blobs(n_classes, seed=0)[0][:60], y[:60]
+    X, y = _blobs(n_classes, n=300)
+    # Scored on rows the probe never saw (same clouds, other draws).
+    X, X_test, y, y_test = X[:240], X[240:], y[:240], y[240:]
     params = {"mlp": {"max_epochs": 10}, "xgboost": {"n_estimators": 20}}.get(kind, {})
     est = make_estimator(kind, **params).fit(X, y)
     assert est.score(X_test, y_test) >= 0.95
@@ -288,3 +291,34 @@ def test_mlp_result_does_not_depend_on_the_thread_count():
         return run.stdout.strip()
 
     assert digest({allowed[0]}) == digest(set(allowed))
+
+
+def _one_layer_carries_the_signal(n=500, n_layers=6, dim=16, signal_layer=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, n_layers, dim)).astype(np.float32)
+    X[:, signal_layer] += 0.8 * np.outer(2 * y - 1, rng.normal(size=dim)).astype(np.float32)
+    return X, y
+
+
+def test_layer_weights_put_most_mass_on_the_layer_with_the_signal():
+    X, y = _one_layer_carries_the_signal()
+    est = LayerWeightedProbe(random_state=0).fit(X[:400], y[:400])
+    assert est.layer_weights_.shape == (6,)
+    assert est.layer_weights_.sum() == pytest.approx(1.0)
+    assert est.layer_weights_.argmax() == 3
+    assert est.layer_weights_[3] > 0.5
+    assert est.score(X[400:], y[400:]) >= 0.95
+    # Stopped on the validation loss: the history has one entry per epoch run.
+    assert len(est.history_["val_loss"]) == est.n_epochs_
+
+
+def test_layer_weighted_mlp_head_and_shape_checks():
+    X, y = _one_layer_carries_the_signal(n=300, n_layers=3, signal_layer=0)
+    est = LayerWeightedProbe(hidden_layer_sizes=(16,), random_state=1).fit(X, y)
+    assert set(est.params_["head"]) == {"hidden_1", "output"}
+    assert est.layer_weights_.argmax() == 0
+    with pytest.raises(ValueError, match="layers x features"):
+        est.predict(X[:, :, :8])
+    with pytest.raises(ValueError, match="expecting 3 features"):
+        est.predict(X[:, :2])

@@ -12,20 +12,22 @@ from sklearn.exceptions import NotFittedError
 
 from classifiers import (
     ESTIMATORS,
+    MLPClassifier,
     ModelFileError,
     ModelVersionError,
     load_estimator,
     make_estimator,
     save_estimator,
 )
-from classifiers import persistence
 from embedcache.errors import InputError
 
-FAST = {"mlp": {"max_epochs": 2}, "logistic": {}, "xgboost": {"n_estimators": 10}}
+FAST = {"mlp": {"max_epochs": 2}, "logistic": {}, "xgboost": {"n_estimators": 10},
+        "layer-weighted": {"max_epochs": 2}}
 FILES = {
     "mlp": ["model.json", "params.safetensors"],
     "logistic": ["model.json", "params.safetensors"],
     "xgboost": ["booster.json", "model.json"],
+    "layer-weighted": ["model.json", "params.safetensors"],
 }
 
 
@@ -128,7 +130,7 @@ def test_an_interrupted_save_leaves_the_earlier_model(fitted, tmp_path, monkeypa
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(persistence, "_write_arrays", crash)
+    monkeypatch.setattr(MLPClassifier, "_save_state", crash)
     with pytest.raises(OSError, match="disk full"):
         save_estimator(fitted["mlp", 3, "int"][0], tmp_path / "m")
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
@@ -205,3 +207,15 @@ def test_arrays_that_do_not_match_the_manifest_are_refused(fitted, tmp_path):
     save_file(arrays, str(path))
     with pytest.raises(ModelFileError, match="do not fit 5 features and 3 classes"):
         load_estimator(tmp_path / "m")
+
+
+@pytest.mark.parametrize("kind", ["mlp", "logistic", "xgboost"])
+def test_models_saved_by_the_previous_release_still_load(kind):
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden" / "classifier_v1"
+    expected = json.loads((golden / "expected.json").read_text())
+    loaded = load_estimator(golden / kind)
+    assert loaded.classes_.tolist() == ["a", "b", "c"]
+    np.testing.assert_allclose(loaded.predict_proba(np.array(expected["X"])), expected[kind],
+                               rtol=1e-6, atol=1e-7)

@@ -31,3 +31,30 @@ def test_clean_input_is_silent_and_examples_are_capped():
     many = IdConflicts("big.csv")
     many.update(ids + ids, ["A"] * 20 + ["C"] * 20)
     assert many.count == 20 and len(many.examples) == 5
+
+
+def test_build_and_classify_warn(tmp_path, jax_compile_cache):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from classifiers.features import read_task
+
+    task = tmp_path / "t.csv"
+    pd.DataFrame({"id": ["d1", "d1", "d2"], "sequence": ["ACGT", "TTTT", "CCCC"], "label": [0, 1, 0]}).to_csv(
+        task, index=False)
+    with pytest.warns(DuplicateIdWarning, match=r"t.csv: 1 id\(s\) .*'d1'"):
+        table = read_task(task)
+    assert len(table) == 3  # warned, not refused
+    # On the command line it reads as a warning, not as a Python warning line.
+    from embedcache import EmbeddingCache
+
+    root = Path(__file__).parents[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        EmbeddingCache(tmp_path / "c.zarr").build(str(task), model=str(root / "tests/golden/tiny_v2/checkpoint"),
+                                                  max_tokens=64, quiet=True)
+    done = subprocess.run([sys.executable, "-m", "cli.classify_app", "fit", "--model", "logistic", "--data",
+                           str(task), "--cache", str(tmp_path / "c.zarr"), "--out", str(tmp_path / "run")],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert "warning: " in done.stderr and "'d1'" in done.stderr and "DuplicateIdWarning" not in done.stderr

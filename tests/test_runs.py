@@ -166,7 +166,11 @@ def test_fit_reports_baselines_on_the_same_split_and_provenance(logistic_run, bi
     assert data["sha256"] == hashlib.sha256((binary / "task.csv").read_bytes()).hexdigest()
     prov = run["provenance"]
     assert prov["command"] == "classify fit --model logistic ..."
-    assert {"embedcache", "scikit-learn", "numpy", "zarr"} <= set(prov["versions"])
+    assert {"embedcache", "scikit-learn", "numpy", "zarr", "xgboost"} <= set(prov["versions"])
+    # Every package's real version, also where the distribution has another name (xgboost-cpu).
+    assert None not in prov["versions"].values(), prov["versions"]
+    import xgboost
+    assert prov["versions"]["xgboost"] == xgboost.__version__
     assert run["encoding"] == {"name": "embedcache-classify-run", "version": 1}
     html = (logistic_run / "report.html").read_text()
     for text in ("kmer_logistic", "majority", "data:image/png;base64,", data["sha256"],

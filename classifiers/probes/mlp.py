@@ -9,6 +9,10 @@ Training runs one jitted function per epoch (a ``jax.lax.scan`` over the minibat
 of a shuffled epoch), so the Python loop is over epochs, not steps. Prediction is
 plain NumPy in float64: it needs neither JAX nor a compilation, and a row's result
 does not depend on which other rows are predicted with it.
+
+The network is described by two hooks, ``_init_network`` and ``_logits``, so that a probe
+with another input stage (:class:`~classifiers.probes.layer_weighted.LayerWeightedProbe`)
+reuses the training loop, early stopping and persistence.
 """
 
 from __future__ import annotations
@@ -19,16 +23,17 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy.special import expit, softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._param_validation import Interval
+
+from classifiers.probes.base import (ARRAYS_FILE, ModelFileError, Probe, check_shapes,
+                                     read_arrays, write_arrays)
 
 __all__ = ["MLPClassifier"]
 
 
-class MLPClassifier(ClassifierMixin, BaseEstimator):
+class MLPClassifier(Probe):
     """Multilayer perceptron classifier trained with Adam on cross-entropy (JAX + Optax).
 
     Two classes are modelled with one output logit and the sigmoid binary
@@ -67,12 +72,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        The class labels, sorted.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Column names, when ``fit`` was given a DataFrame with string column names.
+    classes_, n_features_in_, feature_names_in_
+        As for every :class:`~classifiers.probes.base.Probe`.
     params_ : dict
         The kept network parameters: ``{"hidden_1": {"weight": (n_in, n_out),
         "bias": (n_out,)}, ..., "output": {...}}``, float32 NumPy arrays.
@@ -94,18 +95,23 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     results across different machines are not promised.
     """
 
-    def __init__(
-        self,
-        hidden_layer_sizes=(128, 64),
-        batch_size=32,
-        max_epochs=6,
-        learning_rate=1e-3,
-        weight_decay=0.0,
-        validation_fraction=0.1,
-        patience=None,
-        standardize=True,
-        random_state=0,
-    ):
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like"],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left"), None],
+        "standardize": ["boolean"],
+        "random_state": ["random_state"],
+    }
+    packages = ("jax", "optax", "safetensors")
+    _dtype = np.float32
+
+    def __init__(self, hidden_layer_sizes=(128, 64), batch_size=32, max_epochs=6,
+                 learning_rate=1e-3, weight_decay=0.0, validation_fraction=0.1, patience=None,
+                 standardize=True, random_state=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.batch_size = batch_size
         self.max_epochs = max_epochs
@@ -116,42 +122,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.standardize = standardize
         self.random_state = random_state
 
-    def fit(self, X, y, *, eval_set=None):
-        """Train the network, choosing the epoch with the lowest validation loss.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training features.
-        y : array-like of shape (n_samples,)
-            Class labels (at least two distinct values).
-        eval_set : tuple (X_val, y_val), optional
-            Validation data for early stopping and the choice of the best epoch.
-            Without it, a stratified ``validation_fraction`` of ``X`` is held out.
-
-        Returns
-        -------
-        self : MLPClassifier
-            The fitted estimator.
-        """
-        self._check_params()
-        X, y = validate_data(self, X, y, dtype=np.float32)
-        check_classification_targets(y)
-        classes, y_index = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
+    def _fit(self, X, y, eval_set):
+        sizes = self.hidden_layer_sizes
+        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
             raise ValueError(
-                f"MLPClassifier needs samples of at least 2 classes, but y holds only one class "
-                f"({classes[0]!r}); give it labelled data of two or more classes."
-            )
+                f"hidden_layer_sizes must be a tuple of positive integers, got {sizes!r}.")
         rng = check_random_state(self.random_state)
-
         if eval_set is not None:
-            X_train, y_train = X, y_index
-            X_val, y_val = self._validation_arrays(eval_set, classes)
+            (X_train, y_train), (X_val, y_val) = (X, y), eval_set
         elif self.validation_fraction > 0:
-            X_train, X_val, y_train, y_val = _split(X, y_index, self.validation_fraction, rng)
+            X_train, X_val, y_train, y_val = _split(X, y, self.validation_fraction, rng)
         else:
-            X_train, y_train, X_val, y_val = X, y_index, None, None
+            X_train, y_train, X_val, y_val = X, y, None, None
 
         if self.standardize:
             mean = X_train.mean(axis=0, dtype=np.float64)
@@ -162,13 +144,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.feature_mean_ = self.feature_scale_ = None
 
-        self.classes_ = classes
-        n_outputs = 1 if len(classes) == 2 else len(classes)
-        init = _init_params(
-            (X.shape[1], *self.hidden_layer_sizes, n_outputs), rng
-        )
+        n_outputs = 1 if len(self.classes_) == 2 else len(self.classes_)
         params, history, best_epoch = _train(
-            init,
+            type(self)._logits,
+            self._init_network(X.shape[1:], n_outputs, rng),
             self._standardized(X_train).astype(np.float32),
             y_train,
             None if X_val is None else self._standardized(X_val).astype(np.float32),
@@ -185,117 +164,79 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = history
         self.best_epoch_ = best_epoch
         self.n_epochs_ = len(history["epoch"])
-        return self
+
+    # -- the network ------------------------------------------------------------------------
+
+    def _init_network(self, feature_shape, n_outputs, rng):
+        return _init_dense((feature_shape[0], *self.hidden_layer_sizes, n_outputs), rng)
+
+    @staticmethod
+    def _logits(params, X, xp):
+        """The network's output for standardized X; ``xp`` is ``jax.numpy`` or NumPy."""
+        *hidden, output = _dense_layers(params)
+        h = X
+        for layer in hidden:
+            h = xp.maximum(h @ layer["weight"] + layer["bias"], 0.0)
+        return h @ output["weight"] + output["bias"]
+
+    # -- prediction -------------------------------------------------------------------------
 
     def decision_function(self, X):
-        """Output logits of the network.
+        """Output logits, float64: shape (n_samples,) for two classes (the logit of
+        ``classes_[1]``), else (n_samples, n_classes)."""
+        return self._decision(self._validated(X))
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Features.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,) for two classes (the logit of ``classes_[1]``),
-        else (n_samples, n_classes)
-            The logits, float64.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        h = self._standardized(X)
-        *hidden, output = _layers(self.params_)
-        for layer in hidden:
-            h = np.maximum(h @ layer["weight"].astype(np.float64) + layer["bias"], 0.0)
-        logits = h @ output["weight"].astype(np.float64) + output["bias"]
+    def _decision(self, X):
+        logits = self._logits(_as_float64(self.params_), self._standardized(X.astype(np.float64)),
+                              np)
         return logits[:, 0] if len(self.classes_) == 2 else logits
 
-    def predict_proba(self, X):
-        """Class probabilities.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Features.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes)
-            Probabilities in the order of ``classes_``; rows sum to 1.
-        """
-        logits = self.decision_function(X)
+    def _predict_proba(self, X):
+        logits = self._decision(X)
         if logits.ndim == 1:
             p = expit(logits)
             return np.column_stack([1.0 - p, p])
         return softmax(logits, axis=1)
-
-    def predict(self, X):
-        """Most probable class.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Features.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-            Labels from ``classes_``.
-        """
-        logits = self.decision_function(X)
-        index = (logits > 0).astype(int) if logits.ndim == 1 else logits.argmax(axis=1)
-        return self.classes_[index]
 
     def _standardized(self, X):
         if self.feature_mean_ is None:
             return X
         return (X - self.feature_mean_) / self.feature_scale_
 
-    def _validation_arrays(self, eval_set, classes):
-        try:
-            X_val, y_val = eval_set
-        except (TypeError, ValueError):
-            raise ValueError("eval_set must be a pair (X_val, y_val).") from None
-        X_val = validate_data(self, X_val, reset=False, dtype=np.float32)
-        y_val = np.asarray(y_val)
-        if y_val.shape != (X_val.shape[0],):
-            raise ValueError(
-                f"eval_set: y_val has shape {y_val.shape}, expected ({X_val.shape[0]},) to "
-                "match X_val's rows."
-            )
-        unknown = np.setdiff1d(y_val, classes)
-        if unknown.size:
-            raise ValueError(
-                f"eval_set: labels {unknown[:5].tolist()} do not occur in the training labels "
-                f"{classes.tolist()}; validate on the classes the model is trained on."
-            )
-        return X_val, np.searchsorted(classes, y_val)
+    # -- persistence ------------------------------------------------------------------------
 
-    def _check_params(self):
-        sizes = self.hidden_layer_sizes
-        if not (
-            isinstance(sizes, (tuple, list))
-            and all(isinstance(s, Integral) and s >= 1 for s in sizes)
-        ):
-            raise ValueError(
-                f"hidden_layer_sizes must be a tuple of positive integers, got {sizes!r}."
-            )
-        for name, minimum in (("batch_size", 1), ("max_epochs", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, Integral) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-        if not isinstance(self.learning_rate, Real) or not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
-        if not isinstance(self.weight_decay, Real) or not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
-        if not isinstance(self.validation_fraction, Real) or not 0 <= self.validation_fraction < 1:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}."
-            )
-        if self.patience is not None and (
-            not isinstance(self.patience, Integral) or self.patience < 1
-        ):
-            raise ValueError(f"patience must be None or an integer >= 1, got {self.patience!r}.")
+    def _save_state(self, directory):
+        arrays = _flatten(self.params_)
+        if self.feature_mean_ is not None:
+            arrays["standardize.mean"] = self.feature_mean_
+            arrays["standardize.scale"] = self.feature_scale_
+        write_arrays(directory / ARRAYS_FILE, arrays)
+        return {"layers": list(self.params_), "history": self.history_,
+                "best_epoch": int(self.best_epoch_), "n_epochs": int(self.n_epochs_)}
+
+    def _load_state(self, directory, fitted):
+        path = directory / ARRAYS_FILE
+        arrays = read_arrays(path, ())
+        self.params_ = _unflatten({name: value for name, value in arrays.items()
+                                   if name.split(".")[0] in fitted["layers"]})
+        missing = [layer for layer in fitted["layers"] if layer not in self.params_]
+        if missing:
+            raise ModelFileError(f"{path} lacks the layers {missing}; re-fit the model.")
+        standardized = "standardize.mean" in arrays
+        self.feature_mean_ = arrays["standardize.mean"] if standardized else None
+        self.feature_scale_ = arrays["standardize.scale"] if standardized else None
+        self.history_ = fitted["history"]
+        self.best_epoch_ = fitted["best_epoch"]
+        self.n_epochs_ = fitted["n_epochs"]
+        self._check_loaded_shapes(path)
+
+    def _check_loaded_shapes(self, path):
+        expected = _init_dense_shapes(
+            (self.n_features_in_, *self.hidden_layer_sizes,
+             1 if len(self.classes_) == 2 else len(self.classes_)))
+        got = {name: layer.get("weight", np.empty(0)).shape
+               for name, layer in self.params_.items()}
+        check_shapes(path, self, {n: (got.get(n, ()), s) for n, s in expected.items()})
 
 
 def _split(X, y, fraction, rng):
@@ -309,13 +250,17 @@ def _split(X, y, fraction, rng):
         return train_test_split(X, y, test_size=fraction, random_state=seed)
 
 
-def _init_params(sizes, rng):
+def _init_dense_shapes(sizes):
+    n_layers = len(sizes) - 1
+    return {("output" if i == n_layers else f"hidden_{i}"): (n_in, n_out)
+            for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1)}
+
+
+def _init_dense(sizes, rng):
     """Glorot-uniform weights and zero biases for layers of the given widths."""
     params = {}
-    n_layers = len(sizes) - 1
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+    for name, (n_in, n_out) in _init_dense_shapes(sizes).items():
         limit = math.sqrt(6.0 / (n_in + n_out))
-        name = "output" if i == n_layers else f"hidden_{i}"
         params[name] = {
             "weight": rng.uniform(-limit, limit, size=(n_in, n_out)).astype(np.float32),
             "bias": np.zeros(n_out, dtype=np.float32),
@@ -323,12 +268,45 @@ def _init_params(sizes, rng):
     return params
 
 
-def _train(params, X, y, X_val, y_val, *, binary, batch_size, max_epochs, learning_rate,
-           weight_decay, patience, rng):
+def _dense_layers(params):
+    """The layers in input-to-output order (pytrees sort dict keys, so not their order)."""
+    return [params[f"hidden_{i}"] for i in range(1, len(params))] + [params["output"]]
+
+
+def _flatten(tree, prefix=""):
+    """Nested dicts of arrays as ``{"a.b": array}`` (the safetensors names)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _unflatten(flat):
+    tree = {}
+    for name, value in flat.items():
+        *path, leaf = name.split(".")
+        node = tree
+        for key in path:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return tree
+
+
+def _as_float64(tree):
+    return {k: _as_float64(v) if isinstance(v, dict) else np.asarray(v, dtype=np.float64)
+            for k, v in tree.items()}
+
+
+def _train(logits_fn, params, X, y, X_val, y_val, *, binary, batch_size, max_epochs,
+           learning_rate, weight_decay, patience, rng):
     """Run the epochs; return the kept parameters, the loss history and the best epoch."""
+    import jax
     import jax.numpy as jnp
 
-    epoch_fn, loss_fn = _compiled(binary, learning_rate, weight_decay)
+    epoch_fn, loss_fn = _compiled(logits_fn, binary, learning_rate, weight_decay)
     n = X.shape[0]
     n_batches = -(-n // batch_size)
     # Padding the last minibatch to full size keeps one array shape for every epoch;
@@ -360,15 +338,7 @@ def _train(params, X, y, X_val, y_val, *, binary, batch_size, max_epochs, learni
             best_params, best_loss, best_epoch = params, val_loss, epoch
         elif patience is not None and epoch - best_epoch >= patience:
             break
-    kept = {
-        name: {k: np.asarray(v) for k, v in layer.items()} for name, layer in best_params.items()
-    }
-    return kept, history, best_epoch
-
-
-def _layers(params):
-    """The layers in input-to-output order (pytrees sort dict keys, so not their order)."""
-    return [params[f"hidden_{i}"] for i in range(1, len(params))] + [params["output"]]
+    return jax.tree_util.tree_map(np.asarray, best_params), history, best_epoch
 
 
 def _optimizer(learning_rate, weight_decay):
@@ -379,10 +349,10 @@ def _optimizer(learning_rate, weight_decay):
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(binary, learning_rate, weight_decay):
-    """The jitted epoch and validation-loss functions for one loss and optimizer.
+def _compiled(logits_fn, binary, learning_rate, weight_decay):
+    """The jitted epoch and validation-loss functions for one network, loss and optimizer.
 
-    Cached so that repeated fits (cross-validation, seeds) reuse XLA's compilations.
+    Cached so that repeated fits (cross-validation, seeds, sweeps) reuse XLA's compilations.
     """
     import jax
     import jax.numpy as jnp
@@ -390,15 +360,8 @@ def _compiled(binary, learning_rate, weight_decay):
 
     optimizer = _optimizer(learning_rate, weight_decay)
 
-    def logits_of(params, X):
-        *hidden, output = _layers(params)
-        h = X
-        for layer in hidden:
-            h = jax.nn.relu(h @ layer["weight"] + layer["bias"])
-        return h @ output["weight"] + output["bias"]
-
     def row_losses(params, X, y):
-        logits = logits_of(params, X)
+        logits = logits_fn(params, X, jnp)
         if binary:
             return optax.sigmoid_binary_cross_entropy(logits[:, 0], y.astype(logits.dtype))
         return optax.softmax_cross_entropy_with_integer_labels(logits, y)

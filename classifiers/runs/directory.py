@@ -1,0 +1,106 @@
+"""The run directory on disk: its file names, staging into place, and small file helpers.
+
+Every directory is written into a temporary sibling and moved into place when complete, so
+a failure leaves nothing half-written, and an existing non-empty directory is replaced only
+with ``force=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from contextlib import contextmanager
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+from embedcache.errors import InputError
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+MODEL_DIR = "model"
+PLOTS_DIR = "plots"
+REPORT_FILE = "report.html"
+TRAIN_DIGESTS_FILE = "train_sequences.sha256"
+SWEEP_FILE = "sweep.csv"
+
+
+@contextmanager
+def staged(out: str | PathLike, force: bool):
+    """A staging directory that becomes ``out`` when the block completes, and vanishes if not."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a directory.")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise InputError(f"{out} exists and is not empty; pass --force to replace it, or choose "
+                         "another --out.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def file_record(path, rows: int) -> dict:
+    return {"path": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+            "rows": int(rows)}
+
+
+def sha(sequence: str) -> str:
+    return hashlib.sha256(sequence.encode("ascii")).hexdigest()
+
+
+def stem(path) -> str:
+    name = Path(path).name
+    for suffix in (".gz", ".csv", ".tsv", ".parquet", ".pq", ".fa", ".fasta", ".fna", ".fas"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def jsonable(value):
+    """``value`` with NumPy types as Python ones and non-finite floats as None."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+class Clock:
+    """Wall-clock seconds per stage, recorded in the provenance."""
+
+    def __init__(self):
+        self._t = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._t, 3)
+        self._t = now

@@ -1,0 +1,321 @@
+"""``classify fit`` and ``classify sweep``: fit probes on one task's splits, with baselines.
+
+A fit run directory (``classify fit --out RUN``)::
+
+    RUN/
+      metrics.json            the run record (classifiers.runs.record): task and splits,
+                              train/validation/test metrics, bootstrap intervals, baselines,
+                              duplicates, provenance; layer_weights for the layer-weighted probe
+      predictions.csv         id, split, label, score (binary: P(second class)) or
+                              score_<class> (multi-class), prediction; rows in input order
+      model/                  the fitted probe (classifiers.persistence), no pickle
+      train_sequences.sha256  sha256 of every training sequence, so `evaluate` can count
+                              evaluation sequences the probe was trained on
+      plots/                  roc.png, precision_recall.png, confusion_matrix.png,
+                              loss_curves.png (MLP, layer-weighted), layer_weights.png
+      report.html             one page: warnings, metrics with intervals, baselines,
+                              figures, overlap, provenance
+
+A sweep directory holds sweep.csv (one row per layer and pooling: validation and test
+metrics with bootstrap intervals), metrics.json (the rows, the baselines once, and ``best``:
+the layer and pooling with the highest validation score, never chosen on test),
+predictions.csv of the best, plots/mcc_by_layer.png and auroc_by_layer.png (intervals as
+bands) and report.html; it keeps no model (fit the chosen layer with ``classify fit``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from os import PathLike
+
+import numpy as np
+import pandas as pd
+
+from classifiers import plots
+from classifiers.metrics import SCALAR_METRICS
+from classifiers.runs import task as steps
+from classifiers.runs.directory import (MODEL_DIR, PREDICTIONS_FILE, SWEEP_FILE,
+                                        TRAIN_DIGESTS_FILE, Clock, sha, staged)
+from classifiers.runs.record import RunRecord
+from classifiers.splits import assign_splits
+from embedcache.errors import InputError
+
+__all__ = ["fit_run", "sweep_run"]
+
+#: Validation metrics that choose a sweep's best (layer, pooling), in order of precedence.
+SELECT_BY = ("mcc", "auroc")
+
+
+@dataclass
+class _Task:
+    """A task read, split and checked: what fit and sweep share before their first fit."""
+
+    store: object
+    backbone: dict
+    table: pd.DataFrame
+    files: dict
+    split_source: str
+    duplicates: dict
+    keep: np.ndarray
+    source: str
+
+    @property
+    def y(self):
+        return self.table["label"].to_numpy()
+
+
+def _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed, load) -> tuple:
+    """Open the store, read the task, load features (``load(task)``), split, check."""
+    store, info = steps.open_store(cache, backbone)
+    table, files = steps.read_tables(data, test, info, group_by)
+    steps.require_classes(table, str(data))
+    source = " ".join(f["path"] for f in files.values())
+    # Features first: sequences missing from the cache are the likeliest problem, and the
+    # message (how many, which build command) is the most useful one to give.
+    X = load(store, info, table["sequence"], source)
+    n_data = len(table) - (0 if test is None else files["test"]["rows"])
+    splits = assign_splits(table.iloc[:n_data], group_by=group_by, seed=seed,
+                           test_table=None if test is None else table.iloc[n_data:],
+                           source=str(data))
+    has_split = "split" in table.columns
+    table["split"] = splits.to_numpy()
+    steps.check_labels(table, str(data))
+    dup, keep = steps.duplicates(table, dedup_test)
+    prepared = _Task(store, info, table[keep].reset_index(drop=True), files,
+                     steps.split_source(has_split, test, group_by), dup, keep, source)
+    return prepared, X
+
+
+def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
+            model: str = "mlp", backbone: str | None = None, layer: int | None = None,
+            layers=None, pool: str = "cls", test: str | PathLike | None = None,
+            group_by: str | None = None, dedup_test: bool = False, seed: int = 0,
+            params: Mapping | None = None, n_bootstrap: int = 1000, force: bool = False,
+            command: str | None = None) -> RunRecord:
+    """Train a probe on cached features, evaluate it and its baselines, write a run directory.
+
+    Parameters
+    ----------
+    data : path
+        The labelled task (CSV/TSV/Parquet with ``sequence`` and ``label``, optional ``id``,
+        ``split``).
+    cache : path
+        The embedding store (``embedcache build`` wrote it).
+    out : path
+        The run directory to write.
+    model : {"mlp", "logistic", "xgboost", "layer-weighted"}
+        The probe.
+    backbone : str, optional
+        Model name or key in the store; default its only model.
+    layer : int, optional
+        1-based layer; default the backbone's last.
+    layers : str or sequence of int, optional
+        The layers the layer-weighted probe mixes: ``"all"`` (its default), ``"1-12"``,
+        ``"1,6,12"``. Only for ``model="layer-weighted"``.
+    pool : {"cls", "mean"}
+    test : path, optional
+        A separate test file (takes precedence over random splitting).
+    group_by : str, optional
+        Column whose groups must not straddle splits (random splits only).
+    dedup_test : bool
+        Drop test rows whose sequence also occurs in train.
+    seed : int
+        Seed of the splits, the probe and the bootstrap.
+    params : mapping, optional
+        Constructor parameters of the probe (defaults: the reference workflow's).
+    n_bootstrap : int
+        Bootstrap resamples for the test intervals.
+    force : bool
+        Replace an existing non-empty ``out``.
+    command : str, optional
+        The command line, recorded as provenance.
+
+    Returns
+    -------
+    RunRecord
+        The content of ``metrics.json``.
+    """
+    from classifiers.persistence import save_estimator
+
+    weighted = model == "layer-weighted"
+    if layers is not None and not weighted:
+        raise InputError("--layers is for --model layer-weighted; give one --layer for "
+                         f"{model}, or compare layers with `classify sweep`.")
+    if weighted and layer is not None:
+        raise InputError("--model layer-weighted mixes several layers: give --layers "
+                         "(all, 1-12, 1,6,12) instead of --layer.")
+    estimator = steps.new_probe(model, seed, params)  # unknown model names fail first
+    clock = Clock()
+    chosen = {}
+
+    def load(store, info, sequences, source):
+        chosen["layer"] = (steps.parse_layers(layers or "all", int(info["num_layers"]))
+                           if weighted else int(layer or info["num_layers"]))
+        if weighted:
+            steps.require_features(store, sequences, backbone=info, layers=chosen["layer"],
+                                   pools=[pool], source=source)
+        return steps.features(store, sequences, backbone=info, layer=chosen["layer"],
+                              pool=pool, source=source)
+
+    with staged(out, force) as staging:
+        prepared, X = _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed,
+                                      load)
+        clock.lap("read")
+        table, X, y = prepared.table, X[prepared.keep], prepared.y
+        train, val, test_rows = steps.masks(table, "train", "validation", "test")
+        steps.fit_probe(estimator, X, y, train, val)
+        clock.lap("fit")
+        proba, pred = estimator.predict_proba(X), estimator.predict(X)
+        classes = list(estimator.classes_)
+        metrics = steps.per_split(table, y, pred, proba, classes)
+        intervals = steps.split_intervals(table, y, pred, proba, classes, n_bootstrap, seed)
+        baselines, baseline_scores = steps.baselines(table, y, classes, n_bootstrap, seed)
+        clock.lap("evaluate")
+
+        run = RunRecord.new("fit", model=model, estimator=estimator, classes=classes,
+                            files=prepared.files, table=table,
+                            split_source=prepared.split_source, seed=seed,
+                            store=prepared.store, backbone=prepared.backbone,
+                            layer=chosen["layer"], pool=pool, command=command)
+        run.update(metrics=metrics, intervals={"test": intervals}, baselines=baselines,
+                   duplicates=prepared.duplicates)
+        run["warnings"] += steps.duplicate_warnings(prepared.duplicates)
+        save_estimator(estimator, staging / MODEL_DIR)
+        steps.prediction_frame(table, proba, pred, classes).to_csv(
+            staging / PREDICTIONS_FILE, index=False)
+        digests = sorted({sha(s) for s in table.loc[train, "sequence"]})
+        (staging / TRAIN_DIGESTS_FILE).write_text("\n".join(digests) + "\n")
+        figures = steps.score_figures(
+            staging, y[test_rows], proba[test_rows], classes,
+            {n: s[test_rows] for n, s in baseline_scores.items()},
+            metrics["test"]["confusion_matrix"], "test")
+        if hasattr(estimator, "history_"):
+            figures["loss curves"] = steps.save(
+                staging, "loss_curves.png",
+                plots.loss_curves_figure(estimator.history_,
+                                         best_epoch=getattr(estimator, "best_epoch_", None)))
+        if weighted:
+            run["layer_weights"] = {str(l): float(w) for l, w in
+                                    zip(chosen["layer"], estimator.layer_weights_)}
+            figures["learned layer weights"] = steps.save(
+                staging, "layer_weights.png",
+                plots.layer_weights_figure(chosen["layer"], estimator.layer_weights_))
+        clock.lap("write")
+        return steps.finish(staging, run, figures, clock)
+
+
+def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
+              model: str = "logistic", backbone: str | None = None, layers="all",
+              pools=("cls",), test: str | PathLike | None = None, group_by: str | None = None,
+              dedup_test: bool = False, seed: int = 0, params: Mapping | None = None,
+              n_bootstrap: int = 1000, force: bool = False,
+              command: str | None = None) -> RunRecord:
+    """Fit one probe per (layer, pooling) on the same split; choose the best on validation.
+
+    Parameters
+    ----------
+    layers : str or sequence of int
+        ``"all"``, a range ``"1-12"``, a list ``"1,6,12"`` (or ints).
+    pools : sequence of {"cls", "mean"}
+    data, cache, out, model, backbone, test, group_by, dedup_test, seed, params, n_bootstrap,
+    force, command
+        As for :func:`fit_run` (``model`` cannot be ``"layer-weighted"``, which mixes layers
+        itself).
+
+    Returns
+    -------
+    RunRecord
+        ``sweep`` holds the rows (per layer and pooling: metrics and intervals of validation
+        and test), ``best`` the (layer, pool) with the highest validation MCC (ties: AUROC).
+    """
+    if model == "layer-weighted":
+        raise InputError("the layer-weighted probe weighs the layers itself: run "
+                         "`classify fit --model layer-weighted --layers ...` instead of a sweep.")
+    pools = list(dict.fromkeys(pools))
+    if not pools:
+        raise InputError("--pool is empty; give cls, mean or cls,mean.")
+    steps.new_probe(model, seed, params)  # unknown model names fail before any reading
+    clock = Clock()
+    chosen = {}
+
+    def check(store, info, sequences, source):
+        chosen["layers"] = steps.parse_layers(layers, int(info["num_layers"]))
+        steps.require_features(store, sequences, backbone=info, layers=chosen["layers"],
+                               pools=pools, source=source)
+        return None
+
+    with staged(out, force) as staging:
+        prepared, _ = _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed,
+                                      check)
+        table, y = prepared.table, prepared.y
+        train, val, test_rows = steps.masks(table, "train", "validation", "test")
+        clock.lap("read")
+        rows, scores = [], {}
+        for layer in chosen["layers"]:
+            for pool in pools:
+                # Each (layer, pool) array is read once, for all rows, and dropped after its fit.
+                X = steps.features(prepared.store, prepared.table["sequence"],
+                                   backbone=prepared.backbone, layer=layer, pool=pool,
+                                   source=prepared.source)
+                estimator = steps.fit_probe(steps.new_probe(model, seed, params), X, y, train,
+                                            val)
+                proba, pred = estimator.predict_proba(X), estimator.predict(X)
+                classes = list(estimator.classes_)
+                rows.append({
+                    "layer": layer, "pool": pool,
+                    "metrics": steps.per_split(table, y, pred, proba, classes,
+                                               ("validation", "test")),
+                    "intervals": {s: steps.split_intervals(table, y, pred, proba, classes,
+                                                           n_bootstrap, seed, s)
+                                  for s in ("validation", "test")},
+                })
+                scores[layer, pool] = proba, pred
+        clock.lap("fit")
+        best = _best(rows)
+        baselines, _ = steps.baselines(table, y, classes, n_bootstrap, seed)
+        clock.lap("baselines")
+        run = RunRecord.new("sweep", model=model, estimator=estimator, classes=classes,
+                            files=prepared.files, table=table,
+                            split_source=prepared.split_source, seed=seed,
+                            store=prepared.store, backbone=prepared.backbone,
+                            layer=best["layer"], pool=best["pool"], command=command)
+        run["model"].pop("history", None)  # the last fit's, not the best's
+        run.update(sweep={"layers": chosen["layers"], "pools": pools, "rows": rows},
+                   best=best, baselines=baselines, duplicates=prepared.duplicates)
+        run["warnings"] += steps.duplicate_warnings(prepared.duplicates)
+        _sweep_table(rows).to_csv(staging / SWEEP_FILE, index=False)
+        proba, pred = scores[best["layer"], best["pool"]]
+        steps.prediction_frame(table, proba, pred, classes).to_csv(
+            staging / PREDICTIONS_FILE, index=False)
+        figures = {f"{m.upper()} by layer": steps.save(
+            staging, f"{m}_by_layer.png", plots.sweep_figure(rows, m, best=best))
+            for m in ("mcc", "auroc")}
+        clock.lap("write")
+        return steps.finish(staging, run, figures, clock)
+
+
+def _best(rows) -> dict:
+    """The row with the highest validation score (MCC, then AUROC); test never enters."""
+    def key(r):
+        v = r["metrics"]["validation"]
+        return tuple(-np.inf if v.get(m) is None else v[m] for m in SELECT_BY)
+
+    best = max(rows, key=key)  # max keeps the first of equals: the shallower layer
+    return {"layer": best["layer"], "pool": best["pool"], "by": f"validation {SELECT_BY[0]}",
+            "validation": {m: best["metrics"]["validation"].get(m) for m in SELECT_BY}}
+
+
+def _sweep_table(rows) -> pd.DataFrame:
+    out = []
+    for r in rows:
+        row = {"layer": r["layer"], "pool": r["pool"]}
+        for split, prefix in (("validation", "val"), ("test", "test")):
+            values, ci = r["metrics"][split], r["intervals"][split]
+            row[f"{prefix}_n"] = values["n"]
+            for m in SCALAR_METRICS:
+                low, high = (ci.get(m) or [None, None])[:2]
+                row.update({f"{prefix}_{m}": values[m], f"{prefix}_{m}_low": low,
+                            f"{prefix}_{m}_high": high})
+        out.append(row)
+    return pd.DataFrame(out)
