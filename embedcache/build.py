@@ -419,6 +419,12 @@ def _model_and_request(store: Store, model, request: BuildRequest, *, cache_dir,
         request = replace(request, **{k: getattr(spec, k) for k in request.spec_fields()})
         return checkpoint, request.for_model(checkpoint.config), spec
     checkpoint = load_checkpoint(model, cache_dir=cache_dir, allow_random_weights=allow_random_weights)
+    if checkpoint.variant == "v3":
+        # NTv3 computes through embedcache.families.NTv3Family; the batch planner does not drive it yet.
+        raise InputError(
+            f"{checkpoint.name} is an NTv3 model: `embedcache build` and EmbeddingCache.build do not run "
+            "NTv3 yet. Use embedcache.families.NTv3Family (README, 'NTv3'), or a v1/v2 model."
+        )
     request = request.for_model(checkpoint.config)
     return checkpoint, request, ModelSpec(param_digest=checkpoint.digest, **request.spec_fields())
 
