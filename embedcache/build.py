@@ -39,6 +39,7 @@ partly filled shards, so much shorter intervals cost I/O).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -352,6 +353,10 @@ def build(
     request = BuildRequest(layers=None if layers is None else tuple(layers), pools=tuple(pools),
                            attention=tuple(attention), max_tokens=max_tokens, alphabet=alphabet, long=long,
                            window_overlap=window_overlap, dtype=dtype, store_dtype=store_dtype, shard=shard)
+    if dask is not None:
+        from embedcache.distributed import check_spec
+
+        check_spec(dask)
     store = cache if isinstance(cache, Store) else Store(cache)
     checkpoint, request, spec = _model_and_request(store, model, request, cache_dir=cache_dir,
                                                    allow_random_weights=allow_random_weights)
@@ -371,8 +376,10 @@ def build(
     missing, held = _plan(store, spec.key, scan.unique, names)
     report.arrays = {n: {"computed": 0, "reused": held[n]} for n in names}
     if missing:
-        runner = _compute(store, checkpoint, request, spec, sources, scan, lock_timeout=lock_timeout, quiet=quiet,
-                          engine_kw=dict(batch_size=batch_size, token_budget=token_budget))
+        engine_kw = dict(batch_size=batch_size, token_budget=token_budget)
+        with _executor(dask, cache_dir) as executor:
+            runner = _compute(store, checkpoint, request, spec, sources, scan, lock_timeout=lock_timeout, quiet=quiet,
+                              engine_kw={**engine_kw, **executor})
         report.computed, report.new_rows, report.tokens = runner.done, runner.writer.rows_written, runner.tokens
         report.arrays = {o.name: {"computed": runner.computed[o], "reused": runner.held[o.name]} for o in outputs}
     report.reused = report.unique - report.others - report.computed
@@ -496,8 +503,25 @@ def _missing_in_chunk(df, missing: set, index: dict, filled: dict, outputs) -> d
     return groups
 
 
+@contextlib.contextmanager
+def _executor(dask, cache_dir):
+    """Extra engine arguments: a Dask client (and the checkpoint's cache for its workers), or none."""
+    if dask is None:
+        yield {}
+        return
+    from embedcache.distributed import connect
+
+    with connect(dask) as client:
+        yield {"client": client, "cache_dir": cache_dir}
+
+
 def _engine(checkpoint, needed: tuple, request: BuildRequest, engine_kw: dict):
-    """An Embedder computing exactly the outputs in ``needed``."""
+    """An Embedder computing exactly the outputs in ``needed``: here, or on Dask workers."""
+    if "client" in engine_kw:
+        from embedcache.distributed import DaskEmbedder
+
+        kw = dict(engine_kw)
+        return DaskEmbedder(kw.pop("client"), checkpoint, request, outputs=needed, **kw)
     from embedcache.engine import Embedder
 
     return Embedder(checkpoint, request, outputs=needed, **engine_kw)
