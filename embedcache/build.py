@@ -93,6 +93,8 @@ class BuildReport:
         Unique sequences shortened or cut into windows by the long-sequence policy.
     seconds
         Wall time of the build.
+    write_seconds
+        Of that, the time spent committing rows to the store (waiting for the commit lock included).
     """
 
     cache: str
@@ -111,6 +113,7 @@ class BuildReport:
     truncated: int = 0
     tiled: int = 0
     seconds: float = 0.0
+    write_seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -381,6 +384,7 @@ def build(
             runner = _compute(store, checkpoint, request, spec, sources, scan, lock_timeout=lock_timeout, quiet=quiet,
                               engine_kw={**engine_kw, **executor})
         report.computed, report.new_rows, report.tokens = runner.done, runner.writer.rows_written, runner.tokens
+        report.write_seconds = runner.writer.commit_seconds_total
         report.arrays = {o.name: {"computed": runner.computed[o], "reused": runner.held[o.name]} for o in outputs}
     report.reused = report.unique - report.others - report.computed
     report.seconds = time.perf_counter() - t0
