@@ -38,6 +38,22 @@ def convert(
     typer.echo(f"digest {load_checkpoint(written).digest}")
 
 
+@app.command()
+def models() -> None:
+    """List the released models of every family (and whether their files are here, offline)."""
+    from embedcache.checkpoints import released_models
+
+    rows = released_models()
+    typer.echo(f"{'name':<30} {'family':<6} {'params':>6} {'layers':>6} {'width':>5} {'context (bp)':>12}  "
+               f"{'local':<5}  tokenizer")
+    for r in rows:
+        layers, width = (str(r[k]) if r[k] else "?" for k in ("layers", "width"))
+        typer.echo(f"{r['name']:<30} {r['family']:<6} {r['parameters']:>6} {layers:>6} {width:>5} "
+                   f"{r['context']:>12,}  {'yes' if r['local'] else 'no':<5}  {r['tokenizer']}")
+    typer.echo("Pass a name to --model; files come from the Hugging Face repository InstaDeepAI/... "
+               "(`hf download REPO`), or pass a checkpoint directory.")
+
+
 def _ints(text: str, what: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]

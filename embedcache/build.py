@@ -487,6 +487,12 @@ def _model_and_spec(store: Store, model, *, cache_dir, allow_random_weights, **p
             )
         return checkpoint, spec
     checkpoint = load_checkpoint(model, cache_dir=cache_dir, allow_random_weights=allow_random_weights)
+    if checkpoint.variant == "v3":
+        # NTv3 computes through embedcache.families.NTv3Family; the batch planner does not drive it yet.
+        raise InputError(
+            f"{checkpoint.name} is an NTv3 model: `embedcache build` and EmbeddingCache.build do not run "
+            "NTv3 yet. Use embedcache.families.NTv3Family (README, 'NTv3'), or a v1/v2 model."
+        )
     if policies["long"] not in LONG_POLICIES:
         raise InputError(f"unknown long-sequence policy {policies['long']!r}; choose one of {', '.join(LONG_POLICIES)}")
     if policies["window_overlap"] is None:
