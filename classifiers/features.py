@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from embedcache.errors import InputError, StoreError
+from embedcache.errors import InputError, MissingRowsError, StoreError
 
 __all__ = ["Backbone", "read_task", "resolve_backbone", "sequence_of", "task_features"]
 
@@ -145,16 +145,15 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
 
     Raises
     ------
-    StoreError
+    MissingRowsError
         Sequences, layer or pooling missing from the store: how many, and the
         ``embedcache build`` command that adds them.
     """
     try:
         return cache.embeddings(list(sequences), model=backbone["key"], layer=int(layer),
                                 pool=pool)
-    except StoreError as exc:
-        raise type(exc)(str(exc).replace("embedcache build INPUT", f"embedcache build {source}")
-                        ) from None
+    except MissingRowsError as exc:
+        raise exc.for_source(source) from None
 
 
 def sequence_of(path: str | PathLike, record_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -37,6 +38,22 @@ def convert(
     typer.echo(f"digest {load_checkpoint(written).digest}")
 
 
+@app.command()
+def models() -> None:
+    """List the released models of every family (and whether their files are here, offline)."""
+    from embedcache.checkpoints import released_models
+
+    rows = released_models()
+    typer.echo(f"{'name':<30} {'family':<6} {'params':>6} {'layers':>6} {'width':>5} {'context (bp)':>12}  "
+               f"{'local':<5}  tokenizer")
+    for r in rows:
+        layers, width = (str(r[k]) if r[k] else "?" for k in ("layers", "width"))
+        typer.echo(f"{r['name']:<30} {r['family']:<6} {r['parameters']:>6} {layers:>6} {width:>5} "
+                   f"{r['context']:>12,}  {'yes' if r['local'] else 'no':<5}  {r['tokenizer']}")
+    typer.echo("Pass a name to --model; files come from the Hugging Face repository InstaDeepAI/... "
+               "(`hf download REPO`), or pass a checkpoint directory.")
+
+
 def _ints(text: str, what: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -70,11 +87,40 @@ def _maps(text: str) -> list[tuple[int, int]]:
     return out
 
 
+STORAGE_HELP = ("fsspec option of a URL cache as KEY=VALUE (repeatable; dotted keys nest, e.g. "
+                "client_kwargs.region_name=eu-west-1); credentials and endpoint also come from the usual "
+                "environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).")
+
+
+def _storage_options(items: list[str]) -> dict:
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--storage-option takes KEY=VALUE, not {item!r}")
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass  # a plain string
+        *parents, last = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
+
+
+def _cache(location: str, storage_option: list[str]):
+    from embedcache import EmbeddingCache
+
+    return EmbeddingCache(location, storage_options=_storage_options(storage_option))
+
+
 @app.command()
 def build(
     inputs: list[Path] = typer.Argument(..., help="FASTA (.fa, .fa.gz), CSV/TSV/Parquet with a `sequence` column, or BED (with --reference)."),
     model: str = typer.Option(..., "--model", help="Released model name, checkpoint directory, or a model key of the cache."),
-    cache: Path = typer.Option(..., "--cache", help="The Zarr store to write (created if missing)."),
+    cache: str = typer.Option(..., "--cache", help="The Zarr store to write (created if missing): a path or a URL such as s3://bucket/cache.zarr."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated 1-based layers to pool (default: the last)."),
     pool: str = typer.Option("cls,mean", "--pool", callback=_choices("--pool", many=True), help="Poolings: cls (position 0) and/or mean (real tokens, CLS excluded)."),
     attention: str = typer.Option("", "--attention", help="Attention maps as LAYER:HEAD, 1-based, e.g. 1:4,7:16."),
@@ -90,11 +136,10 @@ def build(
         False, "--allow-random-weights",
         help="If a released model's weights are not available, use its architecture with seeded random "
         "weights (recorded as such; the embeddings carry no biology)."),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP),
 ) -> None:
-    """Embed the sequences the cache lacks; reuse everything it holds."""
-    from embedcache import EmbeddingCache
-
-    report = EmbeddingCache(cache).build(
+    """Embed the sequences the cache lacks; reuse everything it holds (several builds may share a cache)."""
+    report = _cache(cache, storage_option).build(
         list(inputs), model=model, layers=None if layers is None else _ints(layers, "--layers"),
         pools=[p.strip() for p in pool.split(",") if p.strip()], attention=_maps(attention),
         max_tokens=max_tokens, batch_size=batch_size, dtype=dtype, store_dtype=store_dtype,
@@ -104,11 +149,10 @@ def build(
 
 
 @app.command()
-def info(path: Path = typer.Argument(..., help="The cache (Zarr store).")) -> None:
+def info(path: str = typer.Argument(..., help="The cache (Zarr store): a path or URL."),
+         storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP)) -> None:
     """List the models of a cache: rows, arrays and how full each is, policies, size on disk."""
-    from embedcache import EmbeddingCache
-
-    models = EmbeddingCache(path).models()
+    models = _cache(path, storage_option).info()
     if not models:
         typer.echo(f"{path}: no models yet")
     for m in models:
@@ -123,27 +167,25 @@ def info(path: Path = typer.Argument(..., help="The cache (Zarr store).")) -> No
 
 @app.command()
 def export(
-    cache: Path = typer.Option(..., "--cache", help="The cache (Zarr store)."),
+    cache: str = typer.Option(..., "--cache", help="The cache (Zarr store): a path or URL."),
     input: Path = typer.Option(..., "--input", help="The sequence file whose records to export, in its order."),
     out: Path = typer.Option(..., "--out", help="Output: .npz, .parquet or .h5."),
     layer: Optional[int] = typer.Option(None, "--layer", help="1-based layer (default: the last)."),
     pool: str = typer.Option("cls", "--pool", callback=_choices("--pool"), help="cls or mean."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name or key (needed when the cache holds several)."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Genome FASTA for a BED input."),
+    storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP),
 ) -> None:
     """Write cached features of an input file's records, with their ids, in file order."""
-    from embedcache import EmbeddingCache
-
-    written = EmbeddingCache(cache).export(input, out, model=model, layer=layer, pool=pool, reference=reference)
+    written = _cache(cache, storage_option).export(input, out, model=model, layer=layer, pool=pool, reference=reference)
     typer.echo(f"wrote {written}")
 
 
 @app.command()
-def verify(path: Path = typer.Argument(..., help="The cache (Zarr store).")) -> None:
-    """Check every chunk, digest and value of a cache; exit 1 if anything is wrong."""
-    from embedcache import EmbeddingCache
-
-    cache = EmbeddingCache(path)
+def verify(path: str = typer.Argument(..., help="The cache (Zarr store): a path or URL."),
+           storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP)) -> None:
+    """Check every chunk, digest, index entry and value of a cache; exit 1 if anything is wrong."""
+    cache = _cache(path, storage_option)
     problems = cache.verify()
     for p in problems:
         typer.echo(f"problem: {p}", err=True)
@@ -154,9 +196,25 @@ def verify(path: Path = typer.Argument(..., help="The cache (Zarr store).")) -> 
     typer.echo(f"{path}: ok ({rows} rows checked)")
 
 
+@app.command()
+def upgrade(path: str = typer.Argument(..., help="The cache (Zarr store): a path or URL."),
+            storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP)) -> None:
+    """Upgrade a cache written by an older embedcache to this version's format, in place.
+
+    Safe to interrupt and rerun; a cache already in this format is left untouched."""
+    from embedcache.store import ENCODING_VERSION
+
+    done = _cache(path, storage_option).upgrade()
+    if done:
+        typer.echo(f"{path}: upgraded {len(done)} model group(s) ({', '.join(done)}) to format version "
+                   f"{ENCODING_VERSION}")
+    else:
+        typer.echo(f"{path}: already format version {ENCODING_VERSION}; nothing to do")
+
+
 @app.command("attention-plot")
 def attention_plot(
-    cache: Path = typer.Option(..., "--cache", help="The cache (Zarr store) holding the map (build --attention L:H)."),
+    cache: str = typer.Option(..., "--cache", help="The cache (Zarr store) holding the map (build --attention L:H)."),
     layer: int = typer.Option(..., "--layer", help="1-based layer."),
     head: int = typer.Option(..., "--head", help="1-based head (the official key attention_map_layer_L_number_N is head min(N+2, heads))."),
     out: Path = typer.Option(..., "--out", help="PNG file to write."),

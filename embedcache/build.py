@@ -52,6 +52,7 @@ import pandas as pd
 from embedcache.alphabet import DEFAULT_ALPHABET, normalize
 from embedcache.errors import CheckpointError, InputError, SequenceTooLongError
 from embedcache.progress import Progress
+from embedcache.quality import IdConflicts
 from embedcache.request import POOLS, BuildRequest, Output
 from embedcache.store import ModelSpec, Store
 
@@ -207,8 +208,10 @@ def _scan(sources, tokenizer, spec: BuildRequest, model_max: int) -> _Scan:
     scan = _Scan()
     limit = spec.max_tokens
     for source in sources:
+        ids = IdConflicts(source.name)
         for df in source.chunks():
             seqs = df["sequence"].tolist()
+            ids.update(df["id"].to_numpy(), seqs)
             counts = tokenizer.count_tokens(seqs)
             over = np.flatnonzero(counts > limit)
             if over.size and spec.long == "error":
@@ -237,6 +240,7 @@ def _scan(sources, tokenizer, spec: BuildRequest, model_max: int) -> _Scan:
                         else:
                             scan.tiled += 1
             scan.records += len(seqs)
+        ids.warn(stacklevel=4)  # build() -> EmbeddingCache.build -> the caller
     return scan
 
 
@@ -331,7 +335,7 @@ def build(
     request = BuildRequest(layers=None if layers is None else tuple(layers), pools=tuple(pools),
                            attention=tuple(attention), max_tokens=max_tokens, alphabet=alphabet, long=long,
                            window_overlap=window_overlap, dtype=dtype, store_dtype=store_dtype)
-    store = Store(cache)
+    store = cache if isinstance(cache, Store) else Store(cache)
     checkpoint, request, spec = _model_and_request(store, model, request, cache_dir=cache_dir,
                                                    allow_random_weights=allow_random_weights)
     outputs = request.outputs
@@ -378,7 +382,7 @@ def _compute(store: Store, checkpoint, request: BuildRequest, spec: ModelSpec, s
         writer.ensure_arrays(names, feature_dim=config.embed_dim)
         snapshot = writer.snapshot()
         # Re-planned under the lock: another build may have committed rows since the scan.
-        index = snapshot.index()
+        index = snapshot.index(scan.unique)
         filled = {o: snapshot.filled(o.name) for o in outputs}
         missing, held = _plan(snapshot, spec.key, scan.unique, names)
         del scan
@@ -419,6 +423,12 @@ def _model_and_request(store: Store, model, request: BuildRequest, *, cache_dir,
         request = replace(request, **{k: getattr(spec, k) for k in request.spec_fields()})
         return checkpoint, request.for_model(checkpoint.config), spec
     checkpoint = load_checkpoint(model, cache_dir=cache_dir, allow_random_weights=allow_random_weights)
+    if checkpoint.variant == "v3":
+        # NTv3 computes through embedcache.families.NTv3Family; the batch planner does not drive it yet.
+        raise InputError(
+            f"{checkpoint.name} is an NTv3 model: `embedcache build` and EmbeddingCache.build do not run "
+            "NTv3 yet. Use embedcache.families.NTv3Family (README, 'NTv3'), or a v1/v2 model."
+        )
     request = request.for_model(checkpoint.config)
     return checkpoint, request, ModelSpec(param_digest=checkpoint.digest, **request.spec_fields())
 
@@ -432,7 +442,7 @@ def _plan(source, key: str, unique: set, names: Sequence[str]) -> tuple[set, dic
         if key not in source.keys():
             return set(unique), {n: 0 for n in names}
         source = source.group(key)
-    index = source.index()
+    index = source.index(unique)
     filled = {n: source.filled(n) for n in names}
     missing, held = set(), dict.fromkeys(names, 0)
     for d in unique:

@@ -27,8 +27,9 @@ import numpy as np
 from embedcache.alphabet import IUPAC_AMBIGUITY_CODES, normalize
 from embedcache.build import BuildReport, build
 from embedcache.request import POOLS, check_choice
-from embedcache.errors import InputError, StoreError
-from embedcache.store import ModelGroup, Problem, Store, attention_name, pooled_name, sequence_digest
+from embedcache.errors import InputError, MissingRowsError, StoreError
+from embedcache.store import ModelGroup, Problem, Store, attention_name, pooled_name
+from embedcache.store.index import keys_of_sequences
 
 __all__ = ["EmbeddingCache", "EXPORT_FORMATS"]
 
@@ -41,12 +42,16 @@ class EmbeddingCache:
     Parameters
     ----------
     path
-        The store directory, e.g. ``"cache.zarr"``. Created by the first :meth:`build`.
+        The store: a directory such as ``"cache.zarr"``, or an fsspec URL such as
+        ``"s3://bucket/cache.zarr"``. Created by the first :meth:`build`.
+    storage_options
+        Options of a URL's filesystem (endpoint, credentials...), beside the usual
+        environment variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``...).
     """
 
-    def __init__(self, path: str | PathLike):
-        self.path = Path(path)
-        self.store = Store(self.path)
+    def __init__(self, path: str | PathLike, storage_options: dict | None = None):
+        self.store = Store(path if isinstance(path, str) and "://" in path else Path(path), storage_options)
+        self.path = self.store.path
 
     def __repr__(self) -> str:
         return f"EmbeddingCache({str(self.path)!r})"
@@ -89,7 +94,7 @@ class EmbeddingCache:
         BuildReport
             Computed and reused counts, overall and per array.
         """
-        return build(self.path, sequences_or_path, model=model, layers=layers, pools=pools,
+        return build(self.store, sequences_or_path, model=model, layers=layers, pools=pools,
                      attention=attention, max_tokens=max_tokens, **options)
 
     # ----------------------------------------------------------------------------------
@@ -97,8 +102,12 @@ class EmbeddingCache:
     # ----------------------------------------------------------------------------------
 
     def models(self) -> list[dict]:
-        """One summary per model group: name, key, digest, rows, arrays (with rows filled),
-        policies and bytes on disk."""
+        """One summary per model group (name, key, digest, rows, array names, policies),
+        from metadata alone."""
+        return [group.summary() for group in self.store.groups()]
+
+    def info(self) -> list[dict]:
+        """:meth:`models` plus, per group, rows filled per array and bytes stored (reads every mask)."""
         return [group.info() for group in self.store.groups()]
 
     def group(self, model=None, *, array: str | None = None) -> ModelGroup:
@@ -151,20 +160,20 @@ class EmbeddingCache:
 
     def _rows(self, group: ModelGroup, sequences: Iterable[str], array: str, what: str,
               build_hint: str) -> np.ndarray:
-        digests = [sequence_digest(s) for s in _normalize_all(list(sequences), group.attrs.get("alphabet"))]
-        index = group.index()
-        rows = np.array([index.get(d, -1) for d in digests], dtype=np.int64)
+        """Rows of the sequences holding ``array``, found through the persisted index."""
+        keys = keys_of_sequences(_normalize_all(list(sequences), group.attrs.get("alphabet")))
+        rows = group.rows_of_keys(keys)
         ok = rows >= 0
-        ok[ok] = group.filled(array)[rows[ok]]
+        if ok.any():
+            ok[ok] = group.filled(array, rows[ok])
         missing = np.flatnonzero(~ok)
         if missing.size:
-            raise StoreError(
-                f"{missing.size} of {len(digests)} sequences are not in the cache {self.path} for model "
-                f"{group.model_name} (key {group.key}) {what} (first: sequence #{missing[0] + 1}). "
-                f"Build them with: embedcache build INPUT --model {group.attrs.get('source') or group.model_name} "
-                f"--cache {self.path} {build_hint} --max-tokens {group.attrs.get('max_tokens')} "
-                f"--long {group.attrs.get('long')}"
-            )
+            raise MissingRowsError(
+                missing=int(missing.size), total=len(keys), first=int(missing[0]), store=str(self.path),
+                model=group.model_name, key=group.key, array=array, what=what,
+                build_model=group.attrs.get("source") or group.model_name,
+                build_args=f"{build_hint} --max-tokens {group.attrs.get('max_tokens')} "
+                           f"--long {group.attrs.get('long')}")
         return rows
 
     def embeddings(self, sequences: Iterable[str], *, model=None, layer: int | None = None,
@@ -223,6 +232,13 @@ class EmbeddingCache:
                             f"--attention {layer}:{head}")
         n = int(group.row_array("n_tokens")[row])
         return group.read(name, [row])[0, :n, :n]
+
+    def upgrade(self) -> list[str]:
+        """Bring a cache written by an older release to this format in place (see
+        :func:`embedcache.store.upgrade`); the model keys upgraded."""
+        from embedcache.store import upgrade
+
+        return upgrade(self.store)
 
     def verify(self) -> list[Problem]:
         """Integrity problems of the store (empty when sound); see :meth:`ModelGroup.verify`."""
@@ -283,13 +299,16 @@ def _normalize_all(seqs: list[str], alphabet: str) -> list[str]:
     gives the same result or names the sequence at fault.
     """
     try:
-        joined = "".join(seqs).encode("ascii").upper()
+        raw = "".join(seqs).encode("ascii")
+        joined = raw.upper()
     except UnicodeEncodeError:
         joined = None
     if joined is not None:
         if alphabet == "iupac-to-n":
             joined = joined.translate(_IUPAC_TO_N)
         if not joined.translate(None, b"ACGTN"):
+            if len(joined) == len(raw) and joined == raw:
+                return seqs  # already normalized (the usual case): no copies
             text = joined.decode("ascii")
             ends = list(itertools.accumulate(len(s) for s in seqs))
             return [text[a:b] for a, b in zip([0, *ends[:-1]], ends)]

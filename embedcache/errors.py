@@ -15,6 +15,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreVersionError",
+    "MissingRowsError",
 ]
 
 
@@ -54,3 +55,42 @@ class StoreLockedError(StoreError):
 
 class StoreVersionError(StoreError):
     """The store was written in an encoding version this release does not know."""
+
+
+class MissingRowsError(StoreError):
+    """Some requested sequences (or their layer, pooling or map) are not in the store.
+
+    Attributes
+    ----------
+    missing : int
+        How many of the requested sequences lack the array.
+    total : int
+        How many were requested.
+    first : int
+        0-based position of the first missing one in the request.
+    store, model, key, array : str
+        Where they were looked for.
+    build_args : str
+        The ``embedcache build`` options that add them (after ``--model`` and ``--cache``).
+    source : str
+        The input named in the suggested command (``INPUT`` unless known).
+    """
+
+    def __init__(self, *, missing: int, total: int, first: int, store: str, model: str, key: str,
+                 array: str, what: str, build_model: str, build_args: str, source: str = "INPUT"):
+        self.missing, self.total, self.first = missing, total, first
+        self.store, self.model, self.key, self.array, self.what = store, model, key, array, what
+        self.build_model, self.build_args, self.source = build_model, build_args, source
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return (f"{self.missing} of {self.total} sequences are not in the cache {self.store} for model "
+                f"{self.model} (key {self.key}) {self.what} (first: sequence #{self.first + 1}). "
+                f"Build them with: embedcache build {self.source} --model {self.build_model} "
+                f"--cache {self.store} {self.build_args}")
+
+    def for_source(self, source: str) -> "MissingRowsError":
+        """The same error, its build command naming ``source`` as the input."""
+        fields = {k: getattr(self, k) for k in ("missing", "total", "first", "store", "model", "key", "array",
+                                                "what", "build_model", "build_args")}
+        return MissingRowsError(**fields, source=source)

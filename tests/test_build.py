@@ -80,7 +80,7 @@ def test_matches_official_pooling_and_attention(tmp_path):
             np.testing.assert_allclose(cache.embeddings(seqs, layer=layer, pool=pool),
                                        golden[f"{pool}_embeddings_{layer}"], atol=1e-4, rtol=1e-4)
     group = cache.group()
-    index = group.index()
+    index = group.index([sequence_digest(s) for s in seqs])
     for (layer, number), (_, head) in zip(requested, attention):
         for i, seq in enumerate(seqs):
             want = golden[f"attention_map_layer_{layer}_number_{number}__s{i}"]

@@ -62,9 +62,12 @@ def test_attention_is_square_over_real_tokens(cache, seqs):
         np.testing.assert_allclose(A.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_models_lists_groups(cache):
+def test_models_lists_groups_and_info_counts_them(cache):
     (m,) = cache.models()
     assert m["rows"] == 24 and m["name"] == "checkpoint" and len(m["key"]) == 16
+    assert m["array_names"] == ["attention_1_2", "layer_1_cls", "layer_1_mean", "layer_2_cls", "layer_2_mean"]
+    assert "arrays" not in m and "disk_bytes" not in m  # listing reads no mask and sizes no file
+    (m,) = cache.info()
     assert m["arrays"] == {"attention_1_2": 24, "layer_1_cls": 24, "layer_1_mean": 24,
                            "layer_2_cls": 24, "layer_2_mean": 24}
     assert m["digest"] == embedcache.checkpoints.load_checkpoint(CKPT).digest

@@ -114,7 +114,8 @@ def test_sigkill_mid_build_leaves_whole_rows_and_resumes_to_the_same_content(tmp
 _HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from embedcache.store import Store
-    with Store(sys.argv[1]).writing():
+    from embedcache.store.lock import commit_lock
+    with commit_lock(Store(sys.argv[1]), 5):
         print("locked", flush=True)
         time.sleep(float(sys.argv[2]))
 """)
@@ -131,7 +132,7 @@ def test_second_writer_fails_clearly_or_waits(tmp_path, jax_compile_cache):
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(StoreLockedError) as err:
             cache.build(seqs[8:16], lock_timeout=0.2, **API)
-        assert "another process is writing" in str(err.value) and str(cache.path) in str(err.value)
+        assert "another writer has been committing" in str(err.value) and str(cache.path) in str(err.value)
         assert cache.group().n_rows == 8  # readers still read
         # The command line waits for the lock (10 s by default) and then does its work.
         t0 = time.monotonic()

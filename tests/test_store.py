@@ -8,13 +8,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
-from embedcache import store as store_mod
+from embedcache.store import layout
+from embedcache.store.lock import commit_lock
 from embedcache.errors import StoreError, StoreLockedError, StoreVersionError
 from embedcache.store import (
     ENCODING,
@@ -53,13 +55,13 @@ def _values(seq: str, name: str) -> np.ndarray:
 
 def _write(store: Store, seqs, names, spec=None, **writer_kw):
     spec = spec or _spec()
-    with store.writing() as w:
+    with store.writing(timeout=writer_kw.pop("timeout", 600.0)) as w:
         gw = w.group(spec, {"model_name": "synthetic", "architecture": {"embed_dim": D}})
         for k, v in writer_kw.items():
             setattr(gw, k, v)
         gw.ensure_arrays(names, feature_dim=D)
         snap = gw.snapshot()
-        index = snap.index()
+        index = snap.index([sequence_digest(s) for s in seqs])
         filled = {n: snap.filled(n) for n in names}
         for s in seqs:
             d = sequence_digest(s)
@@ -92,12 +94,16 @@ def test_layout_encoding_dimensions_and_sharding(tmp_path):
     assert g.attrs["model_name"] == "synthetic" and g.attrs["param_digest"] == "ab" * 32
     assert g.attrs["max_tokens"] == T and g.attrs["long"] == "error" and "zarr" in g.attrs["versions"] and g.attrs["created"]
     expected = {"digest", "sequence", "length", "n_tokens", "n_windows", CLS2, ATT, mask_name(CLS2), mask_name(ATT)}
-    assert set(store.group(key)._members()) == expected
+    assert set(store.group(key).members()) == expected
     for name in expected:
         arr = g[name]
         assert arr.attrs["encoding"] == ENCODING and arr.attrs["encoding_version"] == ENCODING_VERSION
         assert arr.metadata.dimension_names[0] == "row" and arr.shape[0] == 30
-        assert arr.metadata.codecs[0].to_dict()["name"] == "sharding_indexed", name
+        codecs = [c.to_dict()["name"] for c in arr.metadata.codecs]
+        if name == CLS2:  # pooled rows: plain uncompressed chunks with a checksum, read at memory speed
+            assert codecs == ["bytes", "crc32c"], codecs
+        else:
+            assert codecs == ["sharding_indexed"], (name, codecs)
     assert g[CLS2].metadata.dimension_names == ("row", "feature")
     assert g[ATT].metadata.dimension_names == ("row", "query", "key") and g[ATT].shape == (30, T, T)
     # Rows are packed: 30 rows of a row array live in one shard file, not one file each.
@@ -141,7 +147,7 @@ def test_rows_are_unique_and_read_in_any_order(tmp_path):
     key = _write(store, seqs + seqs[:5], [CLS2])  # duplicates within one write
     g = store.group(key)
     assert g.n_rows == 20
-    idx = g.index()
+    idx = g.index([sequence_digest(s) for s in seqs])
     rows = [idx[sequence_digest(s)] for s in [seqs[3], seqs[0], seqs[3]]]
     got = g.read(CLS2, rows)
     np.testing.assert_array_equal(got, np.stack([_values(s, CLS2) for s in [seqs[3], seqs[0], seqs[3]]]))
@@ -162,15 +168,15 @@ def test_new_array_fills_only_requested_rows_and_leaves_old_files(tmp_path):
     assert g.n_rows == 40
     assert g.fill_counts() == {CLS2: 40, MEAN2: 10}
     filled = g.filled(MEAN2)
-    idx = g.index()
+    idx = g.index([sequence_digest(s) for s in seqs])
     assert sorted(np.nonzero(filled)[0]) == sorted(idx[sequence_digest(s)] for s in seqs[:10])
     assert _tree_hash(store.path / key / CLS2) == before  # what was there is not rewritten
     np.testing.assert_array_equal(g.read(MEAN2, [idx[sequence_digest(seqs[4])]])[0], _values(seqs[4], MEAN2))
 
 
-def test_appending_does_not_rewrite_full_shards(tmp_path, monkeypatch):
-    # Small chunks so a few hundred rows span several shards.
-    monkeypatch.setattr(store_mod, "_CHUNK_BYTES", 8 * D * 4)  # 8-row chunks
+def test_appending_does_not_rewrite_full_chunks(tmp_path, monkeypatch):
+    # Small chunks so a few hundred rows span several.
+    monkeypatch.setattr(layout, "_POOLED_CHUNK_BYTES", 64 * D * 4)  # 64-row chunks
     store = Store(tmp_path / "c.zarr")
     seqs = _seqs(400, seed=1)
     key = _write(store, seqs[:130], [CLS2], block_rows=16)
@@ -180,7 +186,7 @@ def test_appending_does_not_rewrite_full_shards(tmp_path, monkeypatch):
     stat1 = shard0.stat()
     assert (stat0.st_ino, stat0.st_mtime_ns) == (stat1.st_ino, stat1.st_mtime_ns)
     arr = zarr.open_array(str(store.path / key / CLS2), mode="r")
-    shard = 8 * store_mod._CHUNKS_PER_SHARD
+    shard = 64
     assert arr.metadata.chunk_grid.chunk_shape == (shard, D) and 130 > shard
     assert len(list((store.path / key / CLS2 / "c").iterdir())) == -(-400 // shard)
     assert store.verify() == []
@@ -191,21 +197,22 @@ def test_uncommitted_rows_are_invisible_and_overwritten(tmp_path, monkeypatch):
     first, second = _seqs(10, seed=1), _seqs(10, seed=2)
     key = _write(store, first[:5], [CLS2, ATT])
 
-    # A write killed just before its commit: data, row arrays and masks on disk, n_rows not.
-    real_setitem = type(zarr.open_group(str(store.path / key)).attrs).__setitem__
+    # A write killed just before its commit: data, row arrays, masks and index run on
+    # disk, the commit (n_rows and index_runs) not.
+    real_update = zarr.Group.update_attributes
 
-    def crash(self, k, v):
-        if k == "n_rows":
+    def crash(self, new_attributes):
+        if "n_rows" in new_attributes:
             raise KeyboardInterrupt("killed")
-        real_setitem(self, k, v)
+        return real_update(self, new_attributes)
 
-    monkeypatch.setattr(type(zarr.open_group(str(store.path / key)).attrs), "__setitem__", crash)
+    monkeypatch.setattr(zarr.Group, "update_attributes", crash)
     with pytest.raises(KeyboardInterrupt):
         _write(store, first[5:], [CLS2, ATT])
     monkeypatch.undo()
     g = store.group(key)
     assert g.n_rows == 5 and zarr.open_array(str(store.path / key / CLS2)).shape[0] == 10
-    assert sequence_digest(first[7]) not in g.index()
+    assert g.index([sequence_digest(first[7])]) == {}
     assert store.verify() == []
 
     # The next writer asks only for another array: the stale True masks of rows 5.. must not
@@ -213,7 +220,7 @@ def test_uncommitted_rows_are_invisible_and_overwritten(tmp_path, monkeypatch):
     _write(store, second, [MEAN2])
     g = store.group(key)
     assert g.n_rows == 15
-    new_rows = [g.index()[sequence_digest(s)] for s in second]
+    new_rows = list(g.index([sequence_digest(s) for s in second]).values())
     assert not g.filled(CLS2)[new_rows].any() and not g.filled(ATT)[new_rows].any()
     assert g.filled(MEAN2)[new_rows].all()
     assert store.verify() == []
@@ -266,13 +273,14 @@ def test_unknown_versions_and_foreign_directories_are_refused(tmp_path):
 _HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from embedcache.store import Store
-    with Store(sys.argv[1]).writing():
+    from embedcache.store.lock import commit_lock
+    with commit_lock(Store(sys.argv[1]), 5):
         print("locked", flush=True)
         time.sleep(float(sys.argv[2]))
 """)
 
 
-def test_second_writer_waits_then_fails_and_readers_still_read(tmp_path):
+def test_a_commit_waits_for_the_lock_then_fails_and_readers_still_read(tmp_path):
     store = Store(tmp_path / "c.zarr")
     key = _write(store, _seqs(5), [CLS2])
     holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(store.path), "30"],
@@ -280,9 +288,8 @@ def test_second_writer_waits_then_fails_and_readers_still_read(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         t0 = time.monotonic()
-        with pytest.raises(StoreLockedError, match="another process is writing.*Wait for that build"):
-            with store.writing(timeout=0.5):
-                pass
+        with pytest.raises(StoreLockedError, match="another writer has been committing.*a rerun resumes"):
+            _write(store, _seqs(3, seed=7), [CLS2], timeout=0.5)
         assert time.monotonic() - t0 >= 0.4  # it waited before failing
         g = store.group(key)  # readers never take the lock
         assert g.n_rows == 5 and g.read(CLS2, [0]).shape == (1, D)
@@ -290,7 +297,7 @@ def test_second_writer_waits_then_fails_and_readers_still_read(tmp_path):
         holder.kill()
         holder.wait()
     # The operating system released the dead holder's lock: no stale lock.
-    with store.writing(timeout=5):
+    with commit_lock(store, 5):
         pass
 
 
@@ -392,13 +399,61 @@ def test_a_writer_killed_while_creating_arrays_is_repaired(tmp_path):
     # As if killed after creating a new data array but before its mask, and a new group
     # before its row arrays.
     g = zarr.open_group(str(store.path / key), mode="r+")
-    store_mod._create(g, MEAN2, "float32", (D,), ("row", "feature"), rows=4, kind="pooled")
+    layout.create_array(g, MEAN2, "float32", (D,), ("row", "feature"), rows=4, kind="pooled")
     spec = _spec(long="truncate")
     zarr.open_group(str(store.path), mode="r+").create_group(spec.key, attributes={
-        **store_mod._encoding_attrs(), **store_mod.asdict(spec), "n_rows": 0})
+        **layout.encoding_attrs(), **asdict(spec), "n_rows": 0})
     seqs = _seqs(6, seed=5)
     _write(store, seqs, [CLS2, MEAN2])
     _write(store, seqs, [CLS2], spec=spec)
     assert store.group(key).fill_counts() == {CLS2: 4 + 6 - len(set(seqs) & set(_seqs(4))), MEAN2: 6}
     assert store.group(spec.key).n_rows == 6
     assert store.verify() == []
+
+
+def test_rows_another_writer_committed_meanwhile_are_not_written_twice(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    seqs = _seqs(30, seed=11)
+    spec = _spec()
+    attrs = {"model_name": "synthetic", "architecture": {"embed_dim": D}}
+    first = store.writing().group(spec, attrs)
+    second = store.writing().group(spec, attrs)
+    for w in (first, second):
+        w.ensure_arrays([CLS2], feature_dim=D)
+    # Both planned on the empty group, so both hold every row; the first commits rows 0-19.
+    for s in seqs[:20]:
+        first.add_new_row(sequence_digest(s), s, 2, 1, {CLS2: _values(s, CLS2)})
+    for s in seqs[10:]:
+        second.add_new_row(sequence_digest(s), s, 2, 1, {CLS2: _values(s, CLS2)})
+    first.flush()
+    # The second writer also fills MEAN2 for a row the first committed without it.
+    second.ensure_arrays([MEAN2], feature_dim=D)
+    second.add_old_row(3, {MEAN2: _values(seqs[3], MEAN2)})
+    second.flush()
+    assert (first.rows_written, second.rows_written, second.rows_skipped) == (20, 10, 10)
+    g = store.group(spec.key)
+    assert g.n_rows == 30 and sorted(g.digests()) == sorted(sequence_digest(s) for s in seqs)
+    assert g.fill_counts() == {CLS2: 30, MEAN2: 1}
+    rows = g.rows_of([sequence_digest(s) for s in seqs])
+    np.testing.assert_array_equal(g.read(CLS2, rows), np.stack([_values(s, CLS2) for s in seqs]))
+    assert store.verify() == []
+
+
+def test_index_runs_merge_and_find_every_row(tmp_path):
+    from embedcache.store import index
+
+    store = Store(tmp_path / "c.zarr")
+    seqs = _seqs(700, seed=12)
+    key = _write(store, seqs, [CLS2], block_rows=37)
+    g = store.group(key)
+    assert sum(b - a for a, b in g.runs) == g.n_rows == len(set(seqs))
+    assert 1 < len(g.runs) <= 1 + int(np.log2(g.n_rows))  # merged like a binary counter
+    digests = g.digests().tolist()
+    np.testing.assert_array_equal(g.rows_of(digests[::-1]), np.arange(g.n_rows)[::-1])
+    assert (g.rows_of_keys(index.keys_of_sequences(["ACGTTTTTTTTTACG", seqs[5]])) == [-1, digests.index(
+        sequence_digest(seqs[5]))]).all()
+    np.testing.assert_array_equal(index.keys_of_sequences(seqs[:5]), index.keys_of_hex(
+        [sequence_digest(s) for s in seqs[:5]]))
+    # Only the runs the last commit refers to are kept.
+    kept = sorted(p.name for p in (store.path / key / "index").iterdir() if p.is_dir())
+    assert kept == sorted(index.run_name(a, b) for a, b in g.runs)

@@ -1,0 +1,147 @@
+"""The loaded checkpoint, its parameter digest, and the check of a tree against its architecture."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from embedcache.errors import CheckpointError
+from embedcache.families import nt, ntv3
+
+__all__ = ["Checkpoint", "parameter_digest", "expected_shapes", "check_architecture", "V3"]
+
+V3 = "v3"
+_DIGEST_TAG = b"embedcache-checkpoint-digest/1\n"
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """A loaded Nucleotide Transformer checkpoint (any family, any layout).
+
+    Attributes
+    ----------
+    name
+        The released name, the directory's name, or the name recorded in a converted copy.
+    source
+        The directory it was read from.
+    hyperparams
+        The architecture: for v1/v2 the official ``hyperparams.json`` with defaults filled in
+        (:func:`embedcache.families.nt.normalize_hyperparams`), for v3
+        :meth:`NTv3Config.to_dict`.
+    variant
+        ``"v1"``, ``"v2"`` (6-mer families) or ``"v3"`` (NTv3).
+    params
+        ``{module_path: {param_name: float32 ndarray}}``: for v1/v2 the on-disk names of the
+        official JAX checkpoints, for v3 the hub names without ``core.``.
+    digest
+        Hex SHA-256 of architecture and parameters (:func:`parameter_digest`): the
+        model's key in the cache, whatever layout the weights came in.
+    random_weights
+        True for random-weight stand-ins (see ``random_checkpoint``); their embeddings
+        carry no biology.
+    layout
+        The on-disk layout read: ``"jax"``, ``"converted"``, ``"transformers"``, ``"ntv3-hub"``
+        or ``"random"``. Not part of the model's identity.
+    """
+
+    name: str
+    source: str
+    hyperparams: dict
+    variant: str
+    params: dict = field(repr=False)
+    digest: str
+    random_weights: bool = False
+    layout: str = "jax"
+
+    @property
+    def config(self):
+        """The model configuration: :class:`embedcache.model.NTConfig` or :class:`NTv3Config`."""
+        if self.variant == V3:
+            return ntv3.NTv3Config.from_hub_config(self.hyperparams)
+        # Imported here: loading, converting and digesting must not need JAX.
+        from embedcache.model import NTConfig
+
+        return NTConfig.from_hyperparams(self.hyperparams, self.variant)
+
+    def tokenizer(self):
+        """The tokenizer of this checkpoint's vocabulary."""
+        if self.variant == V3:
+            return ntv3.NTv3Tokenizer(int(self.hyperparams["num_downsamples"]))
+        from embedcache.tokenizer import tokenizer_for
+
+        return tokenizer_for(self.variant, int(self.hyperparams["k_for_kmers"]))
+
+
+def _architecture(hyperparams: Mapping[str, Any], variant: str) -> dict:
+    if variant == V3:
+        return ntv3.NTv3Config.from_hub_config(hyperparams).to_dict()
+    hp = nt.normalize_hyperparams(hyperparams)
+    # Only what defines the computation: run options in a hyperparams.json (layers to
+    # save ...) must not make the same weights from another layout another model.
+    return {k: hp[k] for k in nt.architecture_keys() if k in hp}
+
+
+def parameter_digest(hyperparams: Mapping[str, Any], variant: str, params: Mapping[str, Mapping[str, np.ndarray]]) -> str:
+    """SHA-256 of a model's architecture and parameters: its key in the cache.
+
+    Parameters
+    ----------
+    hyperparams
+        Architecture; defaults are filled in first, so a file that spells out a default
+        and one that leaves it out give the same digest.
+    variant
+        ``"v1"``, ``"v2"`` or ``"v3"``.
+    params
+        ``{module_path: {param_name: ndarray}}`` with the canonical names.
+
+    Returns
+    -------
+    str
+        64 hex digits. Covers every parameter's name, dtype, shape and bytes, in sorted
+        name order, so it does not depend on how the tree was ordered or named on disk.
+    """
+    h = hashlib.sha256(_DIGEST_TAG)
+    architecture = {"hyperparams": _architecture(hyperparams, variant), "variant": variant}
+    h.update(json.dumps(architecture, sort_keys=True).encode() + b"\n")
+    for module in sorted(params):
+        for name in sorted(params[module]):
+            array = np.ascontiguousarray(params[module][name])
+            h.update(f"{module}:{name}|{array.dtype.str}|{array.shape}\n".encode())
+            h.update(array)
+    return h.hexdigest()
+
+
+def expected_shapes(hyperparams: Mapping[str, Any], variant: str) -> dict[tuple[str, str], tuple[int, ...]]:
+    """``{(module, param): shape}`` the architecture implies, for any family."""
+    if variant == V3:
+        return ntv3.parameter_shapes(ntv3.NTv3Config.from_hub_config(hyperparams))
+    return nt.parameter_shapes(hyperparams, variant)
+
+
+def check_architecture(params, hyperparams, variant: str, source, *, extra_ok: tuple[str, ...] = ()) -> None:
+    """Raise :class:`CheckpointError` listing every missing, unexpected or misshapen parameter.
+
+    ``extra_ok`` names module prefixes that may be present beyond what the forward reads
+    (NTv3's LM and functional-track heads).
+    """
+    expected = expected_shapes(hyperparams, variant)
+    found = {(m, n): tuple(a.shape) for m, leaves in params.items() for n, a in leaves.items()}
+    unexpected = [k for k in found.keys() - expected.keys() if not k[0].startswith(extra_ok or ("\0",))]
+    problems = [f"missing {m}:{n} {expected[(m, n)]}" for m, n in sorted(expected.keys() - found.keys())]
+    problems += [f"unexpected {m}:{n} {found[(m, n)]}" for m, n in sorted(unexpected)]
+    problems += [
+        f"wrong shape {m}:{n} is {found[(m, n)]}, expected {expected[(m, n)]}"
+        for m, n in sorted(expected.keys() & found.keys())
+        if expected[(m, n)] != found[(m, n)]
+    ]
+    if problems:
+        shown = problems[:30] + ([f"... and {len(problems) - 30} more"] if len(problems) > 30 else [])
+        raise CheckpointError(
+            f"{source} does not match its configuration ({hyperparams['num_layers']} layers, "
+            f"embed_dim {hyperparams['embed_dim']}, variant {variant}):\n  " + "\n  ".join(shown)
+            + "\nThe weights and the configuration file must come from the same model; fetch both again."
+        )

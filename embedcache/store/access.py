@@ -1,0 +1,117 @@
+"""Reaching a store's bytes, local or remote, only through Zarr's store API.
+
+A cache location is a local path or an fsspec URL (``s3://bucket/cache.zarr``,
+``gs://...``, ``memory://...``). Credentials and endpoints come from the usual
+environment variables of each filesystem (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``...)
+or from ``storage_options``. Everything else in the package lists, reads, sizes and
+deletes keys through the helpers here, so it never walks a file system itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Mapping
+
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import FsspecStore, LocalStore
+
+__all__ = ["open_store", "is_url", "list_dir", "get_bytes", "get_json", "delete_prefix", "size_of",
+           "create_exclusive"]
+
+
+def is_url(location) -> bool:
+    return isinstance(location, str) and "://" in location and not location.startswith("file://")
+
+
+def open_store(location, storage_options: Mapping | None = None):
+    """The Zarr store for a path or URL (writable; Zarr opens what is missing lazily)."""
+    if is_url(location):
+        opts = dict(storage_options or {})
+        # Listings must show what other writers committed since; fsspec would cache them.
+        opts.setdefault("use_listings_cache", False)
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if location.startswith("s3://") and endpoint and "endpoint_url" not in opts:
+            # s3fs reads credentials from the environment itself, the endpoint not always.
+            opts.setdefault("client_kwargs", {}).setdefault("endpoint_url", endpoint)
+        return FsspecStore.from_url(location, storage_options=opts, read_only=False)
+    text = str(location)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    return LocalStore(Path(text))
+
+
+def list_dir(store, prefix: str) -> list[str]:
+    """Names directly under ``prefix`` ('' for the root), sorted."""
+    async def collect():
+        return [name async for name in store.list_dir(prefix)]
+    try:
+        return sorted(sync(collect()))
+    except FileNotFoundError:  # an object store's prefix that holds nothing yet
+        return []
+
+
+def get_bytes(store, key: str) -> bytes | None:
+    buf = sync(store.get(key, prototype=default_buffer_prototype()))
+    return None if buf is None else buf.to_bytes()
+
+
+def get_json(store, key: str):
+    """A JSON document, ``None`` if absent; ``ValueError`` if unreadable."""
+    raw = get_bytes(store, key)
+    return None if raw is None else json.loads(raw)
+
+
+def exists(store, key: str) -> bool:
+    return bool(sync(store.exists(key)))
+
+
+def size_of(store, prefix: str) -> int:
+    """Bytes stored under ``prefix``."""
+    return int(sync(store.getsize_prefix(prefix)))
+
+
+def delete_prefix(store, prefix: str) -> None:
+    sync(store.delete_dir(prefix))
+
+
+def delete_key(store, key: str) -> None:
+    sync(store.delete(key))
+
+
+def create_exclusive(store, key: str, data: bytes) -> bool:
+    """Write ``key`` only if it does not exist, atomically; whether this call created it.
+
+    Zarr's ``set_if_not_exists`` is atomic on a local store. For fsspec stores it checks
+    then writes, so the filesystem's own exclusive write is used where it has one (S3's
+    ``If-None-Match: *`` in s3fs ``mode="create"``).
+    """
+    if isinstance(store, LocalStore):
+        path = Path(store.root) / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(path, "xb") as f:
+                f.write(data)
+            return True
+        except FileExistsError:
+            return False
+    fs, path = store.fs, f"{store.path}/{key}"
+    try:
+        sync(fs._pipe_file(path, data, mode="create")) if fs.async_impl else fs.pipe_file(path, data, mode="create")
+        return True
+    except (FileExistsError, OSError) as exc:
+        if isinstance(exc, FileExistsError) or "PreconditionFailed" in repr(exc) or "412" in repr(exc):
+            return False
+        raise
+    except TypeError:  # a filesystem without exclusive writes: best effort, documented
+        if fs.exists(path):
+            return False
+        fs.pipe_file(path, data)
+        return True
+
+
+def zarr_group(store, path: str = "", mode: str = "r") -> zarr.Group:
+    return zarr.open_group(store=store, path=path, mode=mode, zarr_format=3)

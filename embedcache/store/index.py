@@ -1,0 +1,132 @@
+"""The persisted digest index: sequence digests to row numbers at the cost of the task.
+
+Each row's key is the first 16 bytes of its sha256 as two big-endian uint64 words (the
+chance that two of a billion sequences share them is about 1e-21). The index is a list
+of *runs*: run ``[a, b)`` is an array ``index/run_a_b`` of shape ``(b - a, 3)`` holding
+the keys of rows ``a..b-1`` and their row numbers, sorted by key. A commit writes the run
+of its new rows, then merges runs the way a binary counter carries (while the run
+before is no larger than the new one), so there are at most log2(rows) runs and each
+row is rewritten O(log rows) times over the store's life. The list of runs is committed
+in the group's attributes together with ``n_rows``.
+
+A lookup searches each run with ``np.searchsorted``. Each run records the first key of
+every chunk (its *fences*), so only the chunks that can hold the task's keys are read:
+time and memory follow the task, bounded by the index's 24 bytes per stored row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import zarr
+from zarr.codecs import Crc32cCodec
+
+from embedcache.store.layout import INDEX_GROUP, encoding_attrs
+
+# Plain chunks of 16384 entries (384 KiB, one object each): Zarr's sharding codec would
+# slow the bulk reads of a dense task, and a sparse one reads a few chunks.
+INDEX_CHUNK = 16384
+
+
+def keys_of_sequences(sequences) -> np.ndarray:
+    """(n, 2) uint64 keys of normalized sequences."""
+    # One pass of C-level map calls: for a task of short sequences, hashing is a large
+    # part of a lookup's time.
+    raw = b"".join([h.digest() for h in map(hashlib.sha256, map(str.encode, sequences))])
+    return np.frombuffer(raw, dtype=">u8").reshape(-1, 4)[:, :2].astype(np.uint64)
+
+
+def keys_of_hex(digests) -> np.ndarray:
+    """(n, 2) uint64 keys of hex sha256 digests."""
+    raw = bytes.fromhex("".join(str(d)[:32] for d in digests))
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, 2)
+
+
+def run_name(a: int, b: int) -> str:
+    return f"run_{int(a)}_{int(b)}"
+
+
+def sorted_run(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    return np.column_stack([keys[order], rows[order].astype(np.uint64)])
+
+
+def write_run(group: zarr.Group, a: int, b: int, entries: np.ndarray) -> None:
+    """Write run ``[a, b)`` (already sorted) with its fences; the caller commits it."""
+    index = group.require_group(INDEX_GROUP)
+    fences = [int(x) for x in entries[::INDEX_CHUNK, 0]]
+    arr = index.create_array(run_name(a, b), shape=entries.shape, dtype="uint64",
+                             chunks=(INDEX_CHUNK, 3), compressors=(Crc32cCodec(),),
+                             fill_value=0, dimension_names=("entry", "field"),
+                             attributes=encoding_attrs(kind="index", rows=[a, b], fences=fences),
+                             overwrite=True)
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        arr[...] = entries
+
+
+def read_run(group: zarr.Group, a: int, b: int) -> np.ndarray:
+    return np.asarray(group[INDEX_GROUP][run_name(a, b)][...])
+
+
+def plan_merge(runs: list, new: list) -> tuple[list, list]:
+    """Runs after adding ``new``: ``(final runs, list of runs merged into the last one)``."""
+    runs = [list(r) for r in runs] + [list(new)]
+    merged = [list(new)]
+    while len(runs) >= 2 and runs[-2][1] - runs[-2][0] <= 2 * (runs[-1][1] - runs[-1][0]):
+        prev = runs.pop(-2)
+        merged.insert(0, prev)
+        runs[-1] = [prev[0], runs[-1][1]]
+    return runs, merged
+
+
+def lookup(group: zarr.Group, runs: list, keys: np.ndarray) -> np.ndarray:
+    """Row of each key (``-1`` where absent), searching every committed run."""
+    out = np.full(len(keys), -1, dtype=np.int64)
+    if not len(keys) or not runs:
+        return out
+    index = group[INDEX_GROUP]
+    for a, b in runs:
+        todo = np.flatnonzero(out < 0)
+        if not todo.size:
+            break
+        arr = index[run_name(a, b)]
+        entries = _entries_for(arr, keys[todo, 0])
+        out[todo] = _search(entries, keys[todo])
+    return out
+
+
+def _entries_for(arr: zarr.Array, hi: np.ndarray) -> np.ndarray:
+    """The chunks of a run that may hold keys whose first word is in ``hi``, concatenated."""
+    fences = np.asarray(arr.attrs["fences"], dtype=np.uint64)
+    n = arr.shape[0]
+    first = np.searchsorted(fences, hi, side="left") - 1
+    last = np.searchsorted(fences, hi, side="right") - 1
+    chunks = np.unique(np.concatenate([first, last]).clip(0))
+    if chunks.size * 2 >= fences.size:
+        return np.asarray(arr[...])
+    idx = np.concatenate([np.arange(c * INDEX_CHUNK, min((c + 1) * INDEX_CHUNK, n)) for c in chunks])
+    return np.asarray(arr.get_orthogonal_selection((idx, slice(None))))
+
+
+def _search(entries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    out = np.full(len(keys), -1, dtype=np.int64)
+    if not len(entries):
+        return out
+    pos = np.searchsorted(entries[:, 0], keys[:, 0], side="left")
+    inside = pos < len(entries)
+    p = pos[inside]
+    hit = np.zeros(len(keys), dtype=bool)
+    hit[inside] = (entries[p, 0] == keys[inside, 0]) & (entries[p, 1] == keys[inside, 1])
+    out[hit] = entries[pos[hit], 2].astype(np.int64)
+    # Keys sharing their first word with another (about never) are resolved one by one.
+    same_hi = inside.copy()
+    same_hi[inside] = entries[p, 0] == keys[inside, 0]
+    for i in np.flatnonzero(same_hi & ~hit):
+        j = int(pos[i])
+        while j < len(entries) and entries[j, 0] == keys[i, 0]:
+            if entries[j, 1] == keys[i, 1]:
+                out[i] = int(entries[j, 2])
+                break
+            j += 1
+    return out
