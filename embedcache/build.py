@@ -53,6 +53,7 @@ import pandas as pd
 from embedcache.alphabet import DEFAULT_ALPHABET, normalize
 from embedcache.errors import CheckpointError, InputError, SequenceTooLongError
 from embedcache.progress import Progress
+from embedcache.quality import IdConflicts
 from embedcache.request import POOLS, BuildRequest, Output
 from embedcache.store import ModelSpec, Store
 
@@ -221,8 +222,10 @@ def _scan(sources, tokenizer, spec: BuildRequest, model_max: int) -> _Scan:
     scan = _Scan()
     limit = spec.max_tokens
     for source in sources:
+        ids = IdConflicts(source.name)
         for df in source.chunks():
             seqs = df["sequence"].tolist()
+            ids.update(df["id"].to_numpy(), seqs)
             counts = tokenizer.count_tokens(seqs)
             over = np.flatnonzero(counts > limit)
             if over.size and spec.long == "error":
@@ -251,6 +254,7 @@ def _scan(sources, tokenizer, spec: BuildRequest, model_max: int) -> _Scan:
                         else:
                             scan.tiled += 1
             scan.records += len(seqs)
+        ids.warn(stacklevel=4)  # build() -> EmbeddingCache.build -> the caller
     return scan
 
 
