@@ -87,6 +87,19 @@ def _maps(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def _shard(text: Optional[str]):
+    """``--shard I/N`` as a typed value, refused while options are parsed (exit 2)."""
+    if text is None:
+        return None
+    from embedcache.errors import InputError
+    from embedcache.request import Shard
+
+    try:
+        return Shard.parse(text)
+    except InputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--shard") from None
+
+
 STORAGE_HELP = ("fsspec option of a URL cache as KEY=VALUE (repeatable; dotted keys nest, e.g. "
                 "client_kwargs.region_name=eu-west-1); credentials and endpoint also come from the usual "
                 "environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).")
@@ -137,6 +150,12 @@ def build(
         help="If a released model's weights are not available, use its architecture with seeded random "
         "weights (recorded as such; the embeddings carry no biology)."),
     storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP),
+    shard: Optional[str] = typer.Option(None, "--shard", callback=_shard, metavar="I/N",
+                       help="Compute only share I of N (0 <= I < N) of the unique sequences, chosen by "
+                       "digest: N jobs (e.g. a SLURM array) over the same inputs cover each sequence once."),
+    dask: Optional[str] = typer.Option(None, "--dask", metavar="ADDRESS|local[:N]",
+                                       help="Embed on a Dask cluster (scheduler address), or on N local "
+                                       "worker processes; this process writes the store."),
 ) -> None:
     """Embed the sequences the cache lacks; reuse everything it holds (several builds may share a cache)."""
     report = _cache(cache, storage_option).build(
@@ -144,14 +163,27 @@ def build(
         pools=[p.strip() for p in pool.split(",") if p.strip()], attention=_maps(attention),
         max_tokens=max_tokens, batch_size=batch_size, dtype=dtype, store_dtype=store_dtype,
         alphabet=alphabet, long=long, reference=reference, quiet=quiet, allow_random_weights=allow_random_weights,
+        shard=shard, dask=dask,
     )
     typer.echo(report.summary())
 
 
 @app.command()
 def info(path: str = typer.Argument(..., help="The cache (Zarr store): a path or URL."),
+         input: Optional[Path] = typer.Option(None, "--input", help="Say how many of this file's sequences are done, per array."),
+         reference: Optional[Path] = typer.Option(None, "--reference", help="Genome FASTA for a BED --input."),
          storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP)) -> None:
     """List the models of a cache: rows, arrays and how full each is, policies, size on disk."""
+    if input is not None:
+        progress = _cache(path, storage_option).progress(input, reference=reference)
+        if not progress:
+            typer.echo(f"{path}: no models yet; nothing of {input} is done")
+        for m in progress:
+            typer.echo(f"model {m['name']}  key {m['key']}: {input} has {m['unique']} unique sequences, "
+                       f"{m['rows']} in the cache")
+            for name, done in m["arrays"].items():
+                typer.echo(f"  {name:<20} {done:>10} / {m['unique']} done")
+        return
     models = _cache(path, storage_option).info()
     if not models:
         typer.echo(f"{path}: no models yet")

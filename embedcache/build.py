@@ -39,6 +39,7 @@ partly filled shards, so much shorter intervals cost I/O).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -78,6 +79,11 @@ class BuildReport:
         Unique sequences the model ran on (some or all of their arrays were missing).
     reused
         Unique sequences that already held every requested array: the model did not run.
+    others
+        Unique sequences left to the other shards (``shard=``): this job neither computed
+        nor checked them.
+    shard
+        ``"i/n"`` when the build took one share of the sequences, else ``None``.
     new_rows
         Rows appended to the store (sequences it did not hold at all).
     arrays
@@ -88,6 +94,8 @@ class BuildReport:
         Unique sequences shortened or cut into windows by the long-sequence policy.
     seconds
         Wall time of the build.
+    write_seconds
+        Of that, the time spent committing rows to the store (waiting for the commit lock included).
     """
 
     cache: str
@@ -98,12 +106,15 @@ class BuildReport:
     unique: int = 0
     computed: int = 0
     reused: int = 0
+    others: int = 0
+    shard: str | None = None
     new_rows: int = 0
     arrays: dict = field(default_factory=dict)
     tokens: int = 0
     truncated: int = 0
     tiled: int = 0
     seconds: float = 0.0
+    write_seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +126,9 @@ class BuildReport:
             f"{self.records} records, {self.unique} unique sequences: {self.computed} computed, "
             f"{self.reused} reused; {self.new_rows} new rows; {self.tokens} tokens in {self.seconds:.1f} s",
         ]
+        if self.shard:
+            lines.insert(1, f"shard {self.shard}: {self.computed} computed, {self.reused} reused, "
+                            f"{self.others} left to other shards")
         if self.random_weights:
             lines.insert(0, f"RANDOM WEIGHTS: {self.model_name} is the released architecture with seeded "
                             "random weights; these embeddings carry no biology.")
@@ -289,6 +303,8 @@ def build(
     chunk_size: int = 10_000,
     cache_dir=None,
     allow_random_weights: bool = False,
+    shard=None,
+    dask=None,
 ) -> BuildReport:
     """Compute what the store lacks for ``inputs`` and write it; see the module docs.
 
@@ -325,6 +341,15 @@ def build(
         seeded random weights instead of failing (see
         :func:`embedcache.checkpoints.load_checkpoint`). The model group, the report and
         ``embedcache info`` say so: such embeddings carry no biology.
+    shard
+        ``(i, n)`` (or ``"i/n"``): compute only share ``i`` of ``n`` of the unique sequences,
+        chosen by digest (:class:`embedcache.request.Shard`), so that ``n`` concurrent jobs
+        over the same inputs cover every sequence once with no merge step.
+    dask
+        A ``distributed.Client``, a scheduler address, or ``"local"``/``"local:N"`` (a local
+        cluster of N single-threaded worker processes): batches are embedded by the Dask
+        workers, and this process writes the results as they arrive
+        (:mod:`embedcache.distributed`).
 
     Returns
     -------
@@ -334,7 +359,11 @@ def build(
     # Option values are checked here, before a checkpoint or an input is read.
     request = BuildRequest(layers=None if layers is None else tuple(layers), pools=tuple(pools),
                            attention=tuple(attention), max_tokens=max_tokens, alphabet=alphabet, long=long,
-                           window_overlap=window_overlap, dtype=dtype, store_dtype=store_dtype)
+                           window_overlap=window_overlap, dtype=dtype, store_dtype=store_dtype, shard=shard)
+    if dask is not None:
+        from embedcache.distributed import check_spec
+
+        check_spec(dask)
     store = cache if isinstance(cache, Store) else Store(cache)
     checkpoint, request, spec = _model_and_request(store, model, request, cache_dir=cache_dir,
                                                    allow_random_weights=allow_random_weights)
@@ -342,19 +371,26 @@ def build(
     tokenizer = checkpoint.tokenizer()
     sources = _sources(inputs, alphabet=request.alphabet, reference=reference, chunk_size=chunk_size)
     scan = _scan(sources, tokenizer, request, checkpoint.config.max_tokens)
+    unique = len(scan.unique)
+    if request.shard is not None:
+        scan.unique = {d for d in scan.unique if request.shard.owns(d)}
     random_weights = bool(getattr(checkpoint, "random_weights", False))
     report = BuildReport(cache=str(store.path), model_key=spec.key, model_name=checkpoint.name,
-                         random_weights=random_weights, records=scan.records, unique=len(scan.unique),
+                         random_weights=random_weights, records=scan.records, unique=unique,
+                         others=unique - len(scan.unique), shard=request.shard and str(request.shard),
                          truncated=scan.truncated, tiled=scan.tiled)
     names = [o.name for o in outputs]
     missing, held = _plan(store, spec.key, scan.unique, names)
     report.arrays = {n: {"computed": 0, "reused": held[n]} for n in names}
     if missing:
-        runner = _compute(store, checkpoint, request, spec, sources, scan, lock_timeout=lock_timeout, quiet=quiet,
-                          engine_kw=dict(batch_size=batch_size, token_budget=token_budget))
+        engine_kw = dict(batch_size=batch_size, token_budget=token_budget)
+        with _executor(dask, cache_dir) as executor:
+            runner = _compute(store, checkpoint, request, spec, sources, scan, lock_timeout=lock_timeout, quiet=quiet,
+                              engine_kw={**engine_kw, **executor})
         report.computed, report.new_rows, report.tokens = runner.done, runner.writer.rows_written, runner.tokens
+        report.write_seconds = runner.writer.commit_seconds_total
         report.arrays = {o.name: {"computed": runner.computed[o], "reused": runner.held[o.name]} for o in outputs}
-    report.reused = report.unique - report.computed
+    report.reused = report.unique - report.others - report.computed
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -475,8 +511,25 @@ def _missing_in_chunk(df, missing: set, index: dict, filled: dict, outputs) -> d
     return groups
 
 
+@contextlib.contextmanager
+def _executor(dask, cache_dir):
+    """Extra engine arguments: a Dask client (and the checkpoint's cache for its workers), or none."""
+    if dask is None:
+        yield {}
+        return
+    from embedcache.distributed import connect
+
+    with connect(dask) as client:
+        yield {"client": client, "cache_dir": cache_dir}
+
+
 def _engine(checkpoint, needed: tuple, request: BuildRequest, engine_kw: dict):
-    """An Embedder computing exactly the outputs in ``needed``."""
+    """An Embedder computing exactly the outputs in ``needed``: here, or on Dask workers."""
+    if "client" in engine_kw:
+        from embedcache.distributed import DaskEmbedder
+
+        kw = dict(engine_kw)
+        return DaskEmbedder(kw.pop("client"), checkpoint, request, outputs=needed, **kw)
     from embedcache.engine import Embedder
 
     return Embedder(checkpoint, request, outputs=needed, **engine_kw)

@@ -110,6 +110,28 @@ class EmbeddingCache:
         """:meth:`models` plus, per group, rows filled per array and bytes stored (reads every mask)."""
         return [group.info() for group in self.store.groups()]
 
+    def progress(self, input_path, *, reference=None) -> list[dict]:
+        """How much of an input is done, per model group: its unique sequences, and how many
+        of them hold each array (``embedcache info --input``; e.g. while ``--shard`` jobs run).
+
+        Cheap: the input is read once per alphabet policy and looked up in the persisted
+        digest index; only the masks of the rows found are read.
+        """
+        from embedcache.readers import iter_records
+        from embedcache.store import sequence_digest
+
+        out, digests_by_alphabet = [], {}
+        for group in self.store.groups():
+            alphabet = group.attrs.get("alphabet")
+            if alphabet not in digests_by_alphabet:
+                digests_by_alphabet[alphabet] = sorted({sequence_digest(s) for df in iter_records(
+                    input_path, reference=reference, alphabet=alphabet) for s in df["sequence"]})
+            digests = digests_by_alphabet[alphabet]
+            rows = np.fromiter(group.index(digests).values(), dtype=np.int64)
+            out.append({"key": group.key, "name": group.model_name, "unique": len(digests), "rows": int(rows.size),
+                        "arrays": {n: int(group.filled(n, rows).sum()) for n in group.array_names()}})
+        return out
+
     def group(self, model=None, *, array: str | None = None) -> ModelGroup:
         """The model group ``model`` names (see the module docs); ``None`` if the store has one.
 

@@ -21,7 +21,7 @@ from embedcache.alphabet import ALPHABET_POLICIES, DEFAULT_ALPHABET
 from embedcache.errors import InputError
 from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attention_name, pooled_name
 
-__all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "check_choice"]
+__all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "Shard", "check_choice"]
 
 POOLS = ("cls", "mean")
 # The options with a fixed set of values, by their command-line names.
@@ -50,6 +50,42 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """Share ``index`` of ``count`` of the unique sequences (``--shard I/N``, 0-based).
+
+    A sequence belongs to the shard ``int(digest[:16], 16) % count``: by content, not by its
+    position in a file, so N jobs over the same inputs (in any order, split into any files)
+    cover every unique sequence exactly once, and need no merge step.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        index, count = _int("--shard", self.index), _int("--shard", self.count)
+        if count < 1 or not 0 <= index < count:
+            raise InputError(f"--shard {index}/{count} is out of range: pass --shard I/N with N >= 1 and "
+                             "0 <= I < N (e.g. --shard $SLURM_ARRAY_TASK_ID/64 for an array 0-63).")
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "count", count)
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"I/N"`` as a :class:`Shard`; anything else is an :class:`InputError` naming ``--shard``."""
+        index, sep, count = str(text).strip().partition("/")
+        if not sep:
+            raise InputError(f"--shard takes I/N (this job's share, 0 <= I < N), not {text!r}; e.g. --shard 0/4.")
+        return cls(index.strip(), count.strip())
+
+    def owns(self, digest: str) -> bool:
+        """Whether the sequence of this (hex sha256) digest is this shard's to compute."""
+        return int(digest[:16], 16) % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
 class BuildRequest:
     """What to compute and how; option values are checked on construction.
 
@@ -68,6 +104,9 @@ class BuildRequest:
         defaults to ``max_tokens // 8`` under ``long="tile"``.
     dtype, store_dtype
         Compute dtype (``float32``, ``bfloat16``) and stored dtype (``float32``, ``float16``).
+    shard
+        ``(i, n)``, ``"i/n"`` or a :class:`Shard`: compute only that share of the unique
+        sequences (the others are left to the other shards); ``None`` for all of them.
     """
 
     layers: tuple[int, ...] | None = None
@@ -79,8 +118,13 @@ class BuildRequest:
     window_overlap: int | None = None
     dtype: str = "float32"
     store_dtype: str = "float32"
+    shard: Shard | None = None
 
     def __post_init__(self) -> None:
+        shard = self.shard
+        if shard is not None and not isinstance(shard, Shard):
+            shard = Shard.parse(shard) if isinstance(shard, str) else _shard_pair(shard)
+        object.__setattr__(self, "shard", shard)
         pools = tuple(self.pools)
         for option, values in (("--pool", pools), ("--alphabet", [self.alphabet]), ("--long", [self.long]),
                                ("--dtype", [self.dtype]), ("--store-dtype", [self.store_dtype])):
@@ -138,6 +182,14 @@ class BuildRequest:
     def spec_fields(self) -> dict:
         """The policies that are part of the model key (:class:`embedcache.store.ModelSpec`)."""
         return {k: getattr(self, k) for k in ("max_tokens", "alphabet", "long", "window_overlap", "dtype", "store_dtype")}
+
+
+def _shard_pair(value) -> Shard:
+    try:
+        index, count = value
+    except (TypeError, ValueError):
+        raise InputError(f"shard takes (i, n) or 'i/n' (--shard I/N), not {value!r}") from None
+    return Shard(index, count)
 
 
 def _int(option: str, value) -> int:

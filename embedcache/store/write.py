@@ -144,6 +144,7 @@ class GroupWriter:
         self._pending = _Pending()
         self._last_flush = time.monotonic()
         self._flush_seconds = 0.0
+        self.commit_seconds_total = 0.0  # time spent committing (lock wait included), for reports
         self._arrays: dict[str, int] = {}
         self.rows_written = 0
         self.rows_skipped = 0
@@ -217,6 +218,7 @@ class GroupWriter:
                 self._commit(p)
         self._last_flush = time.monotonic()
         self._flush_seconds = self._last_flush - t0
+        self.commit_seconds_total += self._flush_seconds
 
     # ----------------------------------------------------------------------------------
     # Under the commit lock
