@@ -1,0 +1,128 @@
+"""Reading sharded arrays so that damage is named and a concurrent commit cannot tear a read.
+
+Zarr reads part of a shard in two requests, its index and then the inner chunks at the
+index's offsets. A commit replaces the shard file (atomically) between the two, and the
+second request reads the new file at the old offsets: a checksum mismatch on committed,
+intact rows. Zarr also reads a missing shard or inner chunk as fill values, so damage
+would read as zeros, or "not filled", or empty sequences.
+
+Here each shard is fetched whole, in one request (one consistent version of the file),
+its index and the CRC32C of every inner chunk needed are checked, and only then is it
+decoded, by Zarr, from memory. A missing or corrupted chunk holding rows the caller
+needs raises :class:`~embedcache.errors.DamagedChunkError` naming the array and rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+import google_crc32c
+import numpy as np
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from embedcache.errors import DamagedChunkError
+
+_EMPTY = np.uint64(2**64 - 1)  # the shard index's offset and length of an absent inner chunk
+
+
+def is_sharded(arr: zarr.Array) -> bool:
+    return type(arr.metadata.codecs[0]).__name__ == "ShardingCodec"
+
+
+def _crc_ok(raw: np.ndarray) -> bool:
+    return raw.size >= 4 and int(google_crc32c.value(raw[:-4])) == int(raw[-4:].view("<u4")[0])
+
+
+def chunk_key(arr: zarr.Array, index: int) -> str:
+    """Store key of the shard (or plain chunk) ``index`` along the row axis."""
+    return f"{arr.store_path.path}/{arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))}"
+
+
+def fetch(arr: zarr.Array, indices) -> list:
+    """Whole bytes of the shards ``indices`` (``None`` where absent), fetched concurrently."""
+    store, proto = arr.store_path.store, default_buffer_prototype()
+
+    async def get_all():
+        return await asyncio.gather(*(store.get(chunk_key(arr, s), prototype=proto) for s in indices))
+
+    return [None if b is None else b.as_numpy_array() for b in sync(get_all())]
+
+
+def inner_status(arr: zarr.Array, raw: np.ndarray | None) -> np.ndarray:
+    """State of each inner chunk of one shard: 0 sound, 1 absent, 2 corrupted.
+
+    An absent shard reads all absent; a shard whose index fails its checksum all corrupted.
+    """
+    codec = arr.metadata.codecs[0]
+    n_inner = arr.metadata.chunk_grid.chunk_shape[0] // codec.chunk_shape[0]
+    if raw is None:
+        return np.ones(n_inner, dtype=np.int8)
+    index_bytes = n_inner * 16 + 4
+    if raw.size < index_bytes or not _crc_ok(raw[-index_bytes:]):
+        return np.full(n_inner, 2, dtype=np.int8)
+    index = raw[-index_bytes:-4].view("<u8").reshape(n_inner, 2)
+    status = np.zeros(n_inner, dtype=np.int8)
+    for i, (offset, length) in enumerate(index):
+        if offset == _EMPTY:
+            status[i] = 1
+        elif offset + length > raw.size - index_bytes or not _crc_ok(raw[int(offset):int(offset + length)]):
+            status[i] = 2
+    return status
+
+
+def damaged_error(store, key: str, name: str, lo: int, hi: int, what: str, chunk: str) -> DamagedChunkError:
+    return DamagedChunkError(store=str(store), array=f"{key}/{name}", rows=(lo, hi - 1), what=what, chunk=chunk)
+
+
+def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
+              needed: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``arr[rows]`` (rows sorted, unique) of a sharded array, checked as the module says.
+
+    ``needed(rows)`` tells which of ``rows`` must hold stored values: an absent chunk whose
+    rows are all not needed reads as fill values (an array added after those rows were
+    committed, for instance); any other damage raises :class:`DamagedChunkError`.
+    """
+    step = int(arr.metadata.chunk_grid.chunk_shape[0])
+    inner = int(arr.metadata.codecs[0].chunk_shape[0])
+    shards = np.unique(rows // step).tolist()
+    out = np.empty((rows.size, *arr.shape[1:]), dtype=arr.dtype)
+    if rows.size == 0:
+        return out
+    mem = {}
+    plan = []  # (shard, inner chunks to decode as runs)
+    for s, raw in zip(shards, fetch(arr, shards)):
+        status = inner_status(arr, raw)
+        in_shard = rows[(rows >= s * step) & (rows < (s + 1) * step)]
+        touched = np.unique((in_shard - s * step) // inner)
+        for i in touched.tolist():
+            if status[i] == 0:
+                continue
+            lo = s * step + i * inner
+            hi = min(lo + inner, arr.shape[0])
+            mine = in_shard[(in_shard >= lo) & (in_shard < hi)]
+            if status[i] == 2 or np.asarray(needed(mine)).any():
+                what = "missing" if status[i] == 1 else "corrupted (checksum mismatch)"
+                raise damaged_error(store, key, name, lo, hi, what, chunk_key(arr, s))
+        if raw is not None:
+            mem[chunk_key(arr, s)[len(arr.store_path.path) + 1:]] = raw
+        plan.append((s, touched))
+    # Decoding by Zarr from the fetched bytes: the same codecs, no second request.
+    buffers = {k: default_buffer_prototype().buffer.from_bytes(v.tobytes()) for k, v in mem.items()}
+    buffers.update(arr.metadata.to_buffer_dict(default_buffer_prototype()))
+    snapshot = zarr.open_array(store=zarr.storage.MemoryStore(buffers), mode="r")
+    for s, touched in plan:
+        # Contiguous runs of touched inner chunks, one decode each.
+        breaks = np.flatnonzero(np.diff(touched) != 1) + 1
+        for run in np.split(touched, breaks):
+            lo = s * step + int(run[0]) * inner
+            hi = min(s * step + (int(run[-1]) + 1) * inner, arr.shape[0])
+            sel = (rows >= lo) & (rows < hi)
+            block = snapshot[lo:hi]
+            out[sel] = block[rows[sel] - lo]
+    return out
+
+
+__all__ = ["is_sharded", "read_rows", "inner_status", "fetch", "chunk_key", "damaged_error"]
