@@ -73,6 +73,49 @@ def inner_status(arr: zarr.Array, raw: np.ndarray | None) -> np.ndarray:
     return status
 
 
+def snapshot(arr: zarr.Array, raws: dict) -> zarr.Array:
+    """A read-only copy of ``arr`` in memory holding the fetched chunks ``{index: bytes}``:
+    Zarr decodes them with the array's own codecs, with no second request to the store."""
+    proto = default_buffer_prototype()
+    prefix = len(arr.store_path.path) + 1
+    buffers = {chunk_key(arr, s)[prefix:]: proto.buffer.from_bytes(raw.tobytes()) for s, raw in raws.items()}
+    buffers.update(arr.metadata.to_buffer_dict(proto))
+    return zarr.open_array(store=zarr.storage.MemoryStore(buffers), mode="r")
+
+
+def units(arr: zarr.Array, n_rows: int):
+    """Every chunk (inner chunk, in a shard) of the first ``n_rows`` rows, with its state.
+
+    Yields ``(lo, hi, values, state)``: ``state`` is ``"ok"`` (``values`` decoded),
+    ``"missing"`` or ``"corrupted"`` (``values`` is ``None``). Each shard is fetched once.
+    """
+    step = int(arr.metadata.chunk_grid.chunk_shape[0])
+    for s in range(-(-n_rows // step)):
+        yield from shard_units(arr, s, min((s + 1) * step, n_rows))
+
+
+def shard_units(arr: zarr.Array, s: int, hi_rows: int):
+    """:func:`units` of shard (or plain chunk) ``s``, up to row ``hi_rows``."""
+    step = int(arr.metadata.chunk_grid.chunk_shape[0])
+    sharded = is_sharded(arr)
+    inner = int(arr.metadata.codecs[0].chunk_shape[0]) if sharded else step
+    (raw,) = fetch(arr, [s])
+    status = inner_status(arr, raw) if sharded else np.array([1 if raw is None else 0], dtype=np.int8)
+    snap = None
+    for i, lo in enumerate(range(s * step, hi_rows, inner)):
+        hi = min(lo + inner, hi_rows)
+        if status[i] == 0:
+            snap = snap or snapshot(arr, {s: raw})
+            try:
+                values = snap[lo:hi]
+            except Exception:  # noqa: BLE001 - a plain chunk failing to decode is damage
+                status[i] = 2
+            else:
+                yield lo, hi, values, "ok"
+                continue
+        yield lo, hi, None, ("missing" if status[i] == 1 else "corrupted")
+
+
 def damaged_error(store, key: str, name: str, lo: int, hi: int, what: str, chunk: str) -> DamagedChunkError:
     return DamagedChunkError(store=str(store), array=f"{key}/{name}", rows=(lo, hi - 1), what=what, chunk=chunk)
 
@@ -107,12 +150,9 @@ def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
                 what = "missing" if status[i] == 1 else "corrupted (checksum mismatch)"
                 raise damaged_error(store, key, name, lo, hi, what, chunk_key(arr, s))
         if raw is not None:
-            mem[chunk_key(arr, s)[len(arr.store_path.path) + 1:]] = raw
+            mem[s] = raw
         plan.append((s, touched))
-    # Decoding by Zarr from the fetched bytes: the same codecs, no second request.
-    buffers = {k: default_buffer_prototype().buffer.from_bytes(v.tobytes()) for k, v in mem.items()}
-    buffers.update(arr.metadata.to_buffer_dict(default_buffer_prototype()))
-    snapshot = zarr.open_array(store=zarr.storage.MemoryStore(buffers), mode="r")
+    snap = snapshot(arr, mem)
     for s, touched in plan:
         # Contiguous runs of touched inner chunks, one decode each.
         breaks = np.flatnonzero(np.diff(touched) != 1) + 1
@@ -120,9 +160,9 @@ def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
             lo = s * step + int(run[0]) * inner
             hi = min(s * step + (int(run[-1]) + 1) * inner, arr.shape[0])
             sel = (rows >= lo) & (rows < hi)
-            block = snapshot[lo:hi]
+            block = snap[lo:hi]
             out[sel] = block[rows[sel] - lo]
     return out
 
 
-__all__ = ["is_sharded", "read_rows", "inner_status", "fetch", "chunk_key", "damaged_error"]
+__all__ = ["is_sharded", "read_rows", "snapshot", "units", "shard_units", "inner_status", "fetch", "chunk_key", "damaged_error"]

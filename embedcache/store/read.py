@@ -17,7 +17,8 @@ import numpy as np
 import zarr
 
 from embedcache.errors import StoreError
-from embedcache.store import access, chunks, index
+from embedcache.store import access, index
+from embedcache.store import chunks as checked_chunks
 from embedcache.store.layout import (
     ROW_ARRAYS,
     ModelSpec,
@@ -275,7 +276,10 @@ class ModelGroup:
         mask = self.array(mask_name(name))
         if rows is None:
             return np.asarray(mask[: self.n_rows], dtype=bool)
-        return np.asarray(self._values(mask_name(name), mask, np.asarray(rows, dtype=np.int64)), dtype=bool)
+        # Zarr never writes a mask chunk of all "not filled": an absent one reads so (the
+        # safe direction: the rows are reported missing and the next build recomputes them).
+        return np.asarray(self._values(mask_name(name), mask, np.asarray(rows, dtype=np.int64),
+                                       needed=lambda r: np.zeros(len(r), dtype=bool)), dtype=bool)
 
     def read(self, name: str, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """Values of data array ``name`` at ``rows`` (any order, repeats allowed), as float32."""
@@ -290,13 +294,13 @@ class ModelGroup:
     def _values(self, name: str, arr: zarr.Array, rows: np.ndarray, needed=None) -> np.ndarray:
         """``arr[rows]``, never fill values where a chunk is lost: :class:`DamagedChunkError`.
 
-        Every committed row of a row array or fill mask is needed; of a data array, those
-        ``needed(rows)`` says are filled (a chunk of rows never filled may not exist).
+        Every committed row is needed unless ``needed(rows)`` says otherwise (a chunk of
+        rows never filled may not exist).
         """
-        if not chunks.is_sharded(arr):
+        if not checked_chunks.is_sharded(arr):
             return _gather(arr, rows, where=(self.store.path, self.key, name))
         unique, inverse = np.unique(rows, return_inverse=True)
-        values = chunks.read_rows(arr, unique, store=self.store.path, key=self.key, name=name,
+        values = checked_chunks.read_rows(arr, unique, store=self.store.path, key=self.key, name=name,
                                   needed=needed or (lambda r: np.ones(len(r), dtype=bool)))
         return values[inverse.reshape(-1)]
 
@@ -392,7 +396,7 @@ def _gather_plain(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
             what = "missing" if raw is None else "corrupted (checksum mismatch)"
             lo, hi = c * step, min((c + 1) * step, arr.shape[0]) - 1
             store, group_key, name = where or ("the cache", *arr.store_path.path.rsplit("/", 1))
-            raise chunks.damaged_error(store, group_key, name, lo, hi + 1, what, key)
+            raise checked_chunks.damaged_error(store, group_key, name, lo, hi + 1, what, key)
         block = raw[:-4].view(arr.dtype).reshape(-1, *row_shape)
         out[positions] = block[rows[positions] - c * step]
     return out
