@@ -148,6 +148,8 @@ def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
             mine = in_shard[(in_shard >= lo) & (in_shard < hi)]
             if status[i] == 2 or np.asarray(needed(mine)).any():
                 what = "missing" if status[i] == 1 else "corrupted (checksum mismatch)"
+                if raw is None:  # the whole shard file is lost: name all its rows
+                    lo, hi = s * step, min((s + 1) * step, arr.shape[0])
                 raise damaged_error(store, key, name, lo, hi, what, chunk_key(arr, s))
         if raw is not None:
             mem[s] = raw
