@@ -76,11 +76,14 @@ def inner_status(arr: zarr.Array, raw: np.ndarray | None) -> np.ndarray:
 def snapshot(arr: zarr.Array, raws: dict) -> zarr.Array:
     """A read-only copy of ``arr`` in memory holding the fetched chunks ``{index: bytes}``:
     Zarr decodes them with the array's own codecs, with no second request to the store."""
+    from zarr.core.array import AsyncArray
+    from zarr.storage import MemoryStore, StorePath
+
     proto = default_buffer_prototype()
     prefix = len(arr.store_path.path) + 1
     buffers = {chunk_key(arr, s)[prefix:]: proto.buffer.from_bytes(raw.tobytes()) for s, raw in raws.items()}
-    buffers.update(arr.metadata.to_buffer_dict(proto))
-    return zarr.open_array(store=zarr.storage.MemoryStore(buffers), mode="r")
+    # The array's own metadata object: no JSON round trip per read.
+    return zarr.Array(AsyncArray(metadata=arr.metadata, store_path=StorePath(MemoryStore(buffers, read_only=True))))
 
 
 def units(arr: zarr.Array, n_rows: int):
