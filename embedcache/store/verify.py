@@ -100,9 +100,9 @@ class _Checker:
             if state == "ok" or (state == "missing" and not expect_file(lo, hi)):
                 yield lo, hi, block, None, ""
             elif state == "missing":
-                yield lo, hi, None, f"chunk {chunk} is missing", state
+                yield lo, hi, None, f"chunk file {chunk} is missing", state
             else:
-                yield lo, hi, None, f"chunk {chunk} is unreadable (truncated or corrupted)", state
+                yield lo, hi, None, f"chunk file {chunk} is unreadable (truncated or corrupted)", state
 
     def load(self, name, expect_file=lambda lo, hi: True):
         """The committed rows of ``name``; unreadable shards are reported and read as fill."""
