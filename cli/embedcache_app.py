@@ -215,9 +215,29 @@ def export(
 
 @app.command()
 def verify(path: str = typer.Argument(..., help="The cache (Zarr store): a path or URL."),
+           repair: bool = typer.Option(False, "--repair", help="Mark the rows of damaged chunks not filled (and "
+                                       "rewrite those chunks without them), so the next build recomputes them."),
            storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP)) -> None:
-    """Check every chunk, digest, index entry and value of a cache; exit 1 if anything is wrong."""
+    """Check every chunk, digest, index entry and value of a cache; exit 1 if anything is wrong.
+
+    With --repair, damage to stored values is repaired: rerun the same `embedcache build`
+    afterwards to recompute exactly the rows that were lost."""
     cache = _cache(path, storage_option)
+    if repair:
+        report = cache.repair()
+        for array, n in report.unfilled.items():
+            typer.echo(f"repaired: {n} row(s) of {array} marked for recomputation")
+        for p in report.unrepaired:
+            typer.echo(f"problem (not repairable in place): {p}", err=True)
+        if report.unrepaired:
+            typer.echo(f"{path}: {len(report.unrepaired)} problem(s) cannot be repaired in place; build the "
+                       "inputs into a new cache", err=True)
+            raise typer.Exit(1)
+        if report.unfilled:
+            typer.echo(f"{path}: repaired. Rerun the same `embedcache build` to recompute those rows.")
+        else:
+            typer.echo(f"{path}: nothing to repair")
+        return
     problems = cache.verify()
     for p in problems:
         typer.echo(f"problem: {p}", err=True)

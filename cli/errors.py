@@ -81,10 +81,18 @@ def run_app(app: typer.Typer) -> None:
     except EmbedcacheError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
-    except (Interrupted, KeyboardInterrupt):
-        typer.secho("interrupted: rows committed so far are kept (whole rows only); "
+    except (Interrupted, KeyboardInterrupt) as exc:
+        typer.secho(f"interrupted: {_committed(exc)}rows committed so far are kept (whole rows only); "
                     "rerun the same command to resume.", fg=typer.colors.YELLOW, err=True)
         sys.exit(EXIT_INTERRUPTED)
     except OSError as exc:
         typer.secho(f"error: {environment_message(exc)}", fg=typer.colors.RED, err=True)
+        if getattr(exc, "rows_committed", None) is not None:
+            typer.secho(f"{_committed(exc)}they are kept.", err=True)
         sys.exit(EXIT_ENVIRONMENT)
+
+
+def _committed(exc: BaseException) -> str:
+    """How many new rows a build committed before it stopped, where it knows (``build`` sets it)."""
+    n = getattr(exc, "rows_committed", None)
+    return "" if n is None else f"this build committed {n} new row(s) to the cache; "

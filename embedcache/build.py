@@ -430,6 +430,9 @@ def _compute(store: Store, checkpoint, request: BuildRequest, spec: ModelSpec, s
                         runner.add(needed, entries, tokenizer.encode_batch([s for _, s, _ in entries]))
             runner.finish()
             writer.flush()
+        except BaseException as exc:  # Ctrl-C, disk full...: the command line says what was kept
+            exc.rows_committed = writer.rows_written
+            raise
         finally:
             runner.progress.close()
     return runner

@@ -266,6 +266,13 @@ class EmbeddingCache:
         """Integrity problems of the store (empty when sound); see :meth:`ModelGroup.verify`."""
         return self.store.verify()
 
+    def repair(self, *, lock_timeout: float = 600.0):
+        """Mark the rows of damaged chunks not filled, so the next build recomputes exactly
+        them; see :func:`embedcache.store.repair.repair_store`. Returns a ``RepairReport``."""
+        from embedcache.store.repair import repair_store
+
+        return repair_store(self.store, timeout=lock_timeout)
+
     # ----------------------------------------------------------------------------------
     # Export
     # ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ __all__ = [
     "StoreLockedError",
     "StoreVersionError",
     "MissingRowsError",
+    "DamagedChunkError",
 ]
 
 
@@ -94,3 +95,29 @@ class MissingRowsError(StoreError):
         fields = {k: getattr(self, k) for k in ("missing", "total", "first", "store", "model", "key", "array",
                                                 "what", "build_model", "build_args")}
         return MissingRowsError(**fields, source=source)
+
+
+class DamagedChunkError(StoreError):
+    """Stored rows cannot be read back: their chunk is missing or fails its checksum.
+
+    Raised instead of handing back fill values as data. The way out is
+    ``embedcache verify PATH --repair`` (marks the rows unfilled, removes unreadable
+    chunks), then rerunning the build, which recomputes only those rows.
+
+    Attributes
+    ----------
+    store, array, chunk, what : str
+        The cache, the array (``key/name``), the chunk's store key and what is wrong.
+    rows : tuple of int
+        First and last row (inclusive) of the damaged chunk.
+    """
+
+    def __init__(self, *, store: str, array: str, rows: tuple, what: str, chunk: str = ""):
+        self.store, self.array, self.rows, self.what, self.chunk = store, array, tuple(rows), what, chunk
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return (f"rows {self.rows[0]}-{self.rows[1]} of array {self.array} in the cache {self.store} cannot be "
+                f"read: chunk {self.chunk} is {self.what}. The store is damaged; nothing was read as data. "
+                f"Mark the damaged rows for recomputation with `embedcache verify {self.store} --repair`, "
+                f"then rerun the same `embedcache build` to recompute only them.")

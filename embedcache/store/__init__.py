@@ -3,7 +3,8 @@
 One module per idea: :mod:`.layout` (names, the model spec and key, encoding, array
 layout), :mod:`.access` (bytes through Zarr's store API), :mod:`.index` (the persisted
 digest index), :mod:`.read` (stores and model group snapshots), :mod:`.lock` and
-:mod:`.write` (many writers, one commit at a time), :mod:`.verify` and :mod:`.upgrade`.
+:mod:`.write` (many writers, one commit at a time), :mod:`.chunks` (checked shard
+reads: damage named, never fill values), :mod:`.verify`, :mod:`.repair` and :mod:`.upgrade`.
 """
 
 from embedcache.store.layout import (

@@ -18,6 +18,7 @@ import zarr
 
 from embedcache.errors import StoreError
 from embedcache.store import access, index
+from embedcache.store import chunks as checked_chunks
 from embedcache.store.layout import (
     ROW_ARRAYS,
     ModelSpec,
@@ -232,7 +233,7 @@ class ModelGroup:
         """A per-row array (``digest``, ``sequence``, ``length``, ``n_tokens``, ``n_windows``)."""
         if self.n_rows == 0:
             return np.zeros(0, dtype=object if ROW_ARRAYS[name] is str else ROW_ARRAYS[name])
-        return self.array(name)[: self.n_rows]
+        return self._values(name, self.array(name), np.arange(self.n_rows))
 
     def digests(self) -> np.ndarray:
         """Hex digests of the committed rows, in row order."""
@@ -275,7 +276,10 @@ class ModelGroup:
         mask = self.array(mask_name(name))
         if rows is None:
             return np.asarray(mask[: self.n_rows], dtype=bool)
-        return np.asarray(_gather(mask, np.asarray(rows, dtype=np.int64)), dtype=bool)
+        # Zarr never writes a mask chunk of all "not filled": an absent one reads so (the
+        # safe direction: the rows are reported missing and the next build recomputes them).
+        return np.asarray(self._values(mask_name(name), mask, np.asarray(rows, dtype=np.int64),
+                                       needed=lambda r: np.zeros(len(r), dtype=bool)), dtype=bool)
 
     def read(self, name: str, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """Values of data array ``name`` at ``rows`` (any order, repeats allowed), as float32."""
@@ -285,7 +289,20 @@ class ModelGroup:
             return np.zeros((0, *arr.shape[1:]), dtype=np.float32)
         if rows.min() < 0 or rows.max() >= self.n_rows:
             raise IndexError(f"rows outside the {self.n_rows} committed rows of {self.key}")
-        return np.asarray(_gather(arr, rows), dtype=np.float32)
+        return np.asarray(self._values(name, arr, rows, needed=lambda r: self.filled(name, r)), dtype=np.float32)
+
+    def _values(self, name: str, arr: zarr.Array, rows: np.ndarray, needed=None) -> np.ndarray:
+        """``arr[rows]``, never fill values where a chunk is lost: :class:`DamagedChunkError`.
+
+        Every committed row is needed unless ``needed(rows)`` says otherwise (a chunk of
+        rows never filled may not exist).
+        """
+        if not checked_chunks.is_sharded(arr):
+            return _gather(arr, rows, where=(self.store.path, self.key, name))
+        unique, inverse = np.unique(rows, return_inverse=True)
+        values = checked_chunks.read_rows(arr, unique, store=self.store.path, key=self.key, name=name,
+                                  needed=needed or (lambda r: np.ones(len(r), dtype=bool)))
+        return values[inverse.reshape(-1)]
 
     def fill_counts(self) -> dict[str, int]:
         """Rows filled per data array."""
@@ -317,7 +334,7 @@ class ModelGroup:
         return verify_group(self, max_problems_per_array=max_problems_per_array)
 
 
-def _gather(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
+def _gather(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
     """``arr[rows]`` for rows in any order, reading each needed chunk once.
 
     The layout this version writes for pooled rows (plain chunks, ``bytes`` + ``crc32c``)
@@ -327,7 +344,7 @@ def _gather(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
     gathers in memory; a sparse one reads only the chunks it touches.
     """
     if _is_plain(arr):
-        return _gather_plain(arr, rows)
+        return _gather_plain(arr, rows, where)
     lo, hi = int(rows.min()), int(rows.max()) + 1
     if rows.size == hi - lo and (np.diff(rows) == 1).all():
         return arr[lo:hi]
@@ -344,7 +361,7 @@ def _is_plain(arr: zarr.Array) -> bool:
             and codecs[0].get("configuration", {}).get("endian", "little") == "little")
 
 
-def _gather_plain(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
+def _gather_plain(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
     """Rows of a plain checksummed array, fetched through the store API and copied once.
 
     Zarr's decode copies every chunk twice more than needed, which triples the time of a
@@ -378,8 +395,8 @@ def _gather_plain(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
         if raw is None or int(google_crc32c.value(raw[:-4])) != int(raw[-4:].view("<u4")[0]):
             what = "missing" if raw is None else "corrupted (checksum mismatch)"
             lo, hi = c * step, min((c + 1) * step, arr.shape[0]) - 1
-            raise StoreError(f"chunk {key} (rows {lo}-{hi}) is {what}; the store is damaged. "
-                             f"Run `embedcache verify` on the cache to list the damage.")
+            store, group_key, name = where or ("the cache", *arr.store_path.path.rsplit("/", 1))
+            raise checked_chunks.damaged_error(store, group_key, name, lo, hi + 1, what, key)
         block = raw[:-4].view(arr.dtype).reshape(-1, *row_shape)
         out[positions] = block[rows[positions] - c * step]
     return out

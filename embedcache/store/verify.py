@@ -1,9 +1,10 @@
 """Verification: read back every committed byte of a store and report what is wrong.
 
-Every shard that should exist is read back (each inner chunk carries a CRC32C, so a
-truncated or corrupted one fails to decode); each row's digest is recomputed from its
-sequence; every filled value must be finite; the index must find every row at its own
-number. Problems are reported, never repaired here.
+Every chunk that should exist is read back, inner chunk by inner chunk (each carries a
+CRC32C, so a truncated or corrupted one fails; a problem names only its rows); each
+row's digest is recomputed from its sequence; every filled value must be finite; the
+index must find every row at its own number. Problems are reported here, and repaired
+by :mod:`.repair`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedcache.errors import StoreError
-from embedcache.store import access
-from embedcache.store.layout import ROW_ARRAYS, mask_name, sequence_digest, shard_rows
+from embedcache.store import chunks
+from embedcache.store.layout import ROW_ARRAYS, mask_name, sequence_digest
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Problem:
     array: str
     rows: tuple
     what: str
+    #: Damage of stored chunks: "missing", "corrupted" or "nonfinite" ("" for other problems).
+    damage: str = ""
 
     def __str__(self) -> str:
         where = "/".join(p for p in (self.key, self.array) if p) or "store"
@@ -42,6 +45,14 @@ def _ranges(rows) -> str:
             start = None
     text = ", ".join(parts[:10])
     return text + (f", ... ({len(rows)} rows)" if len(parts) > 10 else "")
+
+
+def _add(bad: list, lo: int, hi: int, what: str, damage: str) -> None:
+    """Record damaged rows, one problem for consecutive chunks damaged alike (a lost shard)."""
+    if bad and bad[-1][1:] == (what, damage) and isinstance(bad[-1][0], range) and bad[-1][0].stop == lo:
+        bad[-1] = (range(bad[-1][0].start, hi), what, damage)
+    else:
+        bad.append((range(lo, hi), what, damage))
 
 
 def verify_store(store, *, max_problems_per_array: int = 20) -> list[Problem]:
@@ -70,8 +81,8 @@ class _Checker:
         self.problems: list[Problem] = []
         self.names = group.members()
 
-    def report(self, name, rows, what) -> None:
-        self.problems.append(Problem(self.g.key, name, tuple(int(r) for r in rows), what))
+    def report(self, name, rows, what, damage="") -> None:
+        self.problems.append(Problem(self.g.key, name, tuple(int(r) for r in rows), what, damage))
 
     def array(self, name):
         try:
@@ -81,19 +92,17 @@ class _Checker:
             return None
 
     def shards(self, name, arr, expect_file):
-        """Yield ``(lo, hi, values, error)`` per shard of the committed rows."""
-        step = shard_rows(arr)
-        for s, lo in enumerate(range(0, self.n, step)):
-            hi = min(lo + step, self.n)
-            chunk = arr.metadata.encode_chunk_key((s,) + (0,) * (arr.ndim - 1))
-            if expect_file(lo, hi) and not access.exists(self.g.store.zstore, f"{self.g.key}/{name}/{chunk}"):
-                yield lo, hi, None, f"chunk file {chunk} is missing"
-                continue
-            try:
-                block, err = arr[lo:hi], None
-            except Exception as exc:  # noqa: BLE001 - any decode failure is damage to report
-                block, err = None, f"chunk file {chunk} is unreadable (truncated or corrupted: {type(exc).__name__})"
-            yield lo, hi, block, err
+        """Yield ``(lo, hi, values, error, damage)`` per chunk (inner chunk of a shard) of the
+        committed rows; a missing chunk is damage only where ``expect_file(lo, hi)``."""
+        step = int(arr.metadata.chunk_grid.chunk_shape[0])
+        for lo, hi, block, state in chunks.units(arr, self.n):
+            chunk = arr.metadata.encode_chunk_key((lo // step,) + (0,) * (arr.ndim - 1))
+            if state == "ok" or (state == "missing" and not expect_file(lo, hi)):
+                yield lo, hi, block, None, ""
+            elif state == "missing":
+                yield lo, hi, None, f"chunk file {chunk} is missing", state
+            else:
+                yield lo, hi, None, f"chunk file {chunk} is unreadable (truncated or corrupted)", state
 
     def load(self, name, expect_file=lambda lo, hi: True):
         """The committed rows of ``name``; unreadable shards are reported and read as fill."""
@@ -103,13 +112,13 @@ class _Checker:
         out = np.empty((self.n, *arr.shape[1:]), dtype=object if arr.dtype.kind in "OTU" else arr.dtype)
         out[:] = "" if out.dtype == object else arr.fill_value
         bad = []
-        for lo, hi, block, err in self.shards(name, arr, expect_file):
+        for lo, hi, block, err, damage in self.shards(name, arr, expect_file):
             if err:
-                bad.append((range(lo, hi), err))
-            else:
+                _add(bad, lo, hi, err, damage)
+            elif block is not None:
                 out[lo:hi] = block
-        for rows, what in bad[: self.limit]:
-            self.report(name, rows, what)
+        for rows, what, damage in bad[: self.limit]:
+            self.report(name, rows, what, damage)
         return out
 
     def rows(self) -> dict | None:
@@ -163,23 +172,25 @@ class _Checker:
             if mask_name(name) not in self.names:
                 self.report(name, (), f"fill mask {mask_name(name)} missing")
                 continue
-            mask = self.load(mask_name(name))
+            mask = self.load(mask_name(name), expect_file=lambda lo, hi: False)  # see ModelGroup.filled
             arr = self.array(name)
             if mask is None or arr is None:
                 continue
             mask = np.asarray(mask, dtype=bool)
             bad = []
             # A shard holding no filled row may legitimately never have been written.
-            for lo, hi, block, err in self.shards(name, arr, lambda lo, hi: mask[lo:hi].any()):
+            for lo, hi, block, err, damage in self.shards(name, arr, lambda lo, hi: mask[lo:hi].any()):
                 if err:
-                    bad.append((range(lo, hi), err))
+                    _add(bad, lo, hi, err, damage)
+                    continue
+                if block is None:
                     continue
                 finite = np.isfinite(block.reshape(block.shape[0], -1)).all(axis=1)
                 nonfinite = np.flatnonzero(mask[lo:hi] & ~finite) + lo
                 if nonfinite.size:
-                    bad.append((nonfinite, "NaN or inf values"))
-            for rows_, what in bad[: self.limit]:
-                self.report(name, rows_, what)
+                    bad.append((nonfinite, "NaN or inf values", "nonfinite"))
+            for rows_, what, damage in bad[: self.limit]:
+                self.report(name, rows_, what, damage)
 
 
 def verify_group(group, *, max_problems_per_array: int = 20) -> list[Problem]:

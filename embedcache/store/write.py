@@ -178,7 +178,11 @@ class GroupWriter:
                     create_array(g, name, dtype, (T, T), ("row", "query", "key"), rows=n_rows,
                                  kind="attention", layer=layer, head=last)
             if mask_name(name) not in have:
-                create_array(g, mask_name(name), "bool", (), ("row",), rows=n_rows, kind="mask", of=name)
+                mask = create_array(g, mask_name(name), "bool", (), ("row",), rows=n_rows, kind="mask", of=name)
+                if n_rows:
+                    # Written, not left to fill values: a missing mask chunk then always means damage.
+                    with zarr.config.set({"array.write_empty_chunks": True}):
+                        self.store.zgroup(self.key, "r+")[mask_name(name)][:] = np.zeros(n_rows, dtype=bool)
 
     def add_new_row(self, digest: str, sequence: str, n_tokens: int, n_windows: int,
                     values: Mapping[str, np.ndarray]) -> None:

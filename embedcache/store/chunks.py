@@ -1,0 +1,173 @@
+"""Reading sharded arrays so that damage is named and a concurrent commit cannot tear a read.
+
+Zarr reads part of a shard in two requests, its index and then the inner chunks at the
+index's offsets. A commit replaces the shard file (atomically) between the two, and the
+second request reads the new file at the old offsets: a checksum mismatch on committed,
+intact rows. Zarr also reads a missing shard or inner chunk as fill values, so damage
+would read as zeros, or "not filled", or empty sequences.
+
+Here each shard is fetched whole, in one request (one consistent version of the file),
+its index and the CRC32C of every inner chunk needed are checked, and only then is it
+decoded, by Zarr, from memory. A missing or corrupted chunk holding rows the caller
+needs raises :class:`~embedcache.errors.DamagedChunkError` naming the array and rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+import google_crc32c
+import numpy as np
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from embedcache.errors import DamagedChunkError
+
+_EMPTY = np.uint64(2**64 - 1)  # the shard index's offset and length of an absent inner chunk
+
+
+def is_sharded(arr: zarr.Array) -> bool:
+    return type(arr.metadata.codecs[0]).__name__ == "ShardingCodec"
+
+
+def _crc_ok(raw: np.ndarray) -> bool:
+    return raw.size >= 4 and int(google_crc32c.value(raw[:-4])) == int(raw[-4:].view("<u4")[0])
+
+
+def chunk_key(arr: zarr.Array, index: int) -> str:
+    """Store key of the shard (or plain chunk) ``index`` along the row axis."""
+    return f"{arr.store_path.path}/{arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))}"
+
+
+def fetch(arr: zarr.Array, indices) -> list:
+    """Whole bytes of the shards ``indices`` (``None`` where absent), fetched concurrently."""
+    store, proto = arr.store_path.store, default_buffer_prototype()
+
+    async def get_all():
+        return await asyncio.gather(*(store.get(chunk_key(arr, s), prototype=proto) for s in indices))
+
+    return [None if b is None else b.as_numpy_array() for b in sync(get_all())]
+
+
+def inner_status(arr: zarr.Array, raw: np.ndarray | None) -> np.ndarray:
+    """State of each inner chunk of one shard: 0 sound, 1 absent, 2 corrupted.
+
+    An absent shard reads all absent; a shard whose index fails its checksum all corrupted.
+    """
+    codec = arr.metadata.codecs[0]
+    n_inner = arr.metadata.chunk_grid.chunk_shape[0] // codec.chunk_shape[0]
+    if raw is None:
+        return np.ones(n_inner, dtype=np.int8)
+    index_bytes = n_inner * 16 + 4
+    if raw.size < index_bytes or not _crc_ok(raw[-index_bytes:]):
+        return np.full(n_inner, 2, dtype=np.int8)
+    index = raw[-index_bytes:-4].view("<u8").reshape(n_inner, 2)
+    status = np.zeros(n_inner, dtype=np.int8)
+    for i, (offset, length) in enumerate(index):
+        if offset == _EMPTY:
+            status[i] = 1
+        elif offset + length > raw.size - index_bytes or not _crc_ok(raw[int(offset):int(offset + length)]):
+            status[i] = 2
+    return status
+
+
+def snapshot(arr: zarr.Array, raws: dict) -> zarr.Array:
+    """A read-only copy of ``arr`` in memory holding the fetched chunks ``{index: bytes}``:
+    Zarr decodes them with the array's own codecs, with no second request to the store."""
+    from zarr.core.array import AsyncArray
+    from zarr.storage import MemoryStore, StorePath
+
+    proto = default_buffer_prototype()
+    prefix = len(arr.store_path.path) + 1
+    buffers = {chunk_key(arr, s)[prefix:]: proto.buffer.from_bytes(raw.tobytes()) for s, raw in raws.items()}
+    # The array's own metadata object: no JSON round trip per read.
+    return zarr.Array(AsyncArray(metadata=arr.metadata, store_path=StorePath(MemoryStore(buffers, read_only=True))))
+
+
+def units(arr: zarr.Array, n_rows: int):
+    """Every chunk (inner chunk, in a shard) of the first ``n_rows`` rows, with its state.
+
+    Yields ``(lo, hi, values, state)``: ``state`` is ``"ok"`` (``values`` decoded),
+    ``"missing"`` or ``"corrupted"`` (``values`` is ``None``). Each shard is fetched once.
+    """
+    step = int(arr.metadata.chunk_grid.chunk_shape[0])
+    for s in range(-(-n_rows // step)):
+        yield from shard_units(arr, s, min((s + 1) * step, n_rows))
+
+
+def shard_units(arr: zarr.Array, s: int, hi_rows: int):
+    """:func:`units` of shard (or plain chunk) ``s``, up to row ``hi_rows``."""
+    step = int(arr.metadata.chunk_grid.chunk_shape[0])
+    sharded = is_sharded(arr)
+    inner = int(arr.metadata.codecs[0].chunk_shape[0]) if sharded else step
+    (raw,) = fetch(arr, [s])
+    status = inner_status(arr, raw) if sharded else np.array([1 if raw is None else 0], dtype=np.int8)
+    snap = None
+    for i, lo in enumerate(range(s * step, hi_rows, inner)):
+        hi = min(lo + inner, hi_rows)
+        if status[i] == 0:
+            snap = snap or snapshot(arr, {s: raw})
+            try:
+                values = snap[lo:hi]
+            except Exception:  # noqa: BLE001 - a plain chunk failing to decode is damage
+                status[i] = 2
+            else:
+                yield lo, hi, values, "ok"
+                continue
+        yield lo, hi, None, ("missing" if status[i] == 1 else "corrupted")
+
+
+def damaged_error(store, key: str, name: str, lo: int, hi: int, what: str, chunk: str) -> DamagedChunkError:
+    return DamagedChunkError(store=str(store), array=f"{key}/{name}", rows=(lo, hi - 1), what=what, chunk=chunk)
+
+
+def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
+              needed: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``arr[rows]`` (rows sorted, unique) of a sharded array, checked as the module says.
+
+    ``needed(rows)`` tells which of ``rows`` must hold stored values: an absent chunk whose
+    rows are all not needed reads as fill values (an array added after those rows were
+    committed, for instance); any other damage raises :class:`DamagedChunkError`.
+    """
+    step = int(arr.metadata.chunk_grid.chunk_shape[0])
+    inner = int(arr.metadata.codecs[0].chunk_shape[0])
+    shards = np.unique(rows // step).tolist()
+    out = np.empty((rows.size, *arr.shape[1:]), dtype=arr.dtype)
+    if rows.size == 0:
+        return out
+    mem = {}
+    plan = []  # (shard, inner chunks to decode as runs)
+    for s, raw in zip(shards, fetch(arr, shards)):
+        status = inner_status(arr, raw)
+        in_shard = rows[(rows >= s * step) & (rows < (s + 1) * step)]
+        touched = np.unique((in_shard - s * step) // inner)
+        for i in touched.tolist():
+            if status[i] == 0:
+                continue
+            lo = s * step + i * inner
+            hi = min(lo + inner, arr.shape[0])
+            mine = in_shard[(in_shard >= lo) & (in_shard < hi)]
+            if status[i] == 2 or np.asarray(needed(mine)).any():
+                what = "missing" if status[i] == 1 else "corrupted (checksum mismatch)"
+                if raw is None:  # the whole shard file is lost: name all its rows
+                    lo, hi = s * step, min((s + 1) * step, arr.shape[0])
+                raise damaged_error(store, key, name, lo, hi, what, chunk_key(arr, s))
+        if raw is not None:
+            mem[s] = raw
+        plan.append((s, touched))
+    snap = snapshot(arr, mem)
+    for s, touched in plan:
+        # Contiguous runs of touched inner chunks, one decode each.
+        breaks = np.flatnonzero(np.diff(touched) != 1) + 1
+        for run in np.split(touched, breaks):
+            lo = s * step + int(run[0]) * inner
+            hi = min(s * step + (int(run[-1]) + 1) * inner, arr.shape[0])
+            sel = (rows >= lo) & (rows < hi)
+            block = snap[lo:hi]
+            out[sel] = block[rows[sel] - lo]
+    return out
+
+
+__all__ = ["is_sharded", "read_rows", "snapshot", "units", "shard_units", "inner_status", "fetch", "chunk_key", "damaged_error"]
