@@ -9,14 +9,15 @@ atol 1e-4 + rtol 1e-4 for embeddings, atol 1e-5 for attention maps.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import zarr
 from typer.testing import CliRunner
 
 from cli.embedcache_app import app
+from cli.errors import run_app
 from embedcache import EmbeddingCache
 from embedcache.alphabet import normalize
 from embedcache.errors import InputError, SequenceTooLongError
@@ -147,7 +148,7 @@ def test_long_policies_apply_past_max_tokens(tmp_path):
                                parts.embeddings(windows, layer="final").mean(0), atol=1e-5)
 
 
-def test_cli_species_and_final_round_trip(tmp_path):
+def test_cli_species_and_final_round_trip(tmp_path, capsys, monkeypatch):
     g, seqs = _golden("ntv3_tiny_post")
     fasta = tmp_path / "in.fa"
     fasta.write_text("".join(f">r{i}\n{s}\n" for i, s in enumerate(seqs)))
@@ -165,7 +166,11 @@ def test_cli_species_and_final_round_trip(tmp_path):
     assert got["id"].tolist() == [f"r{i}" for i in range(len(seqs))]
     want = np.stack([g[f"embedding__s{i}__sp7"][:len(s)].mean(0) for i, s in enumerate(seqs)])
     np.testing.assert_allclose(got["X"], want, atol=1e-4, rtol=1e-4)
-    res = runner.invoke(app, ["build", str(fasta), "--model", str(GOLDEN / "ntv3_tiny_post"), "--cache", str(cache),
-                              "--layers", "final", "--pool", "cls", "--species", "mouse", "--max-tokens", "320"])
-    assert res.exit_code == 2 and "no CLS token" in res.output
-    assert zarr.open_group(str(cache), mode="r")  # still readable
+    # Through the real entry point: bad input exits 2 with the message, before any compute.
+    before = sorted(p.name for p in cache.rglob("*"))
+    monkeypatch.setattr(sys, "argv", ["embedcache", "build", str(fasta), "--model", str(GOLDEN / "ntv3_tiny_post"),
+                                      "--cache", str(cache), "--layers", "final", "--pool", "cls", "--species", "mouse"])
+    with pytest.raises(SystemExit) as stop:
+        run_app(app)
+    assert stop.value.code == 2 and "no CLS token" in capsys.readouterr().err
+    assert sorted(p.name for p in cache.rglob("*")) == before
