@@ -149,6 +149,12 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
         Sequences, layer or pooling missing from the store: how many, and the
         ``embedcache build`` command that adds them.
     """
+    num_layers = backbone.get("num_layers")
+    if num_layers and not 1 <= int(layer) <= int(num_layers):
+        # Checked here, not left to the store: its "build the missing layer" advice would send
+        # the user to build a layer the model does not have.
+        raise InputError(f"--layer {layer}: backbone {backbone['name']} has layers 1-{num_layers}; "
+                         "pick one of those (`classify sweep --layers all` compares them).")
     try:
         return cache.embeddings(list(sequences), model=backbone["key"], layer=int(layer),
                                 pool=pool)

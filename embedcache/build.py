@@ -56,6 +56,7 @@ import pandas as pd
 from embedcache.alphabet import DEFAULT_ALPHABET, normalize
 from embedcache.errors import CheckpointError, InputError, SequenceTooLongError
 from embedcache.progress import Progress
+from embedcache.quality import IdConflicts
 from embedcache.request import BuildRequest, Output
 from embedcache.store import ModelSpec, Store
 
@@ -211,8 +212,10 @@ def _scan(sources, family, spec: BuildRequest) -> _Scan:
     scan = _Scan()
     limit, model_max, note = spec.max_tokens, family.max_tokens, family.token_note
     for source in sources:
+        ids = IdConflicts(source.name)
         for df in source.chunks():
             seqs = df["sequence"].tolist()
+            ids.update(df["id"].to_numpy(), seqs)
             counts = family.count_tokens(seqs)
             over = np.flatnonzero(counts > limit)
             if over.size and spec.long == "error":
@@ -241,6 +244,7 @@ def _scan(sources, family, spec: BuildRequest) -> _Scan:
                         else:
                             scan.tiled += 1
             scan.records += len(seqs)
+        ids.warn(stacklevel=4)  # build() -> EmbeddingCache.build -> the caller
     return scan
 
 

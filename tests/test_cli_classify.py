@@ -191,3 +191,14 @@ def test_bad_input_exits_2_with_the_way_out(built, tmp_path, monkeypatch, capsys
     code, _, err = run_cli(classify_app, ["evaluate", tmp_path / "taken", "--data",
                                           built / "task.csv"], monkeypatch, capsys)
     assert code == 2 and "not a classify run directory" in err
+
+
+def test_a_layer_the_backbone_lacks_is_named_not_suggested(built, tmp_path, monkeypatch, capsys):
+    task, cache = built / "task.csv", built / "cache.zarr"
+    for command in ("fit", "cv"):
+        code, _, err = run_cli(classify_app, [
+            command, "--model", "logistic", "--data", task, "--cache", cache, "--layer", "3",
+            "--out", tmp_path / command], monkeypatch, capsys)
+        assert code == 2 and "--layer 3" in err and "layers 1-2" in err
+        assert "embedcache build" not in err  # building layer 3 would fail: the model has 2
+        assert not (tmp_path / command).exists()

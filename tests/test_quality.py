@@ -50,8 +50,7 @@ def test_build_and_classify_warn(tmp_path, jax_compile_cache):
     from embedcache import EmbeddingCache
 
     root = Path(__file__).parents[1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with pytest.warns(DuplicateIdWarning, match=r"t.csv: 1 id\(s\)"):  # the build warns too
         EmbeddingCache(tmp_path / "c.zarr").build(str(task), model=str(root / "tests/golden/tiny_v2/checkpoint"),
                                                   max_tokens=64, quiet=True)
     done = subprocess.run([sys.executable, "-m", "cli.classify_app", "fit", "--model", "logistic", "--data",
