@@ -222,7 +222,10 @@ class EmbeddingCache:
         if pool is not None:
             check_choice("pool", pool, POOLS)
         if layer is None or pool is None:
-            attrs = self.group(model, species=species).attrs
+            # The same preference as the read below, so that asking for the default pool never
+            # makes a choice between groups ambiguous that the array would have settled.
+            probe = None if layer is None else pooled_name(layer, pool or "cls")
+            attrs = self.group(model, array=probe, species=species).attrs
             layer = int(attrs["num_layers"]) if layer is None else layer
             pool = pool or ("mean" if attrs.get("variant") == "v3" else "cls")
         name = pooled_name(layer, pool)
