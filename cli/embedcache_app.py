@@ -54,20 +54,28 @@ def models() -> None:
                "(`hf download REPO`), or pass a checkpoint directory.")
 
 
-def _ints(text: str, what: str) -> list[int]:
+def _layers(text: str, what: str) -> list[int | str]:
+    """Comma-separated 1-based layers; ``final`` is NTv3's full-resolution output."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        return [x.lower() if x.lower() == "final" else int(x) for x in items]
     except ValueError:
-        raise typer.BadParameter(f"{what} takes comma-separated integers such as 6,12, not {text!r}") from None
+        raise typer.BadParameter(f"{what} takes comma-separated layers such as 6,12 or 1,6,final, not {text!r}") from None
+
+
+def _layer(text: str | None) -> int | str | None:
+    return None if text is None else _layers(text, "--layer")[0] if text.strip() else None
 
 
 def _choices(option: str, many: bool = False):
     """A Typer callback refusing values the request does not allow while options are parsed
     (exit 2), before any checkpoint is loaded."""
 
-    def check(value: str) -> str:
+    def check(value: str | None) -> str | None:
         from embedcache.request import CHOICES
 
+        if value is None:
+            return None
         allowed = CHOICES[option]
         for v in [x.strip() for x in value.split(",") if x.strip()] if many else [value]:
             if v not in allowed:
@@ -134,10 +142,11 @@ def build(
     inputs: list[Path] = typer.Argument(..., help="FASTA (.fa, .fa.gz), CSV/TSV/Parquet with a `sequence` column, or BED (with --reference)."),
     model: str = typer.Option(..., "--model", help="Released model name, checkpoint directory, or a model key of the cache."),
     cache: str = typer.Option(..., "--cache", help="The Zarr store to write (created if missing): a path or a URL such as s3://bucket/cache.zarr."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated 1-based layers to pool (default: the last)."),
-    pool: str = typer.Option("cls,mean", "--pool", callback=_choices("--pool", many=True), help="Poolings: cls (position 0) and/or mean (real tokens, CLS excluded)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated 1-based layers to pool (default: the last); NTv3 also has 'final' (full resolution), e.g. 1,6,final."),
+    pool: Optional[str] = typer.Option(None, "--pool", callback=_choices("--pool", many=True), help="Poolings: cls (position 0) and/or mean (real tokens, CLS excluded); default both (NTv3: mean, it has no CLS)."),
     attention: str = typer.Option("", "--attention", help="Attention maps as LAYER:HEAD, 1-based, e.g. 1:4,7:16."),
-    max_tokens: int = typer.Option(512, "--max-tokens", help="Tokens per sequence, CLS included, embedded in one pass."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per sequence, CLS included, embedded in one pass (default 512; NTv3: bases, default 131072 or its context)."),
+    species: Optional[str] = typer.Option(None, "--species", help="Species of a post-trained NTv3 model (part of the model key), e.g. human."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Cap on sequences per batch."),
     dtype: str = typer.Option("float32", "--dtype", callback=_choices("--dtype"), help="Compute dtype: float32 or bfloat16."),
     store_dtype: str = typer.Option("float32", "--store-dtype", callback=_choices("--store-dtype"), help="Stored dtype: float32 or float16 (half the disk)."),
@@ -159,9 +168,9 @@ def build(
 ) -> None:
     """Embed the sequences the cache lacks; reuse everything it holds (several builds may share a cache)."""
     report = _cache(cache, storage_option).build(
-        list(inputs), model=model, layers=None if layers is None else _ints(layers, "--layers"),
-        pools=[p.strip() for p in pool.split(",") if p.strip()], attention=_maps(attention),
-        max_tokens=max_tokens, batch_size=batch_size, dtype=dtype, store_dtype=store_dtype,
+        list(inputs), model=model, layers=None if layers is None else _layers(layers, "--layers"),
+        pools=None if pool is None else [p.strip() for p in pool.split(",") if p.strip()], attention=_maps(attention),
+        max_tokens=max_tokens, species=species, batch_size=batch_size, dtype=dtype, store_dtype=store_dtype,
         alphabet=alphabet, long=long, reference=reference, quiet=quiet, allow_random_weights=allow_random_weights,
         shard=shard, dask=dask,
     )
@@ -202,14 +211,16 @@ def export(
     cache: str = typer.Option(..., "--cache", help="The cache (Zarr store): a path or URL."),
     input: Path = typer.Option(..., "--input", help="The sequence file whose records to export, in its order."),
     out: Path = typer.Option(..., "--out", help="Output: .npz, .parquet or .h5."),
-    layer: Optional[int] = typer.Option(None, "--layer", help="1-based layer (default: the last)."),
-    pool: str = typer.Option("cls", "--pool", callback=_choices("--pool"), help="cls or mean."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="1-based layer, or final for NTv3 (default: the last)."),
+    pool: Optional[str] = typer.Option(None, "--pool", callback=_choices("--pool"), help="cls or mean (default cls; NTv3: mean)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name or key (needed when the cache holds several)."),
+    species: Optional[str] = typer.Option(None, "--species", help="Species of a post-trained NTv3 model's group."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Genome FASTA for a BED input."),
     storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP),
 ) -> None:
     """Write cached features of an input file's records, with their ids, in file order."""
-    written = _cache(cache, storage_option).export(input, out, model=model, layer=layer, pool=pool, reference=reference)
+    written = _cache(cache, storage_option).export(input, out, model=model, layer=_layer(layer), pool=pool,
+                                                   reference=reference, species=species)
     typer.echo(f"wrote {written}")
 
 

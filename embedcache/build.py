@@ -31,6 +31,10 @@ Long-sequence policy (``long=``; part of the model key):
     with the window size and overlap in the group's attributes, that fixes each window.
     Attention maps of tiled sequences are not defined and are refused.
 
+NTv3 has no CLS: its tokens are bases, ``max_tokens`` counts bases, windows are
+``max_tokens`` bases with no prefix, and each window is padded with ``N`` to its own padded
+length (a multiple of 2**num_downsamples) exactly as a sequence of that length would be.
+
 Commits: rows are committed every 4,096 rows, 64 MiB of buffered values or 2 seconds,
 whichever comes first, so a killed build loses at most that much work. The environment
 variable ``EMBEDCACHE_COMMIT_SECONDS`` changes the interval (each commit rewrites the
@@ -54,7 +58,7 @@ from embedcache.alphabet import DEFAULT_ALPHABET, normalize
 from embedcache.errors import CheckpointError, InputError, SequenceTooLongError
 from embedcache.progress import Progress
 from embedcache.quality import IdConflicts
-from embedcache.request import POOLS, BuildRequest, Output
+from embedcache.request import BuildRequest, Output
 from embedcache.store import ModelSpec, Store
 
 __all__ = ["BuildReport", "build"]
@@ -218,21 +222,21 @@ class _Scan:
     tiled: int = 0
 
 
-def _scan(sources, tokenizer, spec: BuildRequest, model_max: int) -> _Scan:
+def _scan(sources, family, spec: BuildRequest) -> _Scan:
     scan = _Scan()
-    limit = spec.max_tokens
+    limit, model_max, note = spec.max_tokens, family.max_tokens, family.token_note
     for source in sources:
         ids = IdConflicts(source.name)
         for df in source.chunks():
             seqs = df["sequence"].tolist()
             ids.update(df["id"].to_numpy(), seqs)
-            counts = tokenizer.count_tokens(seqs)
+            counts = family.count_tokens(seqs)
             over = np.flatnonzero(counts > limit)
             if over.size and spec.long == "error":
                 i = int(over[0])
                 raise SequenceTooLongError(
                     f"{source.name}: record {df['id'].iloc[i]} (record #{df['record'].iloc[i]}) has "
-                    f"{counts[i]} tokens (CLS included), over the limit of {limit} (--max-tokens). "
+                    f"{counts[i]} tokens{note}, over the limit of {limit} (--max-tokens). "
                     f"Pass --long truncate to embed its first {limit} tokens, --long tile to embed it "
                     f"in overlapping windows, or a larger --max-tokens (this model takes up to {model_max})."
                 )
@@ -263,17 +267,18 @@ def _scan(sources, tokenizer, spec: BuildRequest, model_max: int) -> _Scan:
 # --------------------------------------------------------------------------------------
 
 
-def _windows(tokens: np.ndarray, spec: BuildRequest) -> list[np.ndarray]:
-    """The token arrays embedded for one sequence under the long-sequence policy."""
+def _windows(tokens: np.ndarray, spec: BuildRequest, prefix: int) -> list[np.ndarray]:
+    """The token arrays embedded for one sequence under the long-sequence policy; the
+    ``prefix`` leading tokens (CLS; none for NTv3) start every window."""
     n = len(tokens)
     if n <= spec.max_tokens:
         return [tokens]
     if spec.long == "truncate":
         return [tokens[: spec.max_tokens]]
-    body, width = tokens[1:], spec.max_tokens - 1
+    body, width = tokens[prefix:], spec.max_tokens - prefix
     stride = width - spec.window_overlap
     starts = list(range(0, len(body) - width, stride)) + [len(body) - width]
-    return [np.concatenate([tokens[:1], body[s : s + width]]) for s in starts]
+    return [np.concatenate([tokens[:prefix], body[s : s + width]]) for s in starts]
 
 
 # --------------------------------------------------------------------------------------
@@ -286,10 +291,11 @@ def build(
     inputs,
     *,
     model,
-    layers: Sequence[int] | None = None,
-    pools: Sequence[str] = POOLS,
+    layers: Sequence[int | str] | None = None,
+    pools: Sequence[str] | None = None,
     attention: Sequence[tuple[int, int]] = (),
-    max_tokens: int = 512,
+    max_tokens: int | None = None,
+    species: str | None = None,
     batch_size: int | None = None,
     token_budget: int | None = None,
     dtype: str = "float32",
@@ -320,10 +326,15 @@ def build(
         still have the recorded parameter digest; the group's policies are used).
     layers, pools, attention, max_tokens, dtype, store_dtype, alphabet, long, window_overlap
         The request (:class:`embedcache.request.BuildRequest`): 1-based layers to pool
-        (default the last), ``"cls"``/``"mean"``, ``(layer, head)`` maps, tokens per pass
-        (CLS included), compute and stored dtypes, alphabet policy
+        (default the last; ``"final"`` too for NTv3), ``"cls"``/``"mean"`` (default: all the
+        model has; NTv3 has ``mean`` only), ``(layer, head)`` maps, tokens per pass (CLS
+        included; default 512, NTv3: bases, default 131,072 or the context), compute and
+        stored dtypes, alphabet policy
         (:mod:`embedcache.alphabet`), long-sequence policy (``"error"``, ``"truncate"``,
         ``"tile"``) and the windows' overlap (default ``max_tokens // 8``).
+    species
+        The species a post-trained NTv3 model is conditioned on (part of the model key);
+        missing or unknown, the error lists the checkpoint's species.
     batch_size, token_budget
         Caps on rows and padded tokens per batch (see :class:`embedcache.engine.Embedder`).
     reference
@@ -357,20 +368,20 @@ def build(
     """
     t0 = time.perf_counter()
     # Option values are checked here, before a checkpoint or an input is read.
-    request = BuildRequest(layers=None if layers is None else tuple(layers), pools=tuple(pools),
-                           attention=tuple(attention), max_tokens=max_tokens, alphabet=alphabet, long=long,
-                           window_overlap=window_overlap, dtype=dtype, store_dtype=store_dtype, shard=shard)
+    request = BuildRequest(layers=None if layers is None else tuple(layers),
+                           pools=None if pools is None else tuple(pools), attention=tuple(attention),
+                           max_tokens=max_tokens, alphabet=alphabet, long=long, window_overlap=window_overlap,
+                           dtype=dtype, store_dtype=store_dtype, species=species, shard=shard)
     if dask is not None:
         from embedcache.distributed import check_spec
 
         check_spec(dask)
     store = cache if isinstance(cache, Store) else Store(cache)
-    checkpoint, request, spec = _model_and_request(store, model, request, cache_dir=cache_dir,
-                                                   allow_random_weights=allow_random_weights)
+    checkpoint, family, request, spec = _model_and_request(store, model, request, cache_dir=cache_dir,
+                                                           allow_random_weights=allow_random_weights)
     outputs = request.outputs
-    tokenizer = checkpoint.tokenizer()
     sources = _sources(inputs, alphabet=request.alphabet, reference=reference, chunk_size=chunk_size)
-    scan = _scan(sources, tokenizer, request, checkpoint.config.max_tokens)
+    scan = _scan(sources, family, request)
     unique = len(scan.unique)
     if request.shard is not None:
         scan.unique = {d for d in scan.unique if request.shard.owns(d)}
@@ -383,10 +394,10 @@ def build(
     missing, held = _plan(store, spec.key, scan.unique, names)
     report.arrays = {n: {"computed": 0, "reused": held[n]} for n in names}
     if missing:
-        engine_kw = dict(batch_size=batch_size, token_budget=token_budget)
+        engine_kw = dict(batch_size=batch_size, token_budget=token_budget, family=family)
         with _executor(dask, cache_dir) as executor:
-            runner = _compute(store, checkpoint, request, spec, sources, scan, lock_timeout=lock_timeout, quiet=quiet,
-                              engine_kw={**engine_kw, **executor})
+            runner = _compute(store, checkpoint, family, request, spec, sources, scan, lock_timeout=lock_timeout,
+                              quiet=quiet, engine_kw={**engine_kw, **executor})
         report.computed, report.new_rows, report.tokens = runner.done, runner.writer.rows_written, runner.tokens
         report.write_seconds = runner.writer.commit_seconds_total
         report.arrays = {o.name: {"computed": runner.computed[o], "reused": runner.held[o.name]} for o in outputs}
@@ -395,27 +406,24 @@ def build(
     return report
 
 
-def _compute(store: Store, checkpoint, request: BuildRequest, spec: ModelSpec, sources, scan, *,
+def _compute(store: Store, checkpoint, family, request: BuildRequest, spec: ModelSpec, sources, scan, *,
              lock_timeout: float, quiet: bool, engine_kw: dict) -> "_Runner":
     """The second pass, under the writer's lock: every store write of a build is here."""
-    config, tokenizer = checkpoint.config, checkpoint.tokenizer()
     attrs = {
         "model_name": checkpoint.name,
         "source": str(checkpoint.source),
         "architecture": checkpoint.hyperparams,
         "variant": checkpoint.variant,
-        "tokenizer": {"variant": tokenizer.variant, "k": tokenizer.k, "vocab_size": tokenizer.vocab_size},
-        "feature_dim": config.embed_dim,
-        "num_layers": config.num_layers,
-        "attention_heads": config.attention_heads,
-        "window_tokens": spec.max_tokens - 1,
+        **family.attrs(),
+        "window_tokens": spec.max_tokens - family.prefix,
         "random_weights": bool(getattr(checkpoint, "random_weights", False)),
     }
     outputs = request.outputs
     names = [o.name for o in outputs]
     with store.writing(timeout=lock_timeout) as writing:
         writer = writing.group(spec, attrs, commit_seconds=float(os.environ.get("EMBEDCACHE_COMMIT_SECONDS", 2.0)))
-        writer.ensure_arrays(names, feature_dim=config.embed_dim)
+        writer.ensure_arrays(names, feature_dim={o.name: family.feature_dim(o.layer) for o in outputs if o.pool},
+                             attention_size=family.attention_size(spec.max_tokens))
         snapshot = writer.snapshot()
         # Re-planned under the lock: another build may have committed rows since the scan.
         index = snapshot.index(scan.unique)
@@ -427,7 +435,7 @@ def _compute(store: Store, checkpoint, request: BuildRequest, spec: ModelSpec, s
             for source in sources:
                 for df in source.chunks():
                     for needed, entries in _missing_in_chunk(df, missing, index, filled, outputs).items():
-                        runner.add(needed, entries, tokenizer.encode_batch([s for _, s, _ in entries]))
+                        runner.add(needed, entries, family.encode_batch([s for _, s, _ in entries]))
             runner.finish()
             writer.flush()
         except BaseException as exc:  # Ctrl-C, disk full...: the command line says what was kept
@@ -445,6 +453,7 @@ def _model_and_request(store: Store, model, request: BuildRequest, *, cache_dir,
     must still hold the parameters the key was made from.
     """
     from embedcache.checkpoints import load_checkpoint
+    from embedcache.families import family_for
 
     if isinstance(model, str) and model in store.keys():  # keys() also refuses a foreign store
         group = store.group(model)
@@ -460,16 +469,12 @@ def _model_and_request(store: Store, model, request: BuildRequest, *, cache_dir,
                 "new weights), or build into a new cache."
             )
         request = replace(request, **{k: getattr(spec, k) for k in request.spec_fields()})
-        return checkpoint, request.for_model(checkpoint.config), spec
+        family = family_for(checkpoint, species=request.species)
+        return checkpoint, family, request.for_model(family), spec
     checkpoint = load_checkpoint(model, cache_dir=cache_dir, allow_random_weights=allow_random_weights)
-    if checkpoint.variant == "v3":
-        # NTv3 computes through embedcache.families.NTv3Family; the batch planner does not drive it yet.
-        raise InputError(
-            f"{checkpoint.name} is an NTv3 model: `embedcache build` and EmbeddingCache.build do not run "
-            "NTv3 yet. Use embedcache.families.NTv3Family (README, 'NTv3'), or a v1/v2 model."
-        )
-    request = request.for_model(checkpoint.config)
-    return checkpoint, request, ModelSpec(param_digest=checkpoint.digest, **request.spec_fields())
+    family = family_for(checkpoint, species=request.species)
+    request = request.for_model(family)
+    return checkpoint, family, request, ModelSpec(param_digest=checkpoint.digest, **request.spec_fields())
 
 
 def _plan(source, key: str, unique: set, names: Sequence[str]) -> tuple[set, dict]:
@@ -559,6 +564,8 @@ class _Runner:
 
     def __init__(self, checkpoint, request: BuildRequest, engine_kw: dict, writer, progress, held: dict):
         self.checkpoint, self.request, self.engine_kw = checkpoint, request, engine_kw
+        self.family = engine_kw["family"]
+        self.map_size = self.family.attention_size(request.max_tokens)
         self.writer, self.progress, self.held = writer, progress, held
         self.engines: dict[tuple, object] = {}
         self.items: dict[int, _Item] = {}
@@ -571,7 +578,7 @@ class _Runner:
             self.engines[needed] = _engine(self.checkpoint, needed, self.request, self.engine_kw)
         tags, windows = [], []
         for (d, s, row), t in zip(entries, tokens):
-            parts = _windows(t, self.request)
+            parts = _windows(t, self.request, self.family.prefix)
             n_tok = min(len(t), self.request.max_tokens) if self.request.long == "truncate" else len(t)
             self.items[self._next] = _Item(d, s, row, n_tok, len(parts), needed)
             tags += [self._next] * len(parts)
@@ -587,7 +594,7 @@ class _Runner:
                 self._take(batch)
 
     def _take(self, batch) -> None:
-        T = self.request.max_tokens
+        T = self.map_size
         finished = 0
         for r, tag in enumerate(batch.index.tolist()):
             item = self.items[tag]
@@ -602,7 +609,7 @@ class _Runner:
                     values[o.name] = full
             if item.n_windows > 1:
                 # Tiled: pooled values averaged over windows, weighted by their tokens.
-                weight = float(batch.n_tokens[r] - 1)
+                weight = float(batch.n_tokens[r] - self.family.prefix)
                 for name, v in values.items():
                     item.sums[name] = item.sums.get(name, 0.0) + weight * v
                 item.weight += weight

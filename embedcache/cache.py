@@ -60,9 +60,9 @@ class EmbeddingCache:
     # Writing
     # ----------------------------------------------------------------------------------
 
-    def build(self, sequences_or_path, *, model, layers: Sequence[int] | None = None,
-              pools: Sequence[str] = POOLS, attention: Sequence[tuple[int, int]] = (),
-              max_tokens: int = 512, **options) -> BuildReport:
+    def build(self, sequences_or_path, *, model, layers: Sequence[int | str] | None = None,
+              pools: Sequence[str] | None = None, attention: Sequence[tuple[int, int]] = (),
+              max_tokens: int | None = None, species: str | None = None, **options) -> BuildReport:
         """Compute and store what the cache lacks for some sequences.
 
         Each unique normalized sequence is computed once per model key, and only the
@@ -76,13 +76,19 @@ class EmbeddingCache:
         model
             A released name, a checkpoint directory, or a model key of this store.
         layers
-            1-based layers to pool (default: the last layer).
+            1-based layers to pool (default: the last layer); NTv3 also has ``"final"``,
+            its full-resolution output.
         pools
-            ``"cls"`` and/or ``"mean"``.
+            ``"cls"`` and/or ``"mean"`` (default: every pooling the model has; NTv3 has no
+            CLS, so ``mean`` only).
         attention
-            ``(layer, head)`` attention maps to store, both 1-based.
+            ``(layer, head)`` attention maps to store, both 1-based (NTv3: maps of its core,
+            over one position per 2**num_downsamples bases).
         max_tokens
-            Tokens per sequence (CLS included) embedded in one pass.
+            Tokens per sequence (CLS included) embedded in one pass; default 512 (NTv3:
+            bases, default 131,072 or the model's context if shorter).
+        species
+            The species of a post-trained NTv3 model (part of the model key).
         **options
             ``batch_size``, ``token_budget``, ``dtype``, ``store_dtype``, ``alphabet``,
             ``long``, ``window_overlap``, ``reference``, ``quiet``, ``lock_timeout``,
@@ -95,7 +101,7 @@ class EmbeddingCache:
             Computed and reused counts, overall and per array.
         """
         return build(self.store, sequences_or_path, model=model, layers=layers, pools=pools,
-                     attention=attention, max_tokens=max_tokens, **options)
+                     attention=attention, max_tokens=max_tokens, species=species, **options)
 
     # ----------------------------------------------------------------------------------
     # Reading
@@ -132,7 +138,7 @@ class EmbeddingCache:
                         "arrays": {n: int(group.filled(n, rows).sum()) for n in group.array_names()}})
         return out
 
-    def group(self, model=None, *, array: str | None = None) -> ModelGroup:
+    def group(self, model=None, *, array: str | None = None, species: str | None = None) -> ModelGroup:
         """The model group ``model`` names (see the module docs); ``None`` if the store has one.
 
         Parameters
@@ -142,10 +148,18 @@ class EmbeddingCache:
             ``None`` for the store's only model.
         array
             Prefer groups holding this array when several match.
+        species
+            Only groups of a post-trained NTv3 model conditioned on this species.
         """
         groups = self.store.groups()
         if not groups:
             raise StoreError(f"the cache {self.path} holds no model yet; build it first with `embedcache build`.")
+        if species is not None:
+            held = sorted({g.attrs.get("species") for g in groups if g.attrs.get("species")})
+            groups = [g for g in groups if g.attrs.get("species") == species]
+            if not groups:
+                raise StoreError(f"the cache {self.path} holds no model group for species {species!r}; it holds "
+                                 f"{', '.join(held) or 'none'}. Pass one of those, or build it with --species {species}.")
         if model is None:
             matches = groups
         else:
@@ -170,7 +184,7 @@ class EmbeddingCache:
             )
         if len(matches) > 1:
             options = "; ".join(
-                f"key {g.key}: {g.model_name}, max_tokens {g.attrs.get('max_tokens')}, long "
+                f"key {g.key}: {g.model_name}{', species ' + g.attrs['species'] if g.attrs.get('species') else ''}, max_tokens {g.attrs.get('max_tokens')}, long "
                 f"{g.attrs.get('long')}, alphabet {g.attrs.get('alphabet')}, store dtype {g.attrs.get('store_dtype')}"
                 for g in matches
             )
@@ -198,8 +212,8 @@ class EmbeddingCache:
                            f"--long {group.attrs.get('long')}")
         return rows
 
-    def embeddings(self, sequences: Iterable[str], *, model=None, layer: int | None = None,
-                   pool: str = "cls") -> np.ndarray:
+    def embeddings(self, sequences: Iterable[str], *, model=None, layer: int | str | None = None,
+                   pool: str | None = None, species: str | None = None) -> np.ndarray:
         """Cached embeddings of ``sequences``, one row each, in the caller's order.
 
         Parameters
@@ -210,9 +224,11 @@ class EmbeddingCache:
         model
             See :meth:`group`; ``None`` when the store holds one model.
         layer
-            1-based layer; default the model's last layer.
+            1-based layer, or ``"final"`` (NTv3); default the model's last layer.
         pool
-            ``"cls"`` or ``"mean"``.
+            ``"cls"`` or ``"mean"``; default ``"cls"``, or ``"mean"`` for NTv3 (no CLS).
+        species
+            For a post-trained NTv3 model: the species it was built with.
 
         Returns
         -------
@@ -225,19 +241,27 @@ class EmbeddingCache:
             If some sequences (or this layer and pool) are not in the cache; the message
             says how many and the command that builds them.
         """
-        check_choice("pool", pool, POOLS)
-        if layer is None:
-            layer = int(self.group(model).attrs["num_layers"])
+        if pool is not None:
+            check_choice("pool", pool, POOLS)
+        if layer is None or pool is None:
+            # The same preference as the read below, so that asking for the default pool never
+            # makes a choice between groups ambiguous that the array would have settled.
+            probe = None if layer is None else pooled_name(layer, pool or "cls")
+            attrs = self.group(model, array=probe, species=species).attrs
+            layer = int(attrs["num_layers"]) if layer is None else layer
+            pool = pool or ("mean" if attrs.get("variant") == "v3" else "cls")
         name = pooled_name(layer, pool)
-        group = self.group(model, array=name)
+        group = self.group(model, array=name, species=species)
         rows = self._rows(group, sequences, name, f"layer {layer} pool {pool}",
                           f"--layers {layer} --pool {pool}")
         if rows.size == 0:
-            return np.zeros((0, int(group.attrs.get("feature_dim", 0))), dtype=np.float32)
+            return np.zeros((0, group.array(name).shape[1]), dtype=np.float32)
         return group.read(name, rows)
 
-    def attention(self, sequence: str, *, model=None, layer: int, head: int) -> np.ndarray:
-        """The cached attention map of one sequence, ``(n_tokens, n_tokens)`` float32.
+    def attention(self, sequence: str, *, model=None, layer: int, head: int,
+                  species: str | None = None) -> np.ndarray:
+        """The cached attention map of one sequence, ``(n_tokens, n_tokens)`` float32; for
+        NTv3, ``(n, n)`` over the core positions that cover it, ``n = ceil(bases / 2**num_downsamples)``.
 
         Parameters
         ----------
@@ -247,12 +271,15 @@ class EmbeddingCache:
             See :meth:`group`.
         layer, head
             Both 1-based. Row ``i`` is query token ``i`` (token 0 is CLS); each row sums to 1.
+        species
+            For a post-trained NTv3 model: the species it was built with.
         """
         name = attention_name(layer, head)
-        group = self.group(model, array=name)
+        group = self.group(model, array=name, species=species)
         (row,) = self._rows(group, [sequence], name, f"attention map {layer}:{head}",
                             f"--attention {layer}:{head}")
-        n = int(group.row_array("n_tokens")[row])
+        stride = int(group.attrs.get("attention_stride", 1))
+        n = -(-int(group.row_array("n_tokens")[row]) // stride)
         return group.read(name, [row])[0, :n, :n]
 
     def upgrade(self) -> list[str]:
@@ -277,8 +304,8 @@ class EmbeddingCache:
     # Export
     # ----------------------------------------------------------------------------------
 
-    def export(self, input_path, out, *, model=None, layer: int | None = None, pool: str = "cls",
-               reference=None) -> Path:
+    def export(self, input_path, out, *, model=None, layer: int | str | None = None, pool: str | None = None,
+               reference=None, species: str | None = None) -> Path:
         """Write the features of an input file's records, in its order, with their ids.
 
         Parameters
@@ -289,7 +316,7 @@ class EmbeddingCache:
             ``.npz`` (arrays ``id``, ``X`` and ``label``/``split`` when the file has them),
             ``.parquet`` (columns ``id``, ``label``, ``split``, ``f0``...) or ``.h5``/``.hdf5``
             (datasets of the same names as the npz).
-        model, layer, pool
+        model, layer, pool, species
             As for :meth:`embeddings`.
         reference
             Genome FASTA for a BED input.
@@ -305,7 +332,7 @@ class EmbeddingCache:
         suffix = out.suffix.lower()
         if suffix not in EXPORT_FORMATS:
             raise InputError(f"{out}: export writes {', '.join(EXPORT_FORMATS)}; choose one of those extensions")
-        group = self.group(model)
+        group = self.group(model, species=species)
         records = iter_records(input_path, reference=reference, alphabet=group.attrs.get("alphabet"))
         frames = ((df, self.embeddings(df["sequence"], model=group.key, layer=layer, pool=pool)) for df in records)
         tmp = out.with_name(f".{out.name}.partial")

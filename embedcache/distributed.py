@@ -127,18 +127,23 @@ class DaskEmbedder:
     """
 
     def __init__(self, client, checkpoint, request: BuildRequest, *, outputs: Sequence[Output],
-                 token_budget: int | None = None, batch_size: int | None = None, cache_dir=None) -> None:
+                 token_budget: int | None = None, batch_size: int | None = None, cache_dir=None,
+                 family=None) -> None:
         from distributed import as_completed
 
+        from embedcache.families import family_for
+
         self.client = client
-        self.request = request.for_model(checkpoint.config)
+        # The workers' embedders pick the same family from the checkpoint and the request's species.
+        family = family or family_for(checkpoint, species=request.species)
+        self.request = request.for_model(family)
         self.outputs = tuple(outputs)
         self.max_tokens = self.request.max_tokens
         # The workers' default (see Embedder) depends on their backend; the client's plan must match it.
         if token_budget is None:
             token_budget = 4096 if _workers_on_cpu(client) else 32768
         self.token_budget, self.batch_size = token_budget, batch_size
-        self.planner = Planner(self.max_tokens, token_budget, batch_size)
+        self.planner = Planner(self.max_tokens, token_budget, batch_size, ladder=family.ladder(self.max_tokens))
         random = bool(getattr(checkpoint, "random_weights", False))
         self.ref = _CheckpointRef(model=checkpoint.name if random else str(checkpoint.source),
                                   digest=checkpoint.digest, cache_dir=None if cache_dir is None else str(cache_dir))

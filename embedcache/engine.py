@@ -36,9 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from embedcache.errors import InputError, SequenceTooLongError
-from embedcache.model import NTConfig, forward, prepare_params
 from embedcache.request import BuildRequest, Output
-from embedcache.tokenizer import Tokenizer
 
 __all__ = ["BUCKET_LADDER", "EmbeddingBatch", "Embedder", "Planner", "bucket_lengths", "enable_compile_cache", "plan_batches"]
 
@@ -102,10 +100,14 @@ class Planner:
         Padded tokens per batch (rows x padded length) to aim for.
     max_rows
         Optional cap on rows per batch (``--batch-size``).
+    ladder
+        The padded lengths allowed (default :func:`bucket_lengths`); a model family brings
+        its own (NTv3: every multiple of 2**num_downsamples).
     """
 
-    def __init__(self, max_tokens: int, token_budget: int, max_rows: int | None = None):
-        self.ladder = np.asarray(bucket_lengths(max_tokens))
+    def __init__(self, max_tokens: int, token_budget: int, max_rows: int | None = None,
+                 ladder: Sequence[int] | None = None):
+        self.ladder = np.asarray(bucket_lengths(max_tokens) if ladder is None else ladder)
         self.token_budget, self.max_rows = int(token_budget), max_rows
         self._queues: dict[int, list] = {}
 
@@ -181,74 +183,68 @@ class EmbedderStats:
 
 
 class Embedder:
-    """Runs a Nucleotide Transformer over token arrays in length-bucketed batches.
+    """Runs a model over token arrays in length-bucketed batches.
 
     Parameters
     ----------
     checkpoint
-        Anything with ``.config`` (:class:`~embedcache.model.NTConfig`) and ``.params``
-        (the flat checkpoint tree), e.g. :class:`embedcache.checkpoints.Checkpoint`.
+        Anything with ``.config``, ``.params`` and ``.variant`` (the flat checkpoint tree),
+        e.g. :class:`embedcache.checkpoints.Checkpoint`.
     request
         The :class:`~embedcache.request.BuildRequest` (layers, pools, maps, ``max_tokens``,
-        ``dtype``); checked against the checkpoint's architecture.
+        ``dtype``, species); checked against the model family.
     outputs
         The subset of ``request.outputs`` to compute (default: all of them).
     token_budget
         Padded tokens per batch; default 4,096 on CPU, 32,768 on accelerators.
     batch_size
         Optional cap on rows per batch.
+    family
+        The model family object (default :func:`embedcache.families.family_for`): its
+        tokens, padded lengths, forward and pooling.
     """
 
     def __init__(self, checkpoint: Any, request: BuildRequest, *, outputs: Sequence[Output] | None = None,
-                 token_budget: int | None = None, batch_size: int | None = None) -> None:
-        cfg: NTConfig = checkpoint.config
-        request = request.for_model(cfg)
-        self.config, self.request = cfg, request
+                 token_budget: int | None = None, batch_size: int | None = None, family: Any = None) -> None:
+        from embedcache.families import family_for
+
+        self.family = family or family_for(checkpoint, species=request.species)
+        request = request.for_model(self.family)
+        self.config, self.request = checkpoint.config, request
         self.outputs = tuple(dict.fromkeys(request.outputs if outputs is None else outputs))
         if not self.outputs:
             raise InputError("nothing to compute: no outputs requested")
         self.max_tokens = request.max_tokens
         on_cpu = jax.default_backend() == "cpu"
-        self.planner = Planner(self.max_tokens, token_budget or (4096 if on_cpu else 32768), batch_size)
+        budget = token_budget or (4096 if on_cpu else 32768)
+        self.planner = Planner(self.max_tokens, budget, batch_size, ladder=self.family.ladder(self.max_tokens))
         self.stats = EmbedderStats()
         enable_compile_cache()
         self._dtype = _DTYPES[request.dtype]
-        self._params = prepare_params(checkpoint.params, self._dtype)
-        self._pad = cfg.pad_token_id
-        # Filler tokens for warm-up and padding rows; <cls> has the same id in both vocabularies.
-        self._cls = Tokenizer.cls_id
+        self._params = self.family.prepare_params(checkpoint.params, self._dtype)
         self._fn = jax.jit(self._compute)
         self._seen_shapes: set[tuple[int, int]] = set()
         self._row_cap: dict[int, int] = {}
         self._in_flight: deque = deque()
 
     # -- the jitted computation -------------------------------------------------------
-    def _compute(self, params, tokens):
+    def _compute(self, params, tokens, n_tokens):
         pooled_out = [o for o in self.outputs if o.pool]
-        out = forward(params, tokens, config=self.config, layers=sorted({o.layer for o in pooled_out}),
-                      attention=[(o.layer, o.head) for o in self.outputs if o.head], dtype=self._dtype)
-        real = tokens != self._pad
-        body = real.at[:, 0].set(False)
-        n_body = jnp.sum(body, axis=1, keepdims=True)
-        pooled = {}
-        for o in pooled_out:
-            h = out["embeddings"][o.layer]
-            if o.pool == "cls":
-                pooled[(o.layer, o.pool)] = h[:, 0]
-            else:
-                mean = jnp.sum(jnp.where(body[..., None], h, 0.0), axis=1) / jnp.maximum(n_body, 1)
-                pooled[(o.layer, o.pool)] = jnp.where(n_body > 0, mean, h[:, 0])
-        pair = (real[:, :, None] & real[:, None, :]).astype(jnp.float32)
-        return {"pooled": pooled, "attention": {k: a * pair for k, a in out["attention"].items()}}
+        out = self.family.compute(
+            params, tokens, n_tokens, layers=list(dict.fromkeys(o.layer for o in pooled_out)),
+            pools=sorted({o.pool for o in pooled_out}), attention=[(o.layer, o.head) for o in self.outputs if o.head],
+            dtype=self._dtype)
+        wanted = {f"{o.layer}/{o.pool}" for o in pooled_out}
+        return {"pooled": {k: v for k, v in out["pooled"].items() if k in wanted}, "attention": out["attention"]}
 
-    def _call(self, tokens: np.ndarray):
+    def _call(self, tokens: np.ndarray, n_tokens: np.ndarray):
         """Dispatch one padded (rows, T) batch; returns device arrays (computed asynchronously)."""
         shape = tokens.shape
         if shape in self._seen_shapes:
-            return self._fn(self._params, tokens)
+            return self._fn(self._params, tokens, n_tokens)
         # The first call of a shape traces and compiles before it dispatches: counted apart.
         t0 = time.perf_counter()
-        out = self._fn(self._params, tokens)
+        out = self._fn(self._params, tokens, n_tokens)
         self._seen_shapes.add(shape)
         self.stats.compile_seconds += time.perf_counter() - t0
         self.stats.compiled_shapes.append(shape)
@@ -259,14 +255,15 @@ class Embedder:
         """Compile the full-size batch shape of each padded length given (default: all
         buckets); returns the seconds spent. Benchmarks use it to report compile time apart."""
         t0 = time.perf_counter()
-        for length in lengths or bucket_lengths(self.max_tokens):
-            tokens = np.full((self.planner.rows_for(int(length)), int(length)), self._pad, np.int32)
-            tokens[:, 0] = self._cls
-            jax.block_until_ready(self._call(tokens))
+        for length in lengths or self.planner.ladder.tolist():
+            rows = self.planner.rows_for(int(length))
+            tokens = np.tile(self.family.filler(int(length)), (rows, 1))
+            jax.block_until_ready(self._call(tokens, np.full(rows, int(length), np.int32)))
         return time.perf_counter() - t0
 
     def embed(self, token_arrays: Sequence[np.ndarray]) -> Iterator[EmbeddingBatch]:
-        """Embed token arrays (CLS first, no padding); ``index`` holds their positions.
+        """Embed token arrays (as the family's tokenizer makes them, unpadded); ``index``
+        holds their positions.
 
         Raises
         ------
@@ -285,11 +282,11 @@ class Embedder:
         if too_long.size:
             i = int(too_long[0])
             raise SequenceTooLongError(
-                f"sequence #{i + 1} has {n_tokens[i]} tokens (CLS included), over max_tokens="
+                f"sequence #{i + 1} has {n_tokens[i]} tokens{self.family.token_note}, over max_tokens="
                 f"{self.max_tokens}; {too_long.size} sequence(s) are too long"
             )
         if (n_tokens < 1).any():
-            raise InputError("every token array must hold at least the CLS token")
+            raise InputError(f"every token array must hold at least {max(self.family.prefix, 1)} token(s)")
         for length, part in self.planner.add(list(zip(tags, token_arrays)), n_tokens):
             yield from self._submit(length, part)
 
@@ -308,8 +305,11 @@ class Embedder:
                 yield from self._submit(length, part[s : s + cap])
             return
         tokens = self._pad_batch(part, length)
+        n_tokens = np.zeros(tokens.shape[0], dtype=np.int32)
+        n_tokens[: len(part)] = [len(a) for _, a in part]
+        n_tokens[len(part) :] = length  # filler rows
         try:
-            out = self._call(tokens)
+            out = self._call(tokens, n_tokens)
         except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
             yield from self._halve(exc, length, part)
             return
@@ -336,10 +336,9 @@ class Embedder:
         yield from self._submit(length, part)
 
     def _pad_batch(self, part: list, length: int) -> np.ndarray:
-        tokens = np.full((_pow2_ceil(len(part)), length), self._pad, dtype=np.int32)
-        # Filler rows hold a lone CLS so that no softmax row is entirely masked.
-        tokens[len(part) :, 0] = self._cls
+        tokens = np.tile(self.family.filler(length), (_pow2_ceil(len(part)), 1))
         for r, (_, a) in enumerate(part):
+            tokens[r, len(a) :] = self.family.pad_id
             tokens[r, : len(a)] = a
         return tokens
 
@@ -349,9 +348,15 @@ class Embedder:
         self.stats.sequences += b
         self.stats.real_tokens += int(n_tok.sum())
         self.stats.padded_tokens += rows * length
-        pooled = {k: np.asarray(v[:b], dtype=np.float32) for k, v in raw["pooled"].items()}
+        pooled = {_pool_key(k): np.asarray(v[:b], dtype=np.float32) for k, v in raw["pooled"].items()}
         maps = {k: np.asarray(v[:b], dtype=np.float32) for k, v in raw["attention"].items()}
         return EmbeddingBatch(index=np.asarray([t for t, _ in part]), n_tokens=n_tok, pooled=pooled, attention=maps)
+
+
+def _pool_key(name: str) -> tuple:
+    """``"12/cls"`` -> ``(12, "cls")``; ``"final/mean"`` -> ``("final", "mean")``."""
+    layer, pool = name.split("/")
+    return (layer if layer == "final" else int(layer)), pool
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

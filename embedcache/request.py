@@ -7,9 +7,9 @@ fails before any checkpoint is read; :meth:`BuildRequest.for_model` checks layer
 names are derived from the request's :class:`Output` values (never parsed back to drive the
 computation).
 
-Nothing here assumes 6-mer tokens: the architecture is only asked for ``num_layers``,
-``attention_heads`` and ``max_tokens``, so a model family can bring its own tokenizer and
-padded-length policy.
+Nothing here assumes a model family: :meth:`BuildRequest.for_model` asks the family object
+(:mod:`embedcache.families`) which layers, pools and maps exist, how many tokens it takes,
+and whether a CLS token leads each window.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Sequence
 
 from embedcache.alphabet import ALPHABET_POLICIES, DEFAULT_ALPHABET
 from embedcache.errors import InputError
-from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attention_name, pooled_name
+from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attention_name, layer_label, pooled_name
 
 __all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "Shard", "check_choice"]
 
@@ -40,7 +40,7 @@ def check_choice(option: str, value: str, allowed: Sequence[str]) -> str:
 class Output:
     """One stored array: a pooled embedding (``pool`` set) or an attention map (``head`` set)."""
 
-    layer: int
+    layer: int | str
     pool: str | None = None
     head: int | None = None
 
@@ -92,13 +92,16 @@ class BuildRequest:
     Parameters
     ----------
     layers
-        1-based layers to pool; ``None`` for the model's last (see :meth:`for_model`).
+        1-based layers to pool, and ``"final"`` for NTv3; ``None`` for the model's last
+        (see :meth:`for_model`).
     pools
-        Any of ``"cls"`` (position 0) and ``"mean"`` (real tokens after CLS).
+        Any of ``"cls"`` (position 0) and ``"mean"`` (real tokens after CLS); ``None`` for
+        every pooling the model family has (NTv3: ``mean`` only, it has no CLS).
     attention
         ``(layer, head)`` maps, both 1-based.
     max_tokens
-        Tokens per sequence (CLS included) embedded in one pass.
+        Tokens per sequence (CLS included) embedded in one pass; ``None`` for the model
+        family's default (512 for v1/v2, a whole NTv3 context).
     alphabet, long, window_overlap
         Alphabet and long-sequence policies (:mod:`embedcache.build`); ``window_overlap``
         defaults to ``max_tokens // 8`` under ``long="tile"``.
@@ -107,81 +110,94 @@ class BuildRequest:
     shard
         ``(i, n)``, ``"i/n"`` or a :class:`Shard`: compute only that share of the unique
         sequences (the others are left to the other shards); ``None`` for all of them.
+    species
+        The species of a post-trained NTv3 model (part of the model key).
     """
 
-    layers: tuple[int, ...] | None = None
-    pools: tuple[str, ...] = POOLS
+    layers: tuple[int | str, ...] | None = None
+    pools: tuple[str, ...] | None = None
     attention: tuple[tuple[int, int], ...] = ()
-    max_tokens: int = 512
+    max_tokens: int | None = None
     alphabet: str = DEFAULT_ALPHABET
     long: str = "error"
     window_overlap: int | None = None
     dtype: str = "float32"
     store_dtype: str = "float32"
     shard: Shard | None = None
+    species: str | None = None
 
     def __post_init__(self) -> None:
         shard = self.shard
         if shard is not None and not isinstance(shard, Shard):
             shard = Shard.parse(shard) if isinstance(shard, str) else _shard_pair(shard)
         object.__setattr__(self, "shard", shard)
-        pools = tuple(self.pools)
-        for option, values in (("--pool", pools), ("--alphabet", [self.alphabet]), ("--long", [self.long]),
+        pools = None if self.pools is None else tuple(self.pools)
+        for option, values in (("--pool", pools or ()), ("--alphabet", [self.alphabet]), ("--long", [self.long]),
                                ("--dtype", [self.dtype]), ("--store-dtype", [self.store_dtype])):
             for v in values:
                 check_choice(option, v, CHOICES[option])
-        max_tokens = _int("--max-tokens", self.max_tokens)
-        if max_tokens < 2:
+        max_tokens = None if self.max_tokens is None else _int("--max-tokens", self.max_tokens)
+        if max_tokens is not None and max_tokens < 2:
             raise InputError(f"--max-tokens {max_tokens} is too small: CLS and at least one token (2 or more).")
         overlap = self.window_overlap
         if self.long != "tile":
             overlap = 0  # only tiling has windows; a stray value must not split the model key
-        elif overlap is None:
-            overlap = max_tokens // 8
-        overlap = _int("--window-overlap", overlap)
-        if not 0 <= overlap < max_tokens - 1:
-            raise InputError(f"--window-overlap {overlap} must be in [0, {max_tokens - 1}) for --max-tokens {max_tokens}.")
+        elif overlap is not None:
+            overlap = _int("--window-overlap", overlap)
         attention = tuple(sorted({(_int("--attention", l), _int("--attention", h)) for l, h in self.attention}))
-        layers = None if self.layers is None else tuple(sorted({_int("--layers", x) for x in self.layers}))
+        layers = None if self.layers is None else tuple(sorted({_layer(x) for x in self.layers}, key=_layer_order))
         if layers is not None and not layers and not attention:
             raise InputError("nothing to compute: pass layers (--layers) and/or attention maps (--attention)")
-        if layers and not pools:
+        if layers and pools is not None and not pools:
             raise InputError("layers were requested with no pooling; pass --pool cls and/or mean")
-        for name, value in (("pools", tuple(p for p in POOLS if p in pools)), ("layers", layers),
+        for name, value in (("pools", None if pools is None else tuple(p for p in POOLS if p in pools)), ("layers", layers),
                             ("attention", attention), ("max_tokens", max_tokens), ("window_overlap", overlap)):
             object.__setattr__(self, name, value)
 
-    def for_model(self, config) -> "BuildRequest":
-        """This request checked against an architecture (``num_layers``, ``attention_heads``,
-        ``max_tokens``), with the default layer filled in."""
-        n_layers, n_heads = int(config.num_layers), int(config.attention_heads)
-        layers = (n_layers,) if self.layers is None else self.layers
-        for layer in layers:
-            if not 1 <= layer <= n_layers:
-                raise InputError(f"layer {layer} does not exist: the model has layers 1..{n_layers}; "
-                                 "pass --layers within that range.")
-        for layer, head in self.attention:
-            if not (1 <= layer <= n_layers and 1 <= head <= n_heads):
-                raise InputError(f"attention map {layer}:{head} does not exist: the model has layers 1..{n_layers} "
-                                 f"and heads 1..{n_heads} (both 1-based); fix --attention.")
-        if self.max_tokens > config.max_tokens:
+    def for_model(self, family) -> "BuildRequest":
+        """This request checked against a model family object (:func:`embedcache.families.family_for`):
+        layers, pools, maps, ``max_tokens`` and species; the defaults filled in."""
+        layers = (family.num_layers,) if self.layers is None else self.layers
+        pools = tuple(family.pools) if self.pools is None else self.pools
+        family.check(layers, pools if layers else (), self.attention)
+        max_tokens = family.default_max_tokens if self.max_tokens is None else self.max_tokens
+        if max_tokens > family.max_tokens:
             raise InputError(
-                f"--max-tokens {self.max_tokens} is more than the model takes ({config.max_tokens} tokens, "
-                f"CLS included); pass --max-tokens {config.max_tokens} or less."
+                f"--max-tokens {max_tokens} is more than the model takes ({family.max_tokens} tokens"
+                f"{family.token_note}); pass --max-tokens {family.max_tokens} or less."
             )
-        return replace(self, layers=layers)
+        if max_tokens <= family.prefix:
+            raise InputError(f"--max-tokens {max_tokens} is too small for this model: pass {family.prefix + 1} or more.")
+        overlap, window = self.window_overlap, max_tokens - family.prefix
+        if self.long == "tile":
+            overlap = max_tokens // 8 if overlap is None else overlap
+            if not 0 <= overlap < window:
+                raise InputError(f"--window-overlap {overlap} must be in [0, {window}) for --max-tokens {max_tokens}.")
+        return replace(self, layers=layers, pools=pools, max_tokens=max_tokens, window_overlap=overlap, species=family.species)
 
     @property
     def outputs(self) -> tuple[Output, ...]:
         """The arrays requested, pooled first (layer by layer), then attention maps."""
         if self.layers is None:
-            raise ValueError("the default layer is the model's: call for_model(config) first")
+            raise ValueError("the default layer is the model's: call for_model(family) first")
         pooled = [Output(layer, pool=p) for layer in self.layers for p in self.pools]
         return tuple(pooled + [Output(layer, head=h) for layer, h in self.attention])
 
     def spec_fields(self) -> dict:
         """The policies that are part of the model key (:class:`embedcache.store.ModelSpec`)."""
-        return {k: getattr(self, k) for k in ("max_tokens", "alphabet", "long", "window_overlap", "dtype", "store_dtype")}
+        return {k: getattr(self, k)
+                for k in ("max_tokens", "alphabet", "long", "window_overlap", "dtype", "store_dtype", "species")}
+
+
+def _layer(value) -> int | str:
+    """A layer as given (``12``, ``"12"`` or ``"final"``), as names and outputs hold it."""
+    if isinstance(value, str) and value.strip().lower() == "final":
+        return "final"
+    return layer_label(_int("--layers", value))
+
+
+def _layer_order(layer) -> tuple:
+    return (1, 0) if layer == "final" else (0, layer)
 
 
 def _shard_pair(value) -> Shard:

@@ -122,11 +122,11 @@ def test_out_of_memory_halves_the_batch_and_goes_on(ckpt, token_arrays):
     real_call = emb._call
     sizes = []
 
-    def flaky(tokens):
+    def flaky(tokens, n_tokens):
         sizes.append(tokens.shape[0])
         if tokens.shape[0] > 2:
             raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB")
-        return real_call(tokens)
+        return real_call(tokens, n_tokens)
 
     emb._call = flaky
     got = _collect(emb, token_arrays)[0]
@@ -139,7 +139,7 @@ def test_out_of_memory_halves_the_batch_and_goes_on(ckpt, token_arrays):
 def test_other_errors_are_not_swallowed(ckpt, token_arrays):
     emb = Embedder(ckpt, BuildRequest(layers=LAYERS, max_tokens=64))
 
-    def broken(tokens):
+    def broken(tokens, n_tokens):
         raise RuntimeError("INVALID_ARGUMENT: something else")
 
     emb._call = broken

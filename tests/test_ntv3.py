@@ -264,13 +264,3 @@ def test_family_pools_the_covered_positions_and_answers_the_pipeline():
     ids = g["tokens__s3__sp7"]
     one = fam.compute(params, ids[None], np.array([100]), layers=["final"])
     np.testing.assert_allclose(one["pooled"]["final/mean"][0], g["embedding__s3__sp7"][:100].mean(0), atol=1e-4, rtol=1e-4)
-
-
-def test_the_build_path_refuses_ntv3_clearly_until_it_drives_it(tmp_path):
-    from embedcache import EmbeddingCache
-    from embedcache.errors import InputError
-
-    cache = EmbeddingCache(tmp_path / "c.zarr")
-    with pytest.raises(InputError, match="NTv3 model"):
-        cache.build(["ACGT" * 4], model=GOLDEN / "ntv3_tiny", layers=[1], pools=["mean"])
-    assert not (tmp_path / "c.zarr").exists()  # nothing was written

@@ -3,16 +3,19 @@
 Each family module holds its tokenizer, config and parameter layout (``nt``: v1/v2 6-mer
 models, forward in :mod:`embedcache.model`; ``ntv3``: single-base U-Net, forward in
 :mod:`.ntv3_forward`). A family object wraps a loaded checkpoint and answers what the
-pipeline asks, so callers need not branch on the family (v1/v2 are still answered by
-:class:`embedcache.engine.Embedder` itself; wiring both through one interface is the
-engine's next step):
+pipeline asks, so the request, the engine and the build need not branch on the family
+(:func:`family_for` picks it):
 
-* ``tokenizer`` and ``padded_length(n_tokens)``: how a sequence becomes a padded row;
-* ``layer_names``, ``pools``, ``check(layers, pools, attention)``: what may be asked;
-* ``positions(n_tokens, layer)``: how many output positions of a layer cover the sequence
-  (the geometry of its attention maps too);
+* ``count_tokens``, ``encode_batch``, ``prefix`` (tokens that lead every window: CLS) and
+  ``ladder(max_tokens)``: how sequences become padded rows, and which padded lengths
+  batches may have (v3: only the one padded length that defines a sequence's outputs);
+* ``layer_names``, ``pools``, ``check(layers, pools, attention)``, ``max_tokens``,
+  ``default_max_tokens``: what may be asked;
+* ``feature_dim(layer)``, ``attention_size(max_tokens)``, ``attention_stride``: how the
+  store sizes each array, and how many positions of a map cover a row's tokens;
 * ``species`` / ``key_extra``: a post-trained NTv3's species, part of the model key;
-* ``compute(params, tokens, n_tokens, ...)``: the jit-able forward with pooling.
+* ``prepare_params``, ``filler(length)`` and ``compute(params, tokens, n_tokens, ...)``: the
+  jit-able forward with pooling.
 """
 
 from __future__ import annotations
@@ -23,7 +26,118 @@ import numpy as np
 
 from embedcache.errors import InputError
 
-__all__ = ["NTv3Family"]
+__all__ = ["NTFamily", "NTv3Family", "family_for"]
+
+# A whole NTv3 context (1 Mb) is rarely wanted by default: windows of this many bases are.
+_NTV3_DEFAULT_TOKENS = 131_072
+_NTV3_CONTEXT = 1_048_576
+
+
+def family_for(checkpoint: Any, *, species: str | None = None):
+    """The family object of a loaded checkpoint (``species`` only for post-trained NTv3)."""
+    if checkpoint.variant == "v3":
+        return NTv3Family(checkpoint, species=species)
+    if species is not None:
+        raise InputError(f"{checkpoint.name} is a Nucleotide Transformer {checkpoint.variant}: it takes no "
+                         "species (--species is for post-trained NTv3 models); drop --species.")
+    return NTFamily(checkpoint)
+
+
+class NTFamily:
+    """NT v1/v2: 6-mer tokens with CLS first; layers 1..num_layers; ``cls`` and ``mean``.
+
+    Numerics are :mod:`embedcache.model`'s; this adapter only answers the pipeline.
+    """
+
+    name = "nt"
+    pools = ("cls", "mean")
+    prefix = 1  # CLS leads every window
+    token_note = ", CLS included"
+    default_max_tokens = 512
+    attention_stride = 1
+    species = None
+    key_extra: dict = {}
+
+    def __init__(self, checkpoint: Any) -> None:
+        self.config = checkpoint.config
+        self.tokenizer = checkpoint.tokenizer()
+        self.num_layers = int(self.config.num_layers)
+        self.max_tokens = int(self.config.max_tokens)
+        self.pad_id = int(self.config.pad_token_id)
+
+    @property
+    def layer_names(self) -> list:
+        return list(range(1, self.num_layers + 1))
+
+    def check(self, layers: Sequence, pools: Sequence[str], attention: Sequence[tuple[int, int]]) -> None:
+        n_layers, n_heads = self.num_layers, int(self.config.attention_heads)
+        for layer in layers:
+            if not (isinstance(layer, (int, np.integer)) and 1 <= layer <= n_layers):
+                raise InputError(f"layer {layer} does not exist: the model has layers 1..{n_layers}; "
+                                 "pass --layers within that range ('final' is NTv3's).")
+        for layer, head in attention:
+            if not (1 <= layer <= n_layers and 1 <= head <= n_heads):
+                raise InputError(f"attention map {layer}:{head} does not exist: the model has layers 1..{n_layers} "
+                                 f"and heads 1..{n_heads} (both 1-based); fix --attention.")
+
+    def count_tokens(self, seqs: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.tokenizer.count_tokens(seqs))
+
+    def encode_batch(self, seqs: Sequence[str]) -> list:
+        return self.tokenizer.encode_batch(seqs)
+
+    def ladder(self, max_tokens: int) -> tuple[int, ...]:
+        from embedcache.engine import bucket_lengths
+
+        return bucket_lengths(max_tokens)
+
+    def feature_dim(self, layer) -> int:
+        return int(self.config.embed_dim)
+
+    def attention_size(self, max_tokens: int) -> int:
+        return int(max_tokens)
+
+    def attrs(self) -> dict:
+        tok = self.tokenizer
+        return {"tokenizer": {"variant": tok.variant, "k": tok.k, "vocab_size": tok.vocab_size},
+                "feature_dim": int(self.config.embed_dim), "num_layers": self.num_layers,
+                "attention_heads": int(self.config.attention_heads), "attention_stride": 1}
+
+    def prepare_params(self, params, dtype):
+        from embedcache.model import prepare_params
+
+        return prepare_params(params, dtype)
+
+    def filler(self, length: int) -> np.ndarray:
+        """A padding row: a lone CLS, so that no softmax row is entirely masked."""
+        row = np.full(length, self.pad_id, dtype=np.int32)
+        row[0] = self.tokenizer.cls_id
+        return row
+
+    def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str] = pools,
+                attention: Sequence[tuple[int, int]] = (), dtype: Any = None) -> dict:
+        """Forward plus pooling on a padded (B, T) batch; jit-able. ``cls`` is position 0,
+        ``mean`` the mean over real tokens after CLS (CLS itself for a CLS-only row)."""
+        import jax.numpy as jnp
+
+        from embedcache.model import forward
+
+        kwargs = {} if dtype is None else {"dtype": dtype}
+        out = forward(params, tokens, config=self.config, layers=sorted(set(layers)), attention=list(attention),
+                      **kwargs)
+        real = tokens != self.pad_id
+        body = real.at[:, 0].set(False)
+        n_body = jnp.sum(body, axis=1, keepdims=True)
+        pooled = {}
+        for layer in layers:
+            h = out["embeddings"][layer]
+            if "cls" in pools:
+                pooled[f"{layer}/cls"] = h[:, 0]
+            if "mean" in pools:
+                mean = jnp.sum(jnp.where(body[..., None], h, 0.0), axis=1) / jnp.maximum(n_body, 1)
+                pooled[f"{layer}/mean"] = jnp.where(n_body > 0, mean, h[:, 0])
+        pair = (real[:, :, None] & real[:, None, :]).astype(jnp.float32)
+        return {"pooled": pooled, "attention": {k: a * pair for k, a in out["attention"].items()}}
 
 
 class NTv3Family:
@@ -31,10 +145,19 @@ class NTv3Family:
 
     name = "ntv3"
     pools = ("mean",)
+    prefix = 0  # no CLS
+    token_note = " (bases)"
 
     def __init__(self, checkpoint: Any, *, species: str | None = None) -> None:
+        from embedcache.checkpoints.resolve import RELEASED
+
         self.config = checkpoint.config
         self.tokenizer = checkpoint.tokenizer()
+        self.num_layers = int(self.config.num_layers)
+        self.pad_id = self.tokenizer.pad_id  # N: padding flows through the convolutions
+        released = RELEASED.get(str(checkpoint.name).removeprefix("random-"))
+        self.max_tokens = int(released.context) if released is not None else _NTV3_CONTEXT
+        self.default_max_tokens = min(self.max_tokens, _NTV3_DEFAULT_TOKENS)
         try:
             self.species_token = self.config.species_token(species)
         except ValueError as exc:
@@ -49,6 +172,45 @@ class NTv3Family:
     @property
     def layer_names(self) -> list:
         return [*range(1, self.config.num_layers + 1), "final"]
+
+    @property
+    def attention_stride(self) -> int:
+        """Bases per attention-map position (the core's resolution)."""
+        return self.config.block
+
+    def count_tokens(self, seqs: Sequence[str]) -> np.ndarray:
+        return np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+
+    def encode_batch(self, seqs: Sequence[str]) -> list:
+        return [self.tokenizer.encode(s) for s in seqs]
+
+    def ladder(self, max_tokens: int) -> tuple[int, ...]:
+        """Every multiple of 2**num_downsamples up to the padded ``max_tokens``: a sequence is
+        only ever batched at its own padded length (its outputs are defined there)."""
+        return tuple(range(self.config.block, self.padded_length(max_tokens) + 1, self.config.block))
+
+    def feature_dim(self, layer) -> int:
+        """``final`` has the stem's width, core layers the core's."""
+        return int(self.config.filters[0] if layer == "final" else self.config.embed_dim)
+
+    def attention_size(self, max_tokens: int) -> int:
+        return self.padded_length(max_tokens) // self.config.block
+
+    def attrs(self) -> dict:
+        cfg = self.config
+        return {"tokenizer": {"variant": "v3", "k": 1, "vocab_size": len(self.tokenizer.vocabulary),
+                              "pad": "N", "block": cfg.block},
+                "feature_dim": int(cfg.embed_dim), "final_dim": int(cfg.filters[0]), "num_layers": self.num_layers,
+                "attention_heads": int(cfg.attention_heads), "attention_stride": int(cfg.block)}
+
+    def prepare_params(self, params, dtype):
+        from embedcache.families.ntv3_forward import prepare_params
+
+        return prepare_params(params, self.config, dtype)
+
+    def filler(self, length: int) -> np.ndarray:
+        """A padding row (all ``N``); rows never mix, so its content does not matter."""
+        return np.full(length, self.pad_id, dtype=np.int32)
 
     def padded_length(self, n_tokens: int) -> int:
         """The one padded length whose outputs define the sequence's (never another)."""
@@ -74,8 +236,8 @@ class NTv3Family:
         except ValueError as exc:
             raise InputError(str(exc)) from None
 
-    def compute(self, params, tokens, n_tokens, *, layers: Sequence, attention: Sequence[tuple[int, int]] = (),
-                dtype: Any = None) -> dict:
+    def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str] = pools,
+                attention: Sequence[tuple[int, int]] = (), dtype: Any = None) -> dict:
         """Forward plus pooling on a (B, P) batch of equal padded length; jit-able.
 
         Returns ``{"pooled": {"L/mean": (B, D)}, "attention": {(l, h): (B, T, T)}}`` with

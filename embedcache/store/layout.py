@@ -86,9 +86,17 @@ def sequence_digest(sequence: str) -> str:
     return hashlib.sha256(sequence.encode("ascii")).hexdigest()
 
 
-def pooled_name(layer: int, pool: str) -> str:
-    """Name of the (row, feature) array of ``layer`` (1-based) pooled by ``pool``."""
-    return f"layer_{int(layer)}_{pool}"
+FINAL = "final"
+
+
+def layer_label(layer) -> int | str:
+    """A layer as names hold it: an int (1-based), or ``"final"`` (NTv3's full-resolution output)."""
+    return FINAL if layer == FINAL else int(layer)
+
+
+def pooled_name(layer: int | str, pool: str) -> str:
+    """Name of the (row, feature) array of ``layer`` (1-based, or ``"final"``) pooled by ``pool``."""
+    return f"layer_{layer_label(layer)}_{pool}"
 
 
 def attention_name(layer: int, head: int) -> str:
@@ -105,11 +113,11 @@ def is_data_name(name: str) -> bool:
     return name.startswith(("layer_", "attention_"))
 
 
-def parse_array_name(name: str) -> tuple[str, int, str | int]:
+def parse_array_name(name: str) -> tuple[str, int | str, str | int]:
     """Split a data array name into ``("pooled", layer, pool)`` or ``("attention", layer, head)``."""
     kind, layer, last = name.split("_", 2)
     if kind == "layer":
-        return "pooled", int(layer), last
+        return "pooled", layer_label(layer), last
     if kind == "attention":
         return "attention", int(layer), int(last)
     raise ValueError(f"{name!r} is not a data array name")
@@ -136,6 +144,8 @@ class ModelSpec:
         Compute dtype, ``"float32"`` or ``"bfloat16"``.
     store_dtype
         Dtype of the stored embeddings and maps, ``"float32"`` or ``"float16"``.
+    species
+        The species a post-trained NTv3 model is conditioned on; ``None`` otherwise.
     """
 
     param_digest: str
@@ -145,6 +155,7 @@ class ModelSpec:
     window_overlap: int = 0
     dtype: str = "float32"
     store_dtype: str = "float32"
+    species: str | None = None
 
     def __post_init__(self):
         from embedcache.alphabet import ALPHABET_POLICIES
@@ -167,13 +178,16 @@ class ModelSpec:
     @property
     def key(self) -> str:
         """The model group's name: 16 hex digits of a sha256 over the spec."""
-        payload = json.dumps({**asdict(self), "encoding_version": _KEY_VERSION}, sort_keys=True)
+        fields = asdict(self)
+        if fields["species"] is None:
+            del fields["species"]  # keys made before species existed stay as they were
+        payload = json.dumps({**fields, "encoding_version": _KEY_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @classmethod
     def from_attrs(cls, attrs: Mapping) -> "ModelSpec":
         """Rebuild the spec recorded in a model group's attributes."""
-        return cls(**{k: attrs[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: attrs[k] for k in cls.__dataclass_fields__ if k in attrs or k != "species"})
 
 
 def _choose(what: str, value, allowed) -> None:

@@ -146,6 +146,7 @@ class GroupWriter:
         self._flush_seconds = 0.0
         self.commit_seconds_total = 0.0  # time spent committing (lock wait included), for reports
         self._arrays: dict[str, int] = {}
+        self._attention_size = int(spec.max_tokens)
         self.rows_written = 0
         self.rows_skipped = 0
         self.values_written: dict[str, int] = {}
@@ -154,20 +155,27 @@ class GroupWriter:
         """A reader's view of the group as committed now."""
         return self.store.group(self.key)
 
-    def ensure_arrays(self, names: Sequence[str], *, feature_dim: int) -> None:
+    def ensure_arrays(self, names: Sequence[str], *, feature_dim: int | Mapping[str, int],
+                      attention_size: int | None = None) -> None:
         """Create the data arrays and fill masks the group lacks, sized to its committed rows.
 
-        A new array reads "not filled" for every committed row. Data array and mask are
-        checked apart, so a writer killed between creating the two is repaired here.
+        ``feature_dim`` is one width for every pooled array or a width per name (NTv3's
+        ``final`` is narrower than its core layers); attention maps are ``attention_size``
+        square (default ``max_tokens``; NTv3 maps cover its core positions). A new array
+        reads "not filled" for every committed row. Data array and mask are checked apart,
+        so a writer killed between creating the two is repaired here.
         """
-        self._arrays.update(dict.fromkeys(names, int(feature_dim)))
+        dims = feature_dim if isinstance(feature_dim, Mapping) else dict.fromkeys(names, feature_dim)
+        self._arrays.update({n: int(dims[n]) if n in dims else 0 for n in names})
+        if attention_size is not None:
+            self._attention_size = int(attention_size)
         with commit_lock(self.store, self.timeout):
             g = self.store.zgroup(self.key, "r+")
             self._create_missing(g, int(g.attrs.get("n_rows", 0)))
 
     def _create_missing(self, g: zarr.Group, n_rows: int) -> None:
         have = set(self.store.members(self.key, "array"))
-        dtype, T = self.spec.store_dtype, int(self.spec.max_tokens)
+        dtype, T = self.spec.store_dtype, self._attention_size
         for name, feature_dim in self._arrays.items():
             kind, layer, last = parse_array_name(name)
             if name not in have:
