@@ -101,3 +101,31 @@ def jax_compile_cache(tmp_path_factory) -> dict:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     return env
+
+
+def kill_once_rows_committed(victim, procs, cache_path, rows: int, timeout: float = 180) -> tuple[bool, list]:
+    """SIGKILL ``victim`` once the store at ``cache_path`` holds ``rows`` committed rows (or when
+    ``timeout`` passes), then wait for every process of ``procs``.
+
+    Returns whether the victim was still running when killed, and each process's
+    ``(stdout, stderr)``. Whatever happens, no process is left running.
+    """
+    import os
+    import signal
+    import time
+
+    from embedcache.store import Store
+
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and victim.poll() is None:
+            store = Store(cache_path)
+            if store.exists() and store.keys() and store.group(store.keys()[0]).n_rows >= rows:
+                break
+            time.sleep(0.02)
+        killed = victim.poll() is None
+        os.kill(victim.pid, signal.SIGKILL)
+        return killed, [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()

@@ -6,15 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import TINY_V2
+from conftest import TINY_V2, kill_once_rows_committed
 from embedcache import EmbeddingCache
-from embedcache.store import Store, sequence_digest
+from embedcache.store import sequence_digest
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
@@ -55,20 +54,8 @@ def test_four_writers_one_killed_store_each_sequence_once_with_single_writer_val
 
     procs = [_start(fasta, cache_path, env) for fasta in inputs]
     victim = procs[1]
-    try:
-        # Kill writer 1 once some rows are committed, while the others are still writing.
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and victim.poll() is None:
-            if Store(cache_path).exists() and Store(cache_path).keys():
-                if Store(cache_path).group(Store(cache_path).keys()[0]).n_rows >= 20:
-                    break
-            time.sleep(0.02)
-        killed = victim.poll() is None
-        os.kill(victim.pid, signal.SIGKILL)
-        outs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
+    # Kill it once some rows are committed, while the others are still writing.
+    killed, outs = kill_once_rows_committed(victim, procs, cache_path, 20)
     assert killed, "writer 1 finished before it could be killed: enlarge the inputs"
     assert victim.returncode == -signal.SIGKILL
     for w, (p, (out, err)) in enumerate(zip(procs, outs)):

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.embedcache_app import app
-from conftest import TINY_V2
+from conftest import TINY_V2, kill_once_rows_committed
 from embedcache import EmbeddingCache
 from embedcache.errors import InputError
 from embedcache.request import BuildRequest, Shard
-from embedcache.store import Store, sequence_digest
+from embedcache.store import sequence_digest
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
@@ -120,19 +119,7 @@ def test_killed_shard_leaves_others_whole_and_its_rerun_completes(tmp_path, jax_
     env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.05"}
     procs = [_start(fasta, cache_path, f"{i}/3", env) for i in range(3)]
     victim = procs[1]
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and victim.poll() is None:
-            store = Store(cache_path)
-            if store.exists() and store.keys() and store.group(store.keys()[0]).n_rows >= 10:
-                break
-            time.sleep(0.02)
-        killed = victim.poll() is None
-        os.kill(victim.pid, signal.SIGKILL)
-        outs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
+    killed, outs = kill_once_rows_committed(victim, procs, cache_path, 10)
     assert killed, "shard 1 finished before it could be killed: enlarge the input"
     assert victim.returncode == -signal.SIGKILL
     for i in (0, 2):
