@@ -108,6 +108,17 @@ def _shard(text: Optional[str]):
         raise typer.BadParameter(str(exc), param_hint="--shard") from None
 
 
+def _devices(text: Optional[str]):
+    """``--devices N`` as a count, refused while options are parsed (exit 2)."""
+    from embedcache.errors import InputError
+    from embedcache.request import check_devices
+
+    try:
+        return check_devices(text)
+    except InputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--devices") from None
+
+
 STORAGE_HELP = ("fsspec option of a URL cache as KEY=VALUE (repeatable; dotted keys nest, e.g. "
                 "client_kwargs.region_name=eu-west-1); credentials and endpoint also come from the usual "
                 "environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).")
@@ -165,6 +176,9 @@ def build(
     dask: Optional[str] = typer.Option(None, "--dask", metavar="ADDRESS|local[:N]",
                                        help="Embed on a Dask cluster (scheduler address), or on N local "
                                        "worker processes; this process writes the store."),
+    devices: Optional[str] = typer.Option(None, "--devices", callback=_devices, metavar="N",
+                                          help="Split each batch over the first N local accelerators "
+                                          "(default: all of them)."),
 ) -> None:
     """Embed the sequences the cache lacks; reuse everything it holds (several builds may share a cache)."""
     report = _cache(cache, storage_option).build(
@@ -172,7 +186,7 @@ def build(
         pools=None if pool is None else [p.strip() for p in pool.split(",") if p.strip()], attention=_maps(attention),
         max_tokens=max_tokens, species=species, batch_size=batch_size, dtype=dtype, store_dtype=store_dtype,
         alphabet=alphabet, long=long, reference=reference, quiet=quiet, allow_random_weights=allow_random_weights,
-        shard=shard, dask=dask,
+        shard=shard, dask=dask, devices=devices,
     )
     typer.echo(report.summary())
 

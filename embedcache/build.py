@@ -58,7 +58,7 @@ from embedcache.alphabet import DEFAULT_ALPHABET, normalize
 from embedcache.errors import CheckpointError, InputError, SequenceTooLongError
 from embedcache.progress import Progress
 from embedcache.quality import IdConflicts
-from embedcache.request import BuildRequest, Output
+from embedcache.request import BuildRequest, Output, check_devices
 from embedcache.store import ModelSpec, Store
 
 __all__ = ["BuildReport", "build"]
@@ -311,6 +311,7 @@ def build(
     allow_random_weights: bool = False,
     shard=None,
     dask=None,
+    devices: int | None = None,
 ) -> BuildReport:
     """Compute what the store lacks for ``inputs`` and write it; see the module docs.
 
@@ -361,6 +362,10 @@ def build(
         cluster of N single-threaded worker processes): batches are embedded by the Dask
         workers, and this process writes the results as they arrive
         (:mod:`embedcache.distributed`).
+    devices
+        Split each batch over the first N local devices of JAX's default backend (default:
+        all of them; :func:`embedcache.engine.local_devices`). Not with ``dask``: each Dask
+        worker uses one device (run one worker per device).
 
     Returns
     -------
@@ -372,10 +377,18 @@ def build(
                            pools=None if pools is None else tuple(pools), attention=tuple(attention),
                            max_tokens=max_tokens, alphabet=alphabet, long=long, window_overlap=window_overlap,
                            dtype=dtype, store_dtype=store_dtype, species=species, shard=shard)
+    devices = check_devices(devices)
     if dask is not None:
         from embedcache.distributed import check_spec
 
         check_spec(dask)
+        if devices is not None:
+            raise InputError("--devices is for a build on this machine; with --dask each worker uses one device: "
+                             "start one worker per device (e.g. dask-cuda's LocalCUDACluster) and drop --devices.")
+    elif devices is not None:
+        from embedcache.engine import local_devices
+
+        local_devices(devices)  # that many exist: said before a checkpoint is read
     store = cache if isinstance(cache, Store) else Store(cache)
     checkpoint, family, request, spec = _model_and_request(store, model, request, cache_dir=cache_dir,
                                                            allow_random_weights=allow_random_weights)
@@ -395,6 +408,8 @@ def build(
     report.arrays = {n: {"computed": 0, "reused": held[n]} for n in names}
     if missing:
         engine_kw = dict(batch_size=batch_size, token_budget=token_budget, family=family)
+        if dask is None:
+            engine_kw["devices"] = devices
         with _executor(dask, cache_dir) as executor:
             runner = _compute(store, checkpoint, family, request, spec, sources, scan, lock_timeout=lock_timeout,
                               quiet=quiet, engine_kw={**engine_kw, **executor})

@@ -92,7 +92,8 @@ class EmbeddingCache:
         **options
             ``batch_size``, ``token_budget``, ``dtype``, ``store_dtype``, ``alphabet``,
             ``long``, ``window_overlap``, ``reference``, ``quiet``, ``lock_timeout``,
-            ``chunk_size``, ``cache_dir``, ``allow_random_weights``: see
+            ``chunk_size``, ``cache_dir``, ``allow_random_weights``, ``shard``, ``dask``,
+            ``devices`` (the first N local accelerators; default all): see
             :func:`embedcache.build.build`.
 
         Returns

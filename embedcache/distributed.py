@@ -106,8 +106,10 @@ def _embedder(ref: _CheckpointRef, request: BuildRequest, outputs: tuple, token_
         _CHECKPOINTS[ref] = checkpoint
     key = (ref, request, outputs, token_budget, batch_size)
     if key not in _EMBEDDERS:
+        # One device per worker (dask-cuda gives each worker its own GPU as device 0); the
+        # client plans batches for one device's token budget.
         _EMBEDDERS[key] = Embedder(_CHECKPOINTS[ref], request, outputs=outputs, token_budget=token_budget,
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, devices=1)
     return _EMBEDDERS[key]
 
 

@@ -17,9 +17,15 @@ a whole build, whatever its input chunks), and a full batch is dispatched as soo
 there. One batch stays in flight: the host pads, unpacks and writes while the device computes
 the next one (JAX dispatches asynchronously).
 
-Outputs at real positions do not depend on padding or on batch composition (tested).
-An out-of-memory error halves the batch for that bucket and goes on; nothing silently
-moves to another device.
+Every batch is split across all local devices of JAX's default backend (data parallel): a
+1-D mesh over the devices, rows sharded along it, parameters replicated on each; ``devices=N``
+(``--devices N``) keeps the first N. Rows are padded to a multiple of the device count, so
+every device gets an equal share. The Dask path gives each worker one device
+(:mod:`embedcache.distributed`).
+
+Outputs at real positions do not depend on padding or on batch composition, nor on the
+number of devices (tested). An out-of-memory error halves the batch for that bucket and goes
+on; nothing silently moves to another device.
 """
 
 from __future__ import annotations
@@ -34,11 +40,13 @@ from typing import Any, Iterable, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from embedcache.errors import InputError, SequenceTooLongError
-from embedcache.request import BuildRequest, Output
+from embedcache.request import BuildRequest, Output, check_devices
 
-__all__ = ["BUCKET_LADDER", "EmbeddingBatch", "Embedder", "Planner", "bucket_lengths", "enable_compile_cache", "plan_batches"]
+__all__ = ["BUCKET_LADDER", "EmbeddingBatch", "Embedder", "Planner", "bucket_lengths", "enable_compile_cache",
+           "local_devices", "plan_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +80,16 @@ def enable_compile_cache() -> str | None:
         path = str(embedcache_home() / "xla-cache")
     jax.config.update("jax_compilation_cache_dir", path)
     return path
+
+
+def local_devices(count: int | None = None) -> list:
+    """The first ``count`` local devices of JAX's default backend (all of them for ``None``);
+    an :class:`InputError` naming ``--devices`` and how many exist if there are fewer."""
+    count, devices = check_devices(count), jax.local_devices()
+    if count is not None and count > len(devices):
+        raise InputError(f"--devices {count}: this machine has {len(devices)} {jax.default_backend()} device(s); "
+                         f"pass --devices {len(devices)} or fewer, or leave it out to use them all.")
+    return devices[:count]
 
 
 def bucket_lengths(max_tokens: int) -> tuple[int, ...]:
@@ -196,16 +214,20 @@ class Embedder:
     outputs
         The subset of ``request.outputs`` to compute (default: all of them).
     token_budget
-        Padded tokens per batch; default 4,096 on CPU, 32,768 on accelerators.
+        Padded tokens per batch; default 4,096 per device on CPU, 32,768 per device on
+        accelerators.
     batch_size
-        Optional cap on rows per batch.
+        Optional cap on rows per batch (rows are still padded to a multiple of the devices).
     family
         The model family object (default :func:`embedcache.families.family_for`): its
         tokens, padded lengths, forward and pooling.
+    devices
+        Use the first N local devices (default: all of them); see :func:`local_devices`.
     """
 
     def __init__(self, checkpoint: Any, request: BuildRequest, *, outputs: Sequence[Output] | None = None,
-                 token_budget: int | None = None, batch_size: int | None = None, family: Any = None) -> None:
+                 token_budget: int | None = None, batch_size: int | None = None, family: Any = None,
+                 devices: int | None = None) -> None:
         from embedcache.families import family_for
 
         self.family = family or family_for(checkpoint, species=request.species)
@@ -215,14 +237,19 @@ class Embedder:
         if not self.outputs:
             raise InputError("nothing to compute: no outputs requested")
         self.max_tokens = request.max_tokens
+        self.devices = local_devices(devices)
         on_cpu = jax.default_backend() == "cpu"
-        budget = token_budget or (4096 if on_cpu else 32768)
+        budget = token_budget or len(self.devices) * (4096 if on_cpu else 32768)
         self.planner = Planner(self.max_tokens, budget, batch_size, ladder=self.family.ladder(self.max_tokens))
         self.stats = EmbedderStats()
         enable_compile_cache()
         self._dtype = _DTYPES[request.dtype]
-        self._params = self.family.prepare_params(checkpoint.params, self._dtype)
-        self._fn = jax.jit(self._compute)
+        # Data parallel: rows split over a 1-D mesh of the devices, parameters copied to each.
+        mesh = Mesh(np.asarray(self.devices), ("rows",))
+        self._by_row, replicated = NamedSharding(mesh, PartitionSpec("rows")), NamedSharding(mesh, PartitionSpec())
+        self._params = jax.device_put(self.family.prepare_params(checkpoint.params, self._dtype), replicated)
+        self._fn = jax.jit(self._compute, in_shardings=(replicated, self._by_row, self._by_row),
+                           out_shardings=self._by_row)
         self._seen_shapes: set[tuple[int, int]] = set()
         self._row_cap: dict[int, int] = {}
         self._in_flight: deque = deque()
@@ -238,7 +265,8 @@ class Embedder:
         return {"pooled": {k: v for k, v in out["pooled"].items() if k in wanted}, "attention": out["attention"]}
 
     def _call(self, tokens: np.ndarray, n_tokens: np.ndarray):
-        """Dispatch one padded (rows, T) batch; returns device arrays (computed asynchronously)."""
+        """Dispatch one padded (rows, T) batch, rows split over the devices; returns device
+        arrays sharded the same way (computed asynchronously)."""
         shape = tokens.shape
         if shape in self._seen_shapes:
             return self._fn(self._params, tokens, n_tokens)
@@ -256,7 +284,7 @@ class Embedder:
         buckets); returns the seconds spent. Benchmarks use it to report compile time apart."""
         t0 = time.perf_counter()
         for length in lengths or self.planner.ladder.tolist():
-            rows = self.planner.rows_for(int(length))
+            rows = self._padded_rows(self.planner.rows_for(int(length)))
             tokens = np.tile(self.family.filler(int(length)), (rows, 1))
             jax.block_until_ready(self._call(tokens, np.full(rows, int(length), np.int32)))
         return time.perf_counter() - t0
@@ -327,7 +355,8 @@ class Embedder:
         yield self._unpack(raw, part, length, rows)
 
     def _halve(self, exc: Exception, length: int, part: list) -> Iterator[EmbeddingBatch]:
-        if not _is_out_of_memory(exc) or len(part) == 1:
+        # At one row per device, a smaller part would be padded back to the same shape.
+        if not _is_out_of_memory(exc) or self._padded_rows(len(part)) <= len(self.devices):
             raise exc
         half = _pow2_floor(len(part) // 2)
         self._row_cap[length] = half
@@ -335,8 +364,14 @@ class Embedder:
         log.warning("out of memory on a batch of %d x %d tokens; going on with %d rows", len(part), length, half)
         yield from self._submit(length, part)
 
+    def _padded_rows(self, n: int) -> int:
+        """Rows a batch of ``n`` sequences is padded to: the next power of two (few shapes to
+        compile), rounded up to a multiple of the device count (an equal share each)."""
+        k = len(self.devices)
+        return -(-_pow2_ceil(n) // k) * k
+
     def _pad_batch(self, part: list, length: int) -> np.ndarray:
-        tokens = np.tile(self.family.filler(length), (_pow2_ceil(len(part)), 1))
+        tokens = np.tile(self.family.filler(length), (self._padded_rows(len(part)), 1))
         for r, (_, a) in enumerate(part):
             tokens[r, len(a) :] = self.family.pad_id
             tokens[r, : len(a)] = a

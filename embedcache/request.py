@@ -21,7 +21,7 @@ from embedcache.alphabet import ALPHABET_POLICIES, DEFAULT_ALPHABET
 from embedcache.errors import InputError
 from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attention_name, layer_label, pooled_name
 
-__all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "Shard", "check_choice"]
+__all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "Shard", "check_choice", "check_devices"]
 
 POOLS = ("cls", "mean")
 # The options with a fixed set of values, by their command-line names.
@@ -34,6 +34,20 @@ def check_choice(option: str, value: str, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise InputError(f"{option} {value!r} is not one of: {', '.join(allowed)}; fix {option}.")
     return value
+
+
+def check_devices(value) -> int | None:
+    """``--devices N`` (``devices=N``) as a count: the build uses the first N local devices of
+    JAX's default backend; ``None`` for all of them. Anything but an integer >= 1 is an
+    :class:`InputError` naming ``--devices``; whether N devices exist is the engine's to say
+    (:func:`embedcache.engine.local_devices`)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise InputError(f"--devices takes a number of devices N >= 1 (the first N local accelerators), not "
+                         f"{value!r}; leave it out to use them all, or pick devices with CUDA_VISIBLE_DEVICES.")
+    return int(text)
 
 
 @dataclass(frozen=True)
