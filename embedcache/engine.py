@@ -254,20 +254,9 @@ class Embedder:
         enable_compile_cache()
         self._dtype = _DTYPES[request.dtype]
         self._params = self.family.prepare_params(checkpoint.params, self._dtype)
-        self._fn = jax.jit(self._compute)
-        self._seen_shapes: set[tuple[int, int]] = set()
+        self._fn, self._seen_shapes = _compiled(self.family, self.outputs, request.dtype)
         self._row_cap: dict[int, int] = {}
         self._in_flight: deque = deque()
-
-    # -- the jitted computation -------------------------------------------------------
-    def _compute(self, params, tokens, n_tokens):
-        pooled_out = [o for o in self.outputs if o.pool]
-        out = self.family.compute(
-            params, tokens, n_tokens, layers=list(dict.fromkeys(o.layer for o in pooled_out)),
-            pools=sorted({o.pool for o in pooled_out}), attention=[(o.layer, o.head) for o in self.outputs if o.head],
-            dtype=self._dtype)
-        wanted = {f"{o.layer}/{o.pool}" for o in pooled_out}
-        return {"pooled": {k: v for k, v in out["pooled"].items() if k in wanted}, "attention": out["attention"]}
 
     def _call(self, tokens: np.ndarray, n_tokens: np.ndarray):
         """Dispatch one padded (rows, T) batch; returns device arrays (computed asynchronously)."""
@@ -391,6 +380,31 @@ class Embedder:
         pooled = {_pool_key(k): np.asarray(v[:b], dtype=np.float32) for k, v in raw["pooled"].items()}
         maps = {k: np.asarray(v[:b], dtype=np.float32) for k, v in raw["attention"].items()}
         return EmbeddingBatch(index=np.asarray([t for t, _ in part]), n_tokens=n_tok, pooled=pooled, attention=maps)
+
+
+# Jitted forwards are kept per process, keyed by what they compute (family, configuration,
+# outputs, dtype), not per Embedder: a later build in the same process (a notebook, a Dask
+# worker, a benchmark) neither traces nor loads its programs again. Parameters are arguments,
+# never captured, so no weights are held here. Each entry keeps the shapes it has compiled.
+_COMPILED: dict = {}
+
+
+def _compiled(family, outputs: tuple, dtype: str) -> tuple:
+    """``(jitted forward, set of compiled batch shapes)`` for ``outputs`` of ``family``."""
+    key = (type(family).__name__, repr(family.config), family.pad_id, getattr(family, "species_token", None),
+           outputs, dtype)
+    if key not in _COMPILED:
+        pooled = [o for o in outputs if o.pool]
+        layers, pools = list(dict.fromkeys(o.layer for o in pooled)), sorted({o.pool for o in pooled})
+        maps, wanted = [(o.layer, o.head) for o in outputs if o.head], {f"{o.layer}/{o.pool}" for o in pooled}
+
+        def compute(params, tokens, n_tokens):
+            out = family.compute(params, tokens, n_tokens, layers=layers, pools=pools, attention=maps,
+                                 dtype=_DTYPES[dtype])
+            return {"pooled": {k: v for k, v in out["pooled"].items() if k in wanted}, "attention": out["attention"]}
+
+        _COMPILED[key] = (jax.jit(compute), set())
+    return _COMPILED[key]
 
 
 def _pool_key(name: str) -> tuple:
