@@ -277,24 +277,11 @@ class Embedder:
         enable_compile_cache()
         self._dtype = _DTYPES[request.dtype]
         # Data parallel: rows split over a 1-D mesh of the devices, parameters copied to each.
-        mesh = Mesh(np.asarray(self.devices), ("rows",))
-        self._by_row, replicated = NamedSharding(mesh, PartitionSpec("rows")), NamedSharding(mesh, PartitionSpec())
-        self._params = jax.device_put(self.family.prepare_params(checkpoint.params, self._dtype), replicated)
-        self._fn = jax.jit(self._compute, in_shardings=(replicated, self._by_row, self._by_row),
-                           out_shardings=self._by_row)
-        self._seen_shapes: set[tuple[int, int]] = set()
+        self._params = jax.device_put(self.family.prepare_params(checkpoint.params, self._dtype),
+                                      _shardings(self.devices)[1])
+        self._fn, self._seen_shapes = _compiled(self.family, self.outputs, request.dtype, self.devices)
         self._row_cap: dict[int, int] = {}
         self._in_flight: deque = deque()
-
-    # -- the jitted computation -------------------------------------------------------
-    def _compute(self, params, tokens, n_tokens):
-        pooled_out = [o for o in self.outputs if o.pool]
-        out = self.family.compute(
-            params, tokens, n_tokens, layers=list(dict.fromkeys(o.layer for o in pooled_out)),
-            pools=sorted({o.pool for o in pooled_out}), attention=[(o.layer, o.head) for o in self.outputs if o.head],
-            dtype=self._dtype)
-        wanted = {f"{o.layer}/{o.pool}" for o in pooled_out}
-        return {"pooled": {k: v for k, v in out["pooled"].items() if k in wanted}, "attention": out["attention"]}
 
     def _call(self, tokens: np.ndarray, n_tokens: np.ndarray):
         """Dispatch one padded (rows, T) batch, rows split over the devices; returns device
@@ -426,6 +413,39 @@ class Embedder:
         pooled = {_pool_key(k): np.asarray(v[:b], dtype=np.float32) for k, v in raw["pooled"].items()}
         maps = {k: np.asarray(v[:b], dtype=np.float32) for k, v in raw["attention"].items()}
         return EmbeddingBatch(index=np.asarray([t for t, _ in part]), n_tokens=n_tok, pooled=pooled, attention=maps)
+
+
+# Jitted forwards are kept per process, keyed by what they compute (family, configuration,
+# outputs, dtype), not per Embedder: a later build in the same process (a notebook, a Dask
+# worker, a benchmark) neither traces nor loads its programs again. Parameters are arguments,
+# never captured, so no weights are held here. Each entry keeps the shapes it has compiled.
+_COMPILED: dict = {}
+
+
+def _shardings(devices: Sequence) -> tuple:
+    """``(rows split over the devices, replicated on each)`` on a 1-D mesh of ``devices``."""
+    mesh = Mesh(np.asarray(devices), ("rows",))
+    return NamedSharding(mesh, PartitionSpec("rows")), NamedSharding(mesh, PartitionSpec())
+
+
+def _compiled(family, outputs: tuple, dtype: str, devices: Sequence) -> tuple:
+    """``(jitted forward, set of compiled batch shapes)`` for ``outputs`` of ``family``, its
+    batches split over ``devices`` (parameters replicated on each)."""
+    key = (type(family).__name__, repr(family.config), family.pad_id, getattr(family, "species_token", None),
+           outputs, dtype, tuple(devices))
+    if key not in _COMPILED:
+        pooled = [o for o in outputs if o.pool]
+        layers, pools = list(dict.fromkeys(o.layer for o in pooled)), sorted({o.pool for o in pooled})
+        maps, wanted = [(o.layer, o.head) for o in outputs if o.head], {f"{o.layer}/{o.pool}" for o in pooled}
+
+        def compute(params, tokens, n_tokens):
+            out = family.compute(params, tokens, n_tokens, layers=layers, pools=pools, attention=maps,
+                                 dtype=_DTYPES[dtype])
+            return {"pooled": {k: v for k, v in out["pooled"].items() if k in wanted}, "attention": out["attention"]}
+
+        by_row, replicated = _shardings(devices)
+        _COMPILED[key] = (jax.jit(compute, in_shardings=(replicated, by_row, by_row), out_shardings=by_row), set())
+    return _COMPILED[key]
 
 
 def _pool_key(name: str) -> tuple:
