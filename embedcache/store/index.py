@@ -121,7 +121,9 @@ def _entries_for(arr: zarr.Array, hi: np.ndarray, where) -> np.ndarray:
     n = arr.shape[0]
     first = np.searchsorted(fences, hi, side="left") - 1
     last = np.searchsorted(fences, hi, side="right") - 1
-    chunks = np.unique(np.concatenate([first, last]).clip(0))
+    # Which chunks are touched, by counting (``np.unique`` would sort or hash the task).
+    chunks = np.flatnonzero(np.bincount(first.clip(0), minlength=fences.size)
+                            + np.bincount(last.clip(0), minlength=fences.size))
     if checked_chunks.is_plain(arr):
         blocks = checked_chunks.plain_blocks(arr, chunks, where)
         return np.concatenate(blocks) if blocks else np.zeros((0, 3), dtype=np.uint64)
