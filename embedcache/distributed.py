@@ -111,11 +111,10 @@ def _embedder(ref: _CheckpointRef, request: BuildRequest, outputs: tuple, token_
     return _EMBEDDERS[key]
 
 
-def _embed_batch(ref, request, outputs, token_budget, batch_size, part: list) -> list[EmbeddingBatch]:
-    """The Dask task: one planned batch of ``(tag, tokens)`` embedded on this worker."""
-    embedder = _embedder(ref, request, outputs, token_budget, batch_size)
-    tags, arrays = zip(*part)
-    return [*embedder.add(tags, arrays), *embedder.finish()]
+def _embed_batch(ref, request, outputs, token_budget, batch_size, length: int, part: list) -> list[EmbeddingBatch]:
+    """The Dask task: one batch of ``(tag, tokens)`` at padded length ``length``, as the
+    client planned it, embedded on this worker."""
+    return list(_embedder(ref, request, outputs, token_budget, batch_size).run(length, part))
 
 
 class DaskEmbedder:
@@ -143,7 +142,8 @@ class DaskEmbedder:
         if token_budget is None:
             token_budget = 4096 if _workers_on_cpu(client) else 32768
         self.token_budget, self.batch_size = token_budget, batch_size
-        self.planner = Planner(self.max_tokens, token_budget, batch_size, ladder=family.ladder(self.max_tokens))
+        self.planner = Planner(self.max_tokens, token_budget, batch_size, ladder=family.ladder(self.max_tokens),
+                               mix=family.masks_padding)
         random = bool(getattr(checkpoint, "random_weights", False))
         self.ref = _CheckpointRef(model=checkpoint.name if random else str(checkpoint.source),
                                   digest=checkpoint.digest, cache_dir=None if cache_dir is None else str(cache_dir))
@@ -156,23 +156,23 @@ class DaskEmbedder:
         n_tokens = np.fromiter((len(a) for a in token_arrays), dtype=np.int64, count=len(token_arrays))
         if (n_tokens > self.max_tokens).any():
             raise SequenceTooLongError(f"a token array is over max_tokens={self.max_tokens}")
-        for _, part in self.planner.add(list(zip(tags, token_arrays)), n_tokens):
-            yield from self._submit(part)
+        for length, part in self.planner.add(list(zip(tags, token_arrays)), n_tokens):
+            yield from self._submit(length, part)
         for future in self._done.next_batch(block=False) if self._done.has_ready() else ():
             yield from self._result(future)
 
     def finish(self) -> Iterator[EmbeddingBatch]:
         """Submit the partial batches and yield every remaining result, as each completes."""
-        for _, part in self.planner.finish():
-            yield from self._submit(part)
+        for length, part in self.planner.finish():
+            yield from self._submit(length, part)
         for future in self._done:
             yield from self._result(future)
 
-    def _submit(self, part: list) -> Iterator[EmbeddingBatch]:
+    def _submit(self, length: int, part: list) -> Iterator[EmbeddingBatch]:
         while self._in_flight >= self._limit:
             yield from self._result(next(self._done))
         future = self.client.submit(_embed_batch, self.ref, self.request, self.outputs, self.token_budget,
-                                    self.batch_size, part, pure=False)
+                                    self.batch_size, length, part, pure=False)
         self._in_flight += 1
         self._done.add(future)
 

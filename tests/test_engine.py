@@ -7,7 +7,7 @@ import pytest
 
 from embedcache.checkpoints import load_checkpoint
 from embedcache.request import BuildRequest
-from embedcache.engine import Embedder, bucket_lengths, plan_batches
+from embedcache.engine import Embedder, Planner, bucket_lengths, plan_batches
 from embedcache.errors import InputError, SequenceTooLongError
 from embedcache.model import forward, prepare_params
 
@@ -94,26 +94,49 @@ def test_pooling_definitions(ckpt, token_arrays):
         np.testing.assert_allclose(pooled[(1, "mean")][i], expected_mean, atol=1e-5)
 
 
-def test_plan_covers_every_sequence_once_with_few_shapes():
+def _padded(plans):
+    return sum((1 << (p.size - 1).bit_length()) * length for length, p in plans)
+
+
+@pytest.mark.parametrize("mix", [True, False])
+def test_plan_covers_every_sequence_once_with_few_shapes(mix):
     rng = np.random.default_rng(0)
     n = rng.integers(1, 513, size=5000)
-    plans = plan_batches(n, max_tokens=512, token_budget=8192)
+    plans = plan_batches(n, max_tokens=512, token_budget=8192, mix=mix)
     idx = np.concatenate([p for _, p in plans])
     assert sorted(idx.tolist()) == list(range(n.size))
     ladder = bucket_lengths(512)
     shapes = set()
     for length, p in plans:
         assert length in ladder and (n[p] <= length).all()
-        # the next smaller bucket would not have fitted: padding waste is bounded
-        smaller = [b for b in ladder if b < length]
-        if smaller:
-            assert (n[p] > smaller[-1]).all()
         rows = 1 << (p.size - 1).bit_length()
         shapes.add((rows, length))
+        if not mix:  # the next smaller bucket would not have fitted: padding waste is bounded
+            smaller = [b for b in ladder if b < length]
+            assert not smaller or (n[p] > smaller[-1]).all()
     # a full row count plus at most one partial power of two per bucket
     assert len(shapes) <= 2 * len(ladder)
-    padded = sum((1 << (p.size - 1).bit_length()) * length for length, p in plans)
-    assert n.sum() / padded > 0.6
+    assert n.sum() / _padded(plans) > 0.6
+
+
+def test_leftovers_are_batched_across_buckets_longest_first():
+    # 256 sequences of 9-168 tokens (50-1,000 bp) over 26 buckets: per bucket, nearly every
+    # batch is partial; across buckets, padding is below the official length-sorted batches of 32.
+    n = np.random.default_rng(1).integers(9, 169, size=256)
+    plans = plan_batches(n, max_tokens=512, token_budget=4096)
+    per_bucket = plan_batches(n, max_tokens=512, token_budget=4096, mix=False)
+    planner = Planner(512, 4096)
+    assert sorted(np.concatenate([p for _, p in plans]).tolist()) == list(range(n.size))
+    assert all((n[p] <= length).all() for length, p in plans)
+    for length, p in plans[:-1]:  # a full, half or quarter batch of the first row's bucket
+        assert p.size in {planner.rows_for(length) >> k for k in range(3)}
+        assert length == planner.ladder[np.searchsorted(planner.ladder, n[p].max())]
+    ordered = np.sort(n)[::-1]
+    official = sum(ordered[s] * ordered[s : s + 32].size for s in range(0, n.size, 32))
+    assert _padded(plans) / n.sum() < min(official / n.sum(), 1.10) < 1.2 < _padded(per_bucket) / n.sum()
+    assert len({(1 << (p.size - 1).bit_length(), length) for length, p in plans}) <= 3 * 26 + 1
+    # A family whose padding changes outputs (NTv3) keeps each row at its own padded length.
+    assert all(len({int(np.searchsorted(planner.ladder, k)) for k in n[p]}) == 1 for _, p in per_bucket)
 
 
 def test_out_of_memory_halves_the_batch_and_goes_on(ckpt, token_arrays):

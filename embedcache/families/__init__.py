@@ -6,9 +6,10 @@ models, forward in :mod:`embedcache.model`; ``ntv3``: single-base U-Net, forward
 pipeline asks, so the request, the engine and the build need not branch on the family
 (:func:`family_for` picks it):
 
-* ``count_tokens``, ``encode_batch``, ``prefix`` (tokens that lead every window: CLS) and
-  ``ladder(max_tokens)``: how sequences become padded rows, and which padded lengths
-  batches may have (v3: only the one padded length that defines a sequence's outputs);
+* ``count_tokens``, ``encode_batch``, ``prefix`` (tokens that lead every window: CLS),
+  ``ladder(max_tokens)`` and ``masks_padding``: how sequences become padded rows, which padded
+  lengths batches may have, and whether a row may be padded past its own bucket (v1/v2: yes,
+  padded keys are masked; v3: no, only its one padded length defines its outputs);
 * ``layer_names``, ``pools``, ``check(layers, pools, attention)``, ``max_tokens``,
   ``default_max_tokens``: what may be asked;
 * ``feature_dim(layer)``, ``attention_size(max_tokens)``, ``attention_stride``: how the
@@ -52,6 +53,7 @@ class NTFamily:
     name = "nt"
     pools = ("cls", "mean")
     prefix = 1  # CLS leads every window
+    masks_padding = True  # any padded length gives the same outputs: batches may mix buckets
     token_note = ", CLS included"
     default_max_tokens = 512
     attention_stride = 1
@@ -146,6 +148,7 @@ class NTv3Family:
     name = "ntv3"
     pools = ("mean",)
     prefix = 0  # no CLS
+    masks_padding = False  # padding flows through the convolutions: one padded length per row
     token_note = " (bases)"
 
     def __init__(self, checkpoint: Any, *, species: str | None = None) -> None:
