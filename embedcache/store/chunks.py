@@ -10,6 +10,10 @@ Here each shard is fetched whole, in one request (one consistent version of the 
 its index and the CRC32C of every inner chunk needed are checked, and only then is it
 decoded, by Zarr, from memory. A missing or corrupted chunk holding rows the caller
 needs raises :class:`~embedcache.errors.DamagedChunkError` naming the array and rows.
+
+Plain (unsharded) chunks, those of pooled embeddings and of the digest index, are one
+object each: :func:`plain_blocks` fetches and checks them the same way and hands out views
+of their bytes, with no decode by Zarr, so that a task's features are copied once.
 """
 
 from __future__ import annotations
