@@ -357,15 +357,15 @@ def _normalize_all(seqs: list[str], alphabet: str) -> list[str]:
     """
     try:
         raw = "".join(seqs).encode("ascii")
-        joined = raw.upper()
     except UnicodeEncodeError:
-        joined = None
+        raw = None
+    if raw is not None and not raw.translate(None, b"ACGTN"):
+        return seqs  # already normalized (the usual case): one pass, no copies
+    joined = None if raw is None else raw.upper()
     if joined is not None:
         if alphabet == "iupac-to-n":
             joined = joined.translate(_IUPAC_TO_N)
         if not joined.translate(None, b"ACGTN"):
-            if len(joined) == len(raw) and joined == raw:
-                return seqs  # already normalized (the usual case): no copies
             text = joined.decode("ascii")
             ends = list(itertools.accumulate(len(s) for s in seqs))
             return [text[a:b] for a, b in zip([0, *ends[:-1]], ends)]

@@ -10,6 +10,10 @@ Here each shard is fetched whole, in one request (one consistent version of the 
 its index and the CRC32C of every inner chunk needed are checked, and only then is it
 decoded, by Zarr, from memory. A missing or corrupted chunk holding rows the caller
 needs raises :class:`~embedcache.errors.DamagedChunkError` naming the array and rows.
+
+Plain (unsharded) chunks, those of pooled embeddings and of the digest index, are one
+object each: :func:`plain_blocks` fetches and checks them the same way and hands out views
+of their bytes, with no decode by Zarr, so that a task's features are copied once.
 """
 
 from __future__ import annotations
@@ -49,6 +53,34 @@ def fetch(arr: zarr.Array, indices) -> list:
         return await asyncio.gather(*(store.get(chunk_key(arr, s), prototype=proto) for s in indices))
 
     return [None if b is None else b.as_numpy_array() for b in sync(get_all())]
+
+
+def is_plain(arr: zarr.Array) -> bool:
+    """Whether ``arr`` is stored as plain little-endian numeric chunks with a CRC32C each."""
+    codecs = [c.to_dict() for c in arr.metadata.codecs]
+    return ([c["name"] for c in codecs] == ["bytes", "crc32c"] and arr.dtype.kind in "fiu"
+            and codecs[0].get("configuration", {}).get("endian", "little") == "little")
+
+
+def plain_blocks(arr: zarr.Array, indices, where) -> list[np.ndarray]:
+    """The checked row blocks of plain chunks ``indices`` (along the row axis), as views.
+
+    Zarr's decode copies every chunk twice more than needed, which triples the time of a
+    bulk read; here each chunk is fetched once (concurrently), checked against its CRC32C
+    and handed out as a view for the caller to copy straight where it belongs. ``where``
+    is ``(store, group key, array name)`` for :class:`DamagedChunkError`.
+    """
+    step, row_shape = int(arr.metadata.chunk_grid.chunk_shape[0]), arr.shape[1:]
+    size = step * int(np.prod(row_shape, dtype=np.int64)) * arr.dtype.itemsize + 4
+    indices = [int(c) for c in indices]
+    blocks = []
+    for c, raw in zip(indices, fetch(arr, indices)):
+        if raw is None or raw.size != size or not _crc_ok(raw):
+            what = "missing" if raw is None else "corrupted (checksum mismatch)"
+            raise damaged_error(*where, c * step, min((c + 1) * step, arr.shape[0]), what, chunk_key(arr, c))
+        # An edge chunk is stored full size; its padding past the array's end is no data.
+        blocks.append(raw[:-4].view(arr.dtype).reshape(-1, *row_shape)[: arr.shape[0] - c * step])
+    return blocks
 
 
 def inner_status(arr: zarr.Array, raw: np.ndarray | None) -> np.ndarray:
@@ -170,4 +202,4 @@ def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
     return out
 
 
-__all__ = ["is_sharded", "read_rows", "snapshot", "units", "shard_units", "inner_status", "fetch", "chunk_key", "damaged_error"]
+__all__ = ["is_sharded", "is_plain", "plain_blocks", "read_rows", "snapshot", "units", "shard_units", "inner_status", "fetch", "chunk_key", "damaged_error"]

@@ -46,6 +46,8 @@ class Store:
         self.path = str(location) if self.remote else Path(location)
         self.storage_options = dict(storage_options or {})
         self._zstore = None
+        # Arrays opened per model key, for the commit they were opened at (ModelGroup._open).
+        self._opened: dict[str, tuple] = {}
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -181,16 +183,9 @@ class ModelGroup:
         self.attrs = dict(attrs)
         self.n_rows = int(attrs.get("n_rows", 0))
         self.runs = [tuple(r) for r in attrs.get("index_runs", [])]
-        self._zgroup = None
 
     def __repr__(self) -> str:
         return f"ModelGroup({self.key!r}, model={self.model_name!r}, rows={self.n_rows})"
-
-    @property
-    def _group(self) -> zarr.Group:
-        if self._zgroup is None:
-            self._zgroup = self.store.zgroup(self.key)
-        return self._zgroup
 
     @property
     def model_name(self) -> str:
@@ -212,10 +207,27 @@ class ModelGroup:
         """Names of the data arrays (pooled embeddings and attention maps), sorted."""
         return [n for n in self.members() if is_data_name(n)]
 
+    def _open(self, path: str) -> zarr.Array:
+        """Array ``path`` of the group (``KeyError`` if absent), its metadata read once per
+        commit: a task's read then costs no metadata round trips, while a commit that adds
+        rows (and resizes the arrays) or index runs makes the next snapshot open them anew."""
+        commit = (self.n_rows, tuple(self.runs), self.attrs.get("encoding_version"))
+        held = self.store._opened.get(self.key)
+        if held is None or held[0] != commit:
+            held = self.store._opened[self.key] = (commit, {})
+        arrays = held[1]
+        if path not in arrays:
+            try:
+                arrays[path] = zarr.open_array(store=self.store.zstore, path=f"{self.key}/{path}",
+                                               mode="r", zarr_format=3)
+            except FileNotFoundError:
+                raise KeyError(path) from None
+        return arrays[path]
+
     def array(self, name: str) -> zarr.Array:
         """A member array, checked for its encoding and committed length."""
         try:
-            arr = self._group[name]
+            arr = self._open(name)
         except KeyError:
             raise StoreError(f"model group {self.store.path}/{self.key} has no array {name!r}") from None
         except Exception as exc:  # noqa: BLE001 - unreadable metadata is damage, not a bug
@@ -248,7 +260,7 @@ class ModelGroup:
         group = self
         for attempt in range(5):
             try:
-                rows = index.lookup(group._group, group.runs, keys)
+                rows = index.lookup(group._open, group.runs, keys, where=(self.store.path, self.key))
                 rows[rows >= self.n_rows] = -1  # rows committed after this snapshot
                 return rows
             except (KeyError, FileNotFoundError, ValueError, StoreError):
@@ -271,7 +283,11 @@ class ModelGroup:
     def filled(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Which committed rows (all, or ``rows``) hold array ``name`` (all False if it is absent)."""
         n = self.n_rows if rows is None else len(rows)
-        if self.n_rows == 0 or mask_name(name) not in self._group:
+        try:
+            if self.n_rows == 0:
+                raise KeyError(name)
+            self._open(mask_name(name))
+        except KeyError:
             return np.zeros(n, dtype=bool)
         mask = self.array(mask_name(name))
         if rows is None:
@@ -299,10 +315,10 @@ class ModelGroup:
         """
         if not checked_chunks.is_sharded(arr):
             return _gather(arr, rows, where=(self.store.path, self.key, name))
-        unique, inverse = np.unique(rows, return_inverse=True)
+        unique, inverse = _unique(rows)
         values = checked_chunks.read_rows(arr, unique, store=self.store.path, key=self.key, name=name,
                                   needed=needed or (lambda r: np.ones(len(r), dtype=bool)))
-        return values[inverse.reshape(-1)]
+        return values[inverse]
 
     def fill_counts(self) -> dict[str, int]:
         """Rows filled per data array."""
@@ -334,6 +350,21 @@ class ModelGroup:
         return verify_group(self, max_problems_per_array=max_problems_per_array)
 
 
+def _unique(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(rows, return_inverse=True)``; for a dense request (a task's rows span
+    little more than their number) by marking a bitmap of the span, not by sorting."""
+    if rows.size == 0:
+        return rows, rows
+    lo, hi = int(rows.min()), int(rows.max()) + 1
+    if hi - lo > 4 * rows.size:
+        unique, inverse = np.unique(rows, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    seen = np.zeros(hi - lo, dtype=bool)
+    seen[rows - lo] = True
+    rank = np.cumsum(seen) - 1
+    return np.flatnonzero(seen) + lo, rank[rows - lo]
+
+
 def _gather(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
     """``arr[rows]`` for rows in any order, reading each needed chunk once.
 
@@ -343,8 +374,8 @@ def _gather(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
     A dense request (a task's features) reads the span it covers as one slice and
     gathers in memory; a sparse one reads only the chunks it touches.
     """
-    if _is_plain(arr):
-        return _gather_plain(arr, rows, where)
+    if checked_chunks.is_plain(arr):
+        return _gather_plain(arr, rows, where or ("the cache", *arr.store_path.path.rsplit("/", 1)))
     lo, hi = int(rows.min()), int(rows.max()) + 1
     if rows.size == hi - lo and (np.diff(rows) == 1).all():
         return arr[lo:hi]
@@ -355,48 +386,25 @@ def _gather(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
     return values[inverse]
 
 
-def _is_plain(arr: zarr.Array) -> bool:
-    codecs = [c.to_dict() for c in arr.metadata.codecs]
-    return ([c["name"] for c in codecs] == ["bytes", "crc32c"] and arr.dtype.kind == "f"
-            and codecs[0].get("configuration", {}).get("endian", "little") == "little")
-
-
-def _gather_plain(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
-    """Rows of a plain checksummed array, fetched through the store API and copied once.
-
-    Zarr's decode copies every chunk twice more than needed, which triples the time of a
-    task's read; here each chunk's bytes (fetched concurrently) are checked against their
-    CRC32C and gathered straight into the output. A chunk that is absent or fails its
-    checksum raises :class:`StoreError` naming the rows: never fill values as data.
-    """
-    import asyncio
-
-    import google_crc32c
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
-
+def _gather_plain(arr: zarr.Array, rows: np.ndarray, where) -> np.ndarray:
+    """Rows of a plain checksummed array (:func:`~.chunks.plain_blocks`), each value copied once."""
     step = int(arr.metadata.chunk_grid.chunk_shape[0])
-    row_shape = arr.shape[1:]
     chunk_of = rows // step
+    chunks = np.unique(chunk_of)
+    blocks = dict(zip(chunks.tolist(), checked_chunks.plain_blocks(arr, chunks, where)))
+    out = np.empty((rows.size, *arr.shape[1:]), dtype=arr.dtype)
+    # A task read back in the order it was built is a few runs of consecutive rows: those
+    # are copied as slices (memcpy), not gathered row by row through a temporary.
+    breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(chunk_of) != 0)) + 1
+    if breaks.size * 16 <= rows.size:
+        starts, ends = [0, *breaks.tolist()], [*breaks.tolist(), rows.size]
+        for a, b, c, r in zip(starts, ends, chunk_of[starts].tolist(), rows[starts].tolist()):
+            lo = r - c * step
+            out[a:b] = blocks[c][lo:lo + b - a]
+        return out
     order = np.argsort(chunk_of, kind="stable")
     bounds = np.flatnonzero(np.diff(chunk_of[order])) + 1
-    groups = np.split(order, bounds)
-    chunks = [int(chunk_of[g[0]]) for g in groups]
-    store, prefix = arr.store_path.store, arr.store_path.path
-    keys = [f"{prefix}/{arr.metadata.encode_chunk_key((c,) + (0,) * len(row_shape))}" for c in chunks]
-    proto = default_buffer_prototype()
-
-    async def fetch():
-        return await asyncio.gather(*(store.get(k, prototype=proto) for k in keys))
-
-    out = np.empty((rows.size, *row_shape), dtype=arr.dtype)
-    for c, key, positions, buf in zip(chunks, keys, groups, sync(fetch())):
-        raw = None if buf is None else buf.as_numpy_array()
-        if raw is None or int(google_crc32c.value(raw[:-4])) != int(raw[-4:].view("<u4")[0]):
-            what = "missing" if raw is None else "corrupted (checksum mismatch)"
-            lo, hi = c * step, min((c + 1) * step, arr.shape[0]) - 1
-            store, group_key, name = where or ("the cache", *arr.store_path.path.rsplit("/", 1))
-            raise checked_chunks.damaged_error(store, group_key, name, lo, hi + 1, what, key)
-        block = raw[:-4].view(arr.dtype).reshape(-1, *row_shape)
-        out[positions] = block[rows[positions] - c * step]
+    for positions in np.split(order, bounds):
+        c = int(chunk_of[positions[0]])
+        out[positions] = np.take(blocks[c], rows[positions] - c * step, axis=0)
     return out

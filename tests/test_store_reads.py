@@ -1,0 +1,84 @@
+"""The fast read path of a task's features: plain chunks copied as slices or gathered,
+arrays opened once per commit, index runs read as checked plain chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedcache.errors import DamagedChunkError
+from embedcache.store import Store, sequence_digest
+from embedcache.store.read import _unique
+
+from test_store import CLS2, _seqs, _values, _write
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """A group of 5,000 rows: pooled chunks hold 4,096, so reads cross a chunk boundary."""
+    store = Store(tmp_path_factory.mktemp("reads") / "c.zarr")
+    seqs = list(dict.fromkeys(_seqs(5000, seed=3)))
+    key = _write(store, seqs, [CLS2])
+    g = store.group(key)
+    assert g.n_rows == len(seqs) and g.array(CLS2).metadata.chunk_grid.chunk_shape[0] < g.n_rows
+    return g, seqs, np.stack([_values(s, CLS2) for s in seqs])
+
+
+def test_a_task_in_build_order_with_repeats_reads_its_values(big):
+    g, seqs, expected = big
+    # Rows in build order with some repeated in between: runs of consecutive rows, copied as slices.
+    rows = np.arange(g.n_rows)
+    rows = np.insert(rows, [10, 4095, 4096, 4097, len(rows)], [3, 4095, 0, 4999 % g.n_rows, 7])
+    np.testing.assert_array_equal(g.read(CLS2, rows), expected[rows])
+
+
+@pytest.mark.parametrize("order", ["shuffled", "reversed", "sparse"])
+def test_scattered_rows_read_their_values(big, order):
+    g, seqs, expected = big
+    rng = np.random.default_rng(0)
+    rows = {"shuffled": rng.permutation(g.n_rows), "reversed": np.arange(g.n_rows)[::-1],
+            "sparse": rng.choice(g.n_rows, 30)}[order]
+    np.testing.assert_array_equal(g.read(CLS2, rows), expected[rows])
+    keys = [sequence_digest(seqs[r]) for r in rows]
+    np.testing.assert_array_equal(g.rows_of(keys), rows)
+
+
+def test_a_commit_after_a_read_is_seen_by_the_next_snapshot(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    first, more = _seqs(30, seed=1), _seqs(40, seed=2)
+    key = _write(store, first, [CLS2])
+    old = store.group(key)
+    np.testing.assert_array_equal(old.read(CLS2, np.arange(old.n_rows))[0], _values(first[0], CLS2))
+    _write(store, more, [CLS2])  # same Store object: its opened arrays belong to the old commit
+    new = store.group(key)
+    everything = list(dict.fromkeys(first + more))
+    assert new.n_rows == len(everything) > old.n_rows
+    np.testing.assert_array_equal(new.read(CLS2, np.arange(new.n_rows)),
+                                  np.stack([_values(s, CLS2) for s in everything]))
+    np.testing.assert_array_equal(new.rows_of([sequence_digest(s) for s in everything]), np.arange(new.n_rows))
+    # The old snapshot still reads its own rows only.
+    assert (old.rows_of([sequence_digest(more[-1])]) == -1).all()
+
+
+def test_a_damaged_index_chunk_is_named_not_read_as_absent(tmp_path):
+    store = Store(tmp_path / "c.zarr")
+    seqs = _seqs(50, seed=4)
+    key = _write(store, seqs, [CLS2])
+    g = store.group(key)
+    (a, b), = g.runs
+    chunk = store.path / key / "index" / f"run_{a}_{b}" / "c" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(DamagedChunkError) as err:
+        g.rows_of([sequence_digest(seqs[0])])
+    assert f"{key}/index/run_{a}_{b}" in str(err.value) and "checksum" in str(err.value)
+
+
+@pytest.mark.parametrize("rows", [[3, 3, 1, 7], [10, 11, 12], [5, 10**6, 5, 40], list(range(99, -1, -2))])
+def test_unique_matches_numpy(rows):
+    rows = np.asarray(rows, dtype=np.int64)
+    unique, inverse = _unique(rows)
+    expected_unique, expected_inverse = np.unique(rows, return_inverse=True)
+    np.testing.assert_array_equal(unique, expected_unique)
+    np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
