@@ -12,7 +12,6 @@ from __future__ import annotations
 import warnings
 from typing import Iterable
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["DuplicateIdWarning", "IdConflicts", "duplicate_id_conflicts"]

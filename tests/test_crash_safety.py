@@ -17,7 +17,7 @@ import pytest
 from conftest import TINY_V2
 from embedcache import EmbeddingCache
 from embedcache.errors import StoreLockedError
-from embedcache.store import Store, sequence_digest
+from embedcache.store import sequence_digest
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 

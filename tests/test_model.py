@@ -8,13 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from conftest import GOLDEN, NT50M_V2_HP, TINY_V2, write_checkpoint
+from conftest import NT50M_V2_HP, TINY_V2, write_checkpoint
 import reference_nt
 from embedcache.checkpoints import load_checkpoint
 from embedcache.request import BuildRequest
 from embedcache.engine import Embedder
 from embedcache.model import forward, prepare_params
-from embedcache.tokenizer import tokenizer_for
 
 GOLD = np.load(TINY_V2 / "golden.npz")
 N_REAL = GOLD["n_real_tokens"]

@@ -83,7 +83,7 @@ def test_matches_the_official_outputs_through_the_loader(case):
 def test_official_attention_keys_map_to_our_1_based_heads():
     """The official key attention_map_layer_L_number_m is 0-based head m+1, clamped."""
     ckpt = load_checkpoint(GOLDEN / "ntv3_tiny")
-    cfg, tok = ckpt.config, ckpt.tokenizer()
+    cfg = ckpt.config
     g = np.load(GOLDEN / "ntv3_tiny" / "golden.npz")
     ids = g["tokens__s4"]
     out = forward(prepare_params(ckpt.params, cfg), ids[None], config=cfg,

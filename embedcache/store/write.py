@@ -186,7 +186,7 @@ class GroupWriter:
                     create_array(g, name, dtype, (T, T), ("row", "query", "key"), rows=n_rows,
                                  kind="attention", layer=layer, head=last)
             if mask_name(name) not in have:
-                mask = create_array(g, mask_name(name), "bool", (), ("row",), rows=n_rows, kind="mask", of=name)
+                create_array(g, mask_name(name), "bool", (), ("row",), rows=n_rows, kind="mask", of=name)
                 if n_rows:
                     # Written, not left to fill values: a missing mask chunk then always means damage.
                     with zarr.config.set({"array.write_empty_chunks": True}):
