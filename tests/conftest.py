@@ -17,6 +17,10 @@ _spec.loader.exec_module(make_weights)
 
 # Hyperparameters in the released `jax_model/hyperparams.json` form.
 TINY_V2_HP = json.loads((TINY_V2 / "hyperparams.json").read_text())
+# The build many store tests run, by command line and by API: tiny_v2, layers 1 and 2, small batches.
+TINY_CKPT = TINY_V2 / "checkpoint"
+TINY_BUILD_ARGS = ["--model", str(TINY_CKPT), "--max-tokens", "64", "--layers", "1,2", "--batch-size", "4", "--quiet"]
+TINY_BUILD_API = dict(model=TINY_CKPT, max_tokens=64, layers=[1, 2], batch_size=4, quiet=True)
 
 # A v1-style model: learned positions, GELU, FFN biases, token dropout at inference.
 TINY_V1_HP = {

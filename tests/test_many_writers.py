@@ -11,16 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY_V2, kill_once_rows_committed
+from conftest import TINY_BUILD_API as API, TINY_BUILD_ARGS as ARGS, kill_once_rows_committed
 from embedcache import EmbeddingCache
 from embedcache.store import sequence_digest
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
-CKPT = TINY_V2 / "checkpoint"
 ROOT = Path(__file__).parents[1]
-ARGS = ["--model", str(CKPT), "--max-tokens", "64", "--layers", "1,2", "--batch-size", "4", "--quiet"]
-API = dict(model=CKPT, max_tokens=64, layers=[1, 2], batch_size=4, quiet=True)
 N = 320
 # Four inputs that overlap pairwise and all together (rows 100-139 are in every one).
 SLICES = [(0, 140), (60, 220), (100, 320), (0, 40), (180, 320)]

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.embedcache_app import app
-from conftest import TINY_V2, kill_once_rows_committed
+from conftest import TINY_BUILD_API as API, TINY_BUILD_ARGS as ARGS, kill_once_rows_committed
 from embedcache import EmbeddingCache
 from embedcache.errors import InputError
 from embedcache.request import BuildRequest, Shard
@@ -23,10 +23,7 @@ from embedcache.store import sequence_digest
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
-CKPT = TINY_V2 / "checkpoint"
 ROOT = Path(__file__).parents[1]
-ARGS = ["--model", str(CKPT), "--max-tokens", "64", "--layers", "1,2", "--batch-size", "4", "--quiet"]
-API = dict(model=CKPT, max_tokens=64, layers=[1, 2], batch_size=4, quiet=True)
 N = 240
 NAMES = ["layer_1_cls", "layer_1_mean", "layer_2_cls", "layer_2_mean"]
 
