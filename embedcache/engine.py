@@ -263,7 +263,7 @@ class Embedder:
 
         self.family = family or family_for(checkpoint, species=request.species)
         request = request.for_model(self.family)
-        self.config, self.request = checkpoint.config, request
+        self.request = request
         self.outputs = tuple(dict.fromkeys(request.outputs if outputs is None else outputs))
         if not self.outputs:
             raise InputError("nothing to compute: no outputs requested")
@@ -275,9 +275,8 @@ class Embedder:
                                mix=self.family.masks_padding)
         self.stats = EmbedderStats()
         enable_compile_cache()
-        self._dtype = _DTYPES[request.dtype]
         # Data parallel: rows split over a 1-D mesh of the devices, parameters copied to each.
-        self._params = jax.device_put(self.family.prepare_params(checkpoint.params, self._dtype),
+        self._params = jax.device_put(self.family.prepare_params(checkpoint.params, _DTYPES[request.dtype]),
                                       _shardings(self.devices)[1])
         self._fn, self._seen_shapes = _compiled(self.family, self.outputs, request.dtype, self.devices)
         self._row_cap: dict[int, int] = {}
@@ -341,16 +340,14 @@ class Embedder:
         """Run what is still queued (partial batches) and yield every remaining result."""
         for length, part in self.planner.finish():
             yield from self._submit(length, part)
-        while self._in_flight:
-            yield from self._collect()
+        yield from self._drain()
 
     def run(self, length: int, part: list) -> Iterator[EmbeddingBatch]:
         """Run one batch planned elsewhere (``(tag, tokens)`` rows at padded length ``length``,
         as a :class:`Planner` of the same settings made it: the Dask client's) and yield its
         results."""
         yield from self._submit(length, part)
-        while self._in_flight:
-            yield from self._collect()
+        yield from self._drain()
 
     # -- execution ------------------------------------------------------------------------
     def _submit(self, length: int, part: list) -> Iterator[EmbeddingBatch]:
@@ -370,6 +367,10 @@ class Embedder:
             return
         self._in_flight.append((length, part, tokens.shape[0], out))
         if len(self._in_flight) > 1:
+            yield from self._collect()
+
+    def _drain(self) -> Iterator[EmbeddingBatch]:
+        while self._in_flight:
             yield from self._collect()
 
     def _collect(self) -> Iterator[EmbeddingBatch]:
