@@ -8,7 +8,7 @@ import pytest
 
 from embedcache.errors import DamagedChunkError
 from embedcache.store import Store, sequence_digest
-from embedcache.store.read import _unique
+from embedcache.store.chunks import unique_rows
 
 from test_store import CLS2, _seqs, _values, _write
 
@@ -78,7 +78,7 @@ def test_a_damaged_index_chunk_is_named_not_read_as_absent(tmp_path):
 @pytest.mark.parametrize("rows", [[3, 3, 1, 7], [10, 11, 12], [5, 10**6, 5, 40], list(range(99, -1, -2))])
 def test_unique_matches_numpy(rows):
     rows = np.asarray(rows, dtype=np.int64)
-    unique, inverse = _unique(rows)
+    unique, inverse = unique_rows(rows)
     expected_unique, expected_inverse = np.unique(rows, return_inverse=True)
     np.testing.assert_array_equal(unique, expected_unique)
     np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))

@@ -315,10 +315,8 @@ class ModelGroup:
         """
         if not checked_chunks.is_sharded(arr):
             return _gather(arr, rows, where=(self.store.path, self.key, name))
-        unique, inverse = _unique(rows)
-        values = checked_chunks.read_rows(arr, unique, store=self.store.path, key=self.key, name=name,
-                                  needed=needed or (lambda r: np.ones(len(r), dtype=bool)))
-        return values[inverse]
+        return checked_chunks.read_rows(arr, rows, store=self.store.path, key=self.key, name=name,
+                                        needed=needed or (lambda r: np.ones(len(r), dtype=bool)))
 
     def fill_counts(self) -> dict[str, int]:
         """Rows filled per data array."""
@@ -348,21 +346,6 @@ class ModelGroup:
         from embedcache.store.verify import verify_group
 
         return verify_group(self, max_problems_per_array=max_problems_per_array)
-
-
-def _unique(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(rows, return_inverse=True)``; for a dense request (a task's rows span
-    little more than their number) by marking a bitmap of the span, not by sorting."""
-    if rows.size == 0:
-        return rows, rows
-    lo, hi = int(rows.min()), int(rows.max()) + 1
-    if hi - lo > 4 * rows.size:
-        unique, inverse = np.unique(rows, return_inverse=True)
-        return unique, inverse.reshape(-1)
-    seen = np.zeros(hi - lo, dtype=bool)
-    seen[rows - lo] = True
-    rank = np.cumsum(seen) - 1
-    return np.flatnonzero(seen) + lo, rank[rows - lo]
 
 
 def _gather(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
