@@ -82,3 +82,13 @@ def test_unique_matches_numpy(rows):
     expected_unique, expected_inverse = np.unique(rows, return_inverse=True)
     np.testing.assert_array_equal(unique, expected_unique)
     np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
+
+
+@pytest.mark.parametrize("order", ["shuffled", "build order"])
+def test_a_read_one_chunk_at_a_time_reads_the_same(big, monkeypatch, order):
+    from embedcache.store import read
+
+    g, seqs, expected = big
+    rows = np.random.default_rng(1).permutation(g.n_rows) if order == "shuffled" else np.arange(g.n_rows)
+    monkeypatch.setattr(read, "_WINDOW_BYTES", 1)  # a window of one chunk: the bound on memory
+    np.testing.assert_array_equal(g.read(CLS2, rows), expected[rows])

@@ -348,6 +348,12 @@ class ModelGroup:
         return verify_group(self, max_problems_per_array=max_problems_per_array)
 
 
+# Bytes of plain chunks fetched at once: few fetches (each costs a round trip through
+# Zarr's event loop, or an object store's latency), yet a bounded amount held beside
+# the result however many chunks a task touches.
+_WINDOW_BYTES = 128 << 20
+
+
 def _gather(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
     """``arr[rows]`` for rows in any order, reading each needed chunk once.
 
@@ -370,24 +376,33 @@ def _gather(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
 
 
 def _gather_plain(arr: zarr.Array, rows: np.ndarray, where) -> np.ndarray:
-    """Rows of a plain checksummed array (:func:`~.chunks.plain_blocks`), each value copied once."""
+    """Rows of a plain checksummed array (:func:`~.chunks.plain_blocks`), each value copied once.
+
+    Chunks are fetched a window at a time and copied out before the next: beside the
+    result, memory holds one window of chunks, not every chunk the task touches (which,
+    for a task scattered over a large store, is every chunk of the store).
+    """
     step = int(arr.metadata.chunk_grid.chunk_shape[0])
     chunk_of = rows // step
-    chunks = np.unique(chunk_of)
-    blocks = dict(zip(chunks.tolist(), checked_chunks.plain_blocks(arr, chunks, where)))
     out = np.empty((rows.size, *arr.shape[1:]), dtype=arr.dtype)
     # A task read back in the order it was built is a few runs of consecutive rows: those
     # are copied as slices (memcpy), not gathered row by row through a temporary.
     breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(chunk_of) != 0)) + 1
+    copies: dict[int, list] = {}
     if breaks.size * 16 <= rows.size:
         starts, ends = [0, *breaks.tolist()], [*breaks.tolist(), rows.size]
         for a, b, c, r in zip(starts, ends, chunk_of[starts].tolist(), rows[starts].tolist()):
-            lo = r - c * step
-            out[a:b] = blocks[c][lo:lo + b - a]
-        return out
-    order = np.argsort(chunk_of, kind="stable")
-    bounds = np.flatnonzero(np.diff(chunk_of[order])) + 1
-    for positions in np.split(order, bounds):
-        c = int(chunk_of[positions[0]])
-        out[positions] = np.take(blocks[c], rows[positions] - c * step, axis=0)
+            copies.setdefault(c, []).append((slice(a, b), slice(r - c * step, r - c * step + b - a)))
+    else:
+        order = np.argsort(chunk_of, kind="stable")
+        for positions in np.split(order, np.flatnonzero(np.diff(chunk_of[order])) + 1):
+            c = int(chunk_of[positions[0]])
+            copies[c] = [(positions, rows[positions] - c * step)]
+    chunks = sorted(copies)
+    window = max(1, _WINDOW_BYTES // (step * int(np.prod(arr.shape[1:])) * arr.dtype.itemsize))
+    for i in range(0, len(chunks), window):
+        part = chunks[i:i + window]
+        for c, block in zip(part, checked_chunks.plain_blocks(arr, part, where)):
+            for to, at in copies[c]:
+                out[to] = block[at] if isinstance(at, slice) else np.take(block, at, axis=0)
     return out
