@@ -84,11 +84,35 @@ def test_unique_matches_numpy(rows):
     np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
 
 
-@pytest.mark.parametrize("order", ["shuffled", "build order"])
-def test_a_read_one_chunk_at_a_time_reads_the_same(big, monkeypatch, order):
+@pytest.mark.parametrize("window", [1, 1 << 30])
+def test_an_object_store_read_in_windows_reads_the_same(big, monkeypatch, window):
+    """A local store reads one chunk at a time; an object store a window of chunks at once."""
     from embedcache.store import read
 
+    _, seqs, expected = big
+    store = Store(f"memory://reads-{window}/c.zarr")
+    g = store.group(_write(store, seqs, [CLS2]))
+    assert not hasattr(g.array(CLS2).store_path.store, "read_into")
+    monkeypatch.setattr(read, "_WINDOW_BYTES", window)  # 1: one chunk per window
+    for rows in (np.random.default_rng(1).permutation(g.n_rows), np.arange(g.n_rows)):
+        np.testing.assert_array_equal(g.read(CLS2, rows), expected[rows])
+
+
+def test_a_local_read_reuses_one_buffer_and_names_a_damaged_chunk(big, tmp_path):
+    import shutil
+
     g, seqs, expected = big
-    rows = np.random.default_rng(1).permutation(g.n_rows) if order == "shuffled" else np.arange(g.n_rows)
-    monkeypatch.setattr(read, "_WINDOW_BYTES", 1)  # a window of one chunk: the bound on memory
+    shutil.copytree(g.store.path, tmp_path / "c.zarr")
+    g = Store(tmp_path / "c.zarr").group(g.key)
+    arr = g.array(CLS2)
+    assert hasattr(arr.store_path.store, "read_into")
+    rows = np.random.default_rng(2).permutation(g.n_rows)
     np.testing.assert_array_equal(g.read(CLS2, rows), expected[rows])
+    chunk = tmp_path / "c.zarr" / g.key / CLS2 / "c" / "1" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[100] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(DamagedChunkError) as err:
+        g.read(CLS2, rows)
+    assert err.value.rows == (4096, g.n_rows - 1) and "checksum" in err.value.what
+    np.testing.assert_array_equal(g.read(CLS2, rows[rows < 4096]), expected[rows[rows < 4096]])

@@ -46,12 +46,22 @@ def chunk_key(arr: zarr.Array, index: int) -> str:
     return f"{arr.store_path.path}/{arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))}"
 
 
-def fetch(arr: zarr.Array, indices) -> list:
-    """Whole bytes of the shards ``indices`` (``None`` where absent), fetched concurrently."""
+def fetch(arr: zarr.Array, indices, reuse: list | None = None) -> list:
+    """Whole bytes of the shards ``indices`` (``None`` where absent), fetched concurrently.
+
+    ``reuse``: one byte buffer (or ``None``) per index for a local store to read into,
+    one after another, instead of fresh memory (``read_into`` of
+    :class:`~.access._LocalStore`); each is replaced by the buffer read into, to pass again.
+    """
     store, proto = arr.store_path.store, default_buffer_prototype()
+    keys = [chunk_key(arr, s) for s in indices]
+    if reuse is not None and hasattr(store, "read_into"):
+        raws = [store.read_into(k, b) for k, b in zip(keys, reuse)]
+        reuse[:] = [b if r is None else (r if r.base is None else r.base) for r, b in zip(raws, reuse)]
+        return raws
 
     async def get_all():
-        return await asyncio.gather(*(store.get(chunk_key(arr, s), prototype=proto) for s in indices))
+        return await asyncio.gather(*(store.get(k, prototype=proto) for k in keys))
 
     return [None if b is None else b.as_numpy_array() for b in sync(get_all())]
 
@@ -63,19 +73,20 @@ def is_plain(arr: zarr.Array) -> bool:
             and codecs[0].get("configuration", {}).get("endian", "little") == "little")
 
 
-def plain_blocks(arr: zarr.Array, indices, where) -> list[np.ndarray]:
+def plain_blocks(arr: zarr.Array, indices, where, reuse: list | None = None) -> list[np.ndarray]:
     """The checked row blocks of plain chunks ``indices`` (along the row axis), as views.
 
     Zarr's decode copies every chunk twice more than needed, which triples the time of a
     bulk read; here each chunk is fetched once (concurrently), checked against its CRC32C
     and handed out as a view for the caller to copy straight where it belongs. ``where``
-    is ``(store, group key, array name)`` for :class:`DamagedChunkError`.
+    is ``(store, group key, array name)`` for :class:`DamagedChunkError`; ``reuse`` as for
+    :func:`fetch` (the blocks are then views of those buffers, until they are read into again).
     """
     step, row_shape = int(arr.metadata.chunk_grid.chunk_shape[0]), arr.shape[1:]
     size = step * int(np.prod(row_shape, dtype=np.int64)) * arr.dtype.itemsize + 4
     indices = [int(c) for c in indices]
     blocks = []
-    for c, raw in zip(indices, fetch(arr, indices)):
+    for c, raw in zip(indices, fetch(arr, indices, reuse)):
         if raw is None or raw.size != size or not _crc_ok(raw):
             what = "missing" if raw is None else "corrupted (checksum mismatch)"
             raise damaged_error(*where, c * step, min((c + 1) * step, arr.shape[0]), what, chunk_key(arr, c))

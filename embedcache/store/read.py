@@ -348,9 +348,8 @@ class ModelGroup:
         return verify_group(self, max_problems_per_array=max_problems_per_array)
 
 
-# Bytes of plain chunks fetched at once: few fetches (each costs a round trip through
-# Zarr's event loop, or an object store's latency), yet a bounded amount held beside
-# the result however many chunks a task touches.
+# Bytes of plain chunks fetched at once from an object store: enough requests in flight
+# to hide its latency, a bounded amount held beside the result.
 _WINDOW_BYTES = 128 << 20
 
 
@@ -380,7 +379,8 @@ def _gather_plain(arr: zarr.Array, rows: np.ndarray, where) -> np.ndarray:
 
     Chunks are fetched a window at a time and copied out before the next: beside the
     result, memory holds one window of chunks, not every chunk the task touches (which,
-    for a task scattered over a large store, is every chunk of the store).
+    for a task scattered over a large store, is every chunk of the store), and the
+    window's buffers are read into again by the next.
     """
     step = int(arr.metadata.chunk_grid.chunk_shape[0])
     chunk_of = rows // step
@@ -399,10 +399,16 @@ def _gather_plain(arr: zarr.Array, rows: np.ndarray, where) -> np.ndarray:
             c = int(chunk_of[positions[0]])
             copies[c] = [(positions, rows[positions] - c * step)]
     chunks = sorted(copies)
-    window = max(1, _WINDOW_BYTES // (step * int(np.prod(arr.shape[1:])) * arr.dtype.itemsize))
+    # A local store reads one chunk at a time into one reused buffer, checked and copied
+    # out while it is in the CPU's cache; an object store needs requests in flight.
+    local = hasattr(arr.store_path.store, "read_into")
+    window = 1 if local else max(1, _WINDOW_BYTES // (step * int(np.prod(arr.shape[1:])) * arr.dtype.itemsize))
+    reuse = [None] * window
     for i in range(0, len(chunks), window):
         part = chunks[i:i + window]
-        for c, block in zip(part, checked_chunks.plain_blocks(arr, part, where)):
+        buffers = reuse[:len(part)]
+        for c, block in zip(part, checked_chunks.plain_blocks(arr, part, where, buffers)):
             for to, at in copies[c]:
                 out[to] = block[at] if isinstance(at, slice) else np.take(block, at, axis=0)
+        reuse[:len(part)] = buffers
     return out
