@@ -87,15 +87,16 @@ def test_unique_matches_numpy(rows):
 @pytest.mark.parametrize("window", [1, 1 << 30])
 def test_an_object_store_read_in_windows_reads_the_same(big, monkeypatch, window):
     """A local store reads one chunk at a time; an object store a window of chunks at once."""
-    from embedcache.store import read
+    from embedcache.store import chunks
 
     _, seqs, expected = big
     store = Store(f"memory://reads-{window}/c.zarr")
     g = store.group(_write(store, seqs, [CLS2]))
     assert not hasattr(g.array(CLS2).store_path.store, "read_into")
-    monkeypatch.setattr(read, "_WINDOW_BYTES", window)  # 1: one chunk per window
+    monkeypatch.setattr(chunks, "WINDOW_BYTES", window)  # 1: one chunk per window
     for rows in (np.random.default_rng(1).permutation(g.n_rows), np.arange(g.n_rows)):
         np.testing.assert_array_equal(g.read(CLS2, rows), expected[rows])
+        np.testing.assert_array_equal(g.rows_of([sequence_digest(seqs[r]) for r in rows]), rows)
 
 
 def test_a_local_read_reuses_one_buffer_and_names_a_damaged_chunk(big, tmp_path):
@@ -116,3 +117,24 @@ def test_a_local_read_reuses_one_buffer_and_names_a_damaged_chunk(big, tmp_path)
         g.read(CLS2, rows)
     assert err.value.rows == (4096, g.n_rows - 1) and "checksum" in err.value.what
     np.testing.assert_array_equal(g.read(CLS2, rows[rows < 4096]), expected[rows[rows < 4096]])
+
+
+def test_a_lookup_finds_keys_whose_first_word_spans_index_chunks(tmp_path):
+    """Index chunks are read one at a time; a first word shared across a chunk boundary
+    (about never with sha256, so made here) is searched in both chunks."""
+    import zarr
+
+    from embedcache.store import access, index
+
+    n, edge = 2 * index.INDEX_CHUNK + 100, index.INDEX_CHUNK
+    rng = np.random.default_rng(4)
+    hi = np.sort(rng.integers(1, 2**63, n, dtype=np.uint64))
+    hi[edge - 50:edge + 50] = hi[edge - 50]
+    keys = np.column_stack([hi, rng.integers(0, 2**63, n, dtype=np.uint64)])
+    rows = rng.permutation(n)
+    group = zarr.open_group(store=access.open_store(tmp_path / "g.zarr"), mode="w", zarr_format=3)
+    index.write_run(group, 0, n, index.sorted_run(keys, rows))
+    absent = np.array([[hi[edge], 2**63 + 5], [0, 1], [2**64 - 1, 0]], dtype=np.uint64)
+    order = rng.permutation(n)
+    found = index.lookup(lambda path: group[path], [(0, n)], np.concatenate([keys[order], absent]))
+    np.testing.assert_array_equal(found, np.concatenate([rows[order], [-1, -1, -1]]))

@@ -10,8 +10,9 @@ row is rewritten O(log rows) times over the store's life. The list of runs is co
 in the group's attributes together with ``n_rows``.
 
 A lookup searches each run with ``np.searchsorted``. Each run records the first key of
-every chunk (its *fences*), so only the chunks that can hold the task's keys are read:
-time and memory follow the task, bounded by the index's 24 bytes per stored row.
+every chunk (its *fences*), so only the chunks that can hold the task's keys are read,
+one at a time: time follows the task, bounded by the index's 24 bytes per stored row,
+and memory holds one chunk beside the task's keys.
 """
 
 from __future__ import annotations
@@ -109,28 +110,30 @@ def lookup(open_array: Callable[[str], zarr.Array], runs: list, keys: np.ndarray
         if not todo.size:
             break
         name = f"{INDEX_GROUP}/{run_name(a, b)}"
-        entries = _entries_for(open_array(name), keys[todo, 0], (*(where or ("the cache", "")), name))
-        found[todo] = _search(entries, keys[todo])
+        found[todo] = _search_run(open_array(name), keys[todo], (*(where or ("the cache", "")), name))
     out[order] = found
     return out
 
 
-def _entries_for(arr: zarr.Array, hi: np.ndarray, where) -> np.ndarray:
-    """The chunks of a run that may hold keys whose first word is in ``hi``, concatenated."""
+def _search_run(arr: zarr.Array, keys: np.ndarray, where) -> np.ndarray:
+    """Rows of ``keys`` (sorted by first word) in one run, reading only the chunks that
+    may hold them, one at a time (:func:`~.chunks.stream_blocks`)."""
+    if not checked_chunks.is_plain(arr):  # not laid out by this version: Zarr reads it
+        return _search(np.asarray(arr[...]), keys)
     fences = np.asarray(arr.attrs["fences"], dtype=np.uint64)
-    n = arr.shape[0]
-    first = np.searchsorted(fences, hi, side="left") - 1
-    last = np.searchsorted(fences, hi, side="right") - 1
+    # Keys whose first word equals a chunk's first may also sit at the end of the chunk
+    # before: a key is searched in chunks first..last (the same chunk, about always).
+    first = (np.searchsorted(fences, keys[:, 0], side="left") - 1).clip(0)
+    last = (np.searchsorted(fences, keys[:, 0], side="right") - 1).clip(0)
+    found = np.full(len(keys), -1, dtype=np.int64)
     # Which chunks are touched, by counting (``np.unique`` would sort or hash the task).
-    chunks = np.flatnonzero(np.bincount(first.clip(0), minlength=fences.size)
-                            + np.bincount(last.clip(0), minlength=fences.size))
-    if checked_chunks.is_plain(arr):
-        blocks = checked_chunks.plain_blocks(arr, chunks, where)
-        return np.concatenate(blocks) if blocks else np.zeros((0, 3), dtype=np.uint64)
-    if chunks.size * 2 >= fences.size:
-        return np.asarray(arr[...])
-    idx = np.concatenate([np.arange(c * INDEX_CHUNK, min((c + 1) * INDEX_CHUNK, n)) for c in chunks])
-    return np.asarray(arr.get_orthogonal_selection((idx, slice(None))))
+    chunks = np.flatnonzero(np.bincount(first, minlength=fences.size) + np.bincount(last, minlength=fences.size))
+    for c, block in checked_chunks.stream_blocks(arr, chunks, where):
+        # first and last are sorted like the keys: the keys of chunk c are one slice.
+        lo, hi = np.searchsorted(last, c, side="left"), np.searchsorted(first, c, side="right")
+        todo = lo + np.flatnonzero(found[lo:hi] < 0)
+        found[todo] = _search(block, keys[todo])
+    return found
 
 
 def _search(entries: np.ndarray, keys: np.ndarray) -> np.ndarray:

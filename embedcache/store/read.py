@@ -348,11 +348,6 @@ class ModelGroup:
         return verify_group(self, max_problems_per_array=max_problems_per_array)
 
 
-# Bytes of plain chunks fetched at once from an object store: enough requests in flight
-# to hide its latency, a bounded amount held beside the result.
-_WINDOW_BYTES = 128 << 20
-
-
 def _gather(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
     """``arr[rows]`` for rows in any order, reading each needed chunk once.
 
@@ -377,10 +372,8 @@ def _gather(arr: zarr.Array, rows: np.ndarray, where=None) -> np.ndarray:
 def _gather_plain(arr: zarr.Array, rows: np.ndarray, where) -> np.ndarray:
     """Rows of a plain checksummed array (:func:`~.chunks.plain_blocks`), each value copied once.
 
-    Chunks are fetched a window at a time and copied out before the next: beside the
-    result, memory holds one window of chunks, not every chunk the task touches (which,
-    for a task scattered over a large store, is every chunk of the store), and the
-    window's buffers are read into again by the next.
+    Chunks are streamed (:func:`~.chunks.stream_blocks`): beside the result, memory
+    holds one chunk (a window of them, from an object store), not every chunk touched.
     """
     step = int(arr.metadata.chunk_grid.chunk_shape[0])
     chunk_of = rows // step
@@ -398,17 +391,7 @@ def _gather_plain(arr: zarr.Array, rows: np.ndarray, where) -> np.ndarray:
         for positions in np.split(order, np.flatnonzero(np.diff(chunk_of[order])) + 1):
             c = int(chunk_of[positions[0]])
             copies[c] = [(positions, rows[positions] - c * step)]
-    chunks = sorted(copies)
-    # A local store reads one chunk at a time into one reused buffer, checked and copied
-    # out while it is in the CPU's cache; an object store needs requests in flight.
-    local = hasattr(arr.store_path.store, "read_into")
-    window = 1 if local else max(1, _WINDOW_BYTES // (step * int(np.prod(arr.shape[1:])) * arr.dtype.itemsize))
-    reuse = [None] * window
-    for i in range(0, len(chunks), window):
-        part = chunks[i:i + window]
-        buffers = reuse[:len(part)]
-        for c, block in zip(part, checked_chunks.plain_blocks(arr, part, where, buffers)):
-            for to, at in copies[c]:
-                out[to] = block[at] if isinstance(at, slice) else np.take(block, at, axis=0)
-        reuse[:len(part)] = buffers
+    for c, block in checked_chunks.stream_blocks(arr, sorted(copies), where):
+        for to, at in copies[c]:
+            out[to] = block[at] if isinstance(at, slice) else np.take(block, at, axis=0)
     return out
