@@ -55,7 +55,7 @@ from embedcache.errors import InputError, SequenceTooLongError
 from embedcache.request import BuildRequest, Output, check_devices
 
 __all__ = ["BUCKET_LADDER", "EmbeddingBatch", "Embedder", "Planner", "bucket_lengths", "enable_compile_cache",
-           "local_devices", "plan_batches"]
+           "local_devices"]
 
 log = logging.getLogger(__name__)
 
@@ -181,17 +181,6 @@ class Planner:
         while i < m:
             yield left[i][0], [item for _, item in left[i : i + take[i]]]
             i += take[i]
-
-
-def plan_batches(
-    n_tokens: np.ndarray, *, max_tokens: int, token_budget: int, max_rows: int | None = None, mix: bool = True
-) -> list[tuple[int, np.ndarray]]:
-    """The batches :class:`Planner` makes of sequences of ``n_tokens`` tokens given at once, as
-    ``(padded_length, indices into n_tokens)`` (input order kept within a bucket)."""
-    planner = Planner(max_tokens, token_budget, max_rows, mix=mix)
-    n_tokens = np.asarray(n_tokens)
-    batches = [*planner.add(range(n_tokens.size), n_tokens), *planner.finish()]
-    return [(length, np.asarray(part, dtype=np.int64)) for length, part in batches]
 
 
 @dataclass
