@@ -53,7 +53,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from embedcache.alphabet import DEFAULT_ALPHABET, normalize
+from embedcache.alphabet import DEFAULT_ALPHABET, normalize_many
 from embedcache.errors import CheckpointError, InputError, SequenceTooLongError
 from embedcache.progress import Progress
 from embedcache.quality import IdConflicts
@@ -188,14 +188,11 @@ def _input_kind(x) -> str | None:
 
 
 def _sequence_frame(seqs: Sequence[str], alphabet: str) -> pd.DataFrame:
-    normalized = []
-    for i, s in enumerate(seqs):
-        record = f"sequence #{i + 1}"
-        if not s:
-            raise InputError(f"{record} is empty; remove it (an empty sequence has nothing to embed)")
-        normalized.append(normalize(s, alphabet=alphabet, record=record))
-    return pd.DataFrame({"id": [f"#{i + 1}" for i in range(len(seqs))], "sequence": normalized,
-                         "record": np.arange(1, len(seqs) + 1)})
+    empty = next((i for i, s in enumerate(seqs) if not s), None)
+    if empty is not None:
+        raise InputError(f"sequence #{empty + 1} is empty; remove it (an empty sequence has nothing to embed)")
+    return pd.DataFrame({"id": [f"#{i + 1}" for i in range(len(seqs))], "record": np.arange(1, len(seqs) + 1),
+                         "sequence": normalize_many(seqs, alphabet=alphabet)})
 
 
 # --------------------------------------------------------------------------------------
