@@ -222,8 +222,9 @@ def _scan(sources, family, request: BuildRequest) -> _Scan:
                         f"{counts[i]} tokens{family.token_note}, over the limit of {limit} (--max-tokens)")
                 if request.long == "error":
                     raise SequenceTooLongError(
-                        f"{what}. Pass --long truncate to embed its first {limit} tokens, --long tile to embed it "
-                        f"in overlapping windows, or a larger --max-tokens (this model takes up to {family.max_tokens}).")
+                        f"{what}. Pass --long truncate to embed its first {limit} tokens, --long tile to embed "
+                        f"it in overlapping windows, or a larger --max-tokens (this model takes up to "
+                        f"{family.max_tokens}).")
                 raise InputError(f"{what}, and --long tile cuts it into windows, which have no attention map for the "
                                  "whole sequence. Drop --attention for this input, use --long truncate, or a larger "
                                  "--max-tokens.")
