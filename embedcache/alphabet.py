@@ -17,6 +17,7 @@ The policy, which is part of the cache key:
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Iterable, Sequence
 
@@ -36,6 +37,7 @@ DEFAULT_ALPHABET = "iupac-to-n"
 IUPAC_AMBIGUITY_CODES = "RYKMSWBDHV"
 
 _TO_N = str.maketrans(IUPAC_AMBIGUITY_CODES, "N" * len(IUPAC_AMBIGUITY_CODES))
+_TO_N_BYTES = bytes.maketrans(IUPAC_AMBIGUITY_CODES.encode(), b"N" * len(IUPAC_AMBIGUITY_CODES))
 _NOT_ACGTN = re.compile(r"[^ACGTN]")
 _COMPLEMENT = str.maketrans("ACGTNRYKMSWBDHV", "TGCANYRMKSWVHDB")
 
@@ -77,13 +79,32 @@ def normalize(seq: str, *, alphabet: str = DEFAULT_ALPHABET, record: str | None 
 def normalize_many(
     seqs: Sequence[str], *, alphabet: str = DEFAULT_ALPHABET, records: Iterable[str] | None = None
 ) -> list[str]:
-    """:func:`normalize` over many sequences; ``records`` names them for error messages."""
+    """:func:`normalize` over many sequences, in bulk; ``records`` names them for error
+    messages (default ``sequence #1``, ``#2``...).
+
+    A task of 50,000 sequences is a few megabytes: upper-casing, mapping ambiguity codes
+    and checking the alphabet over their ASCII concatenation are three C-level passes
+    instead of 50,000 Python calls. Anything the bulk path does not vouch for (a refused
+    or non-ASCII character) goes through :func:`normalize` one sequence at a time, which
+    gives the same result or names the sequence at fault.
+    """
     _check_policy(alphabet)
-    names = list(records) if records is not None else None
-    out = []
-    for i, seq in enumerate(seqs):
-        out.append(normalize(seq, alphabet=alphabet, record=names[i] if names else f"#{i + 1}"))
-    return out
+    seqs = list(seqs)
+    try:
+        joined = "".join(seqs).encode("ascii")
+    except UnicodeEncodeError:
+        joined = None
+    if joined is not None:
+        if not joined.translate(None, b"ACGTN"):
+            return seqs  # already normalized (the usual case): one pass, no copies
+        joined = joined.upper()
+        if alphabet == "iupac-to-n":
+            joined = joined.translate(_TO_N_BYTES)
+        if not joined.translate(None, b"ACGTN"):
+            text, ends = joined.decode("ascii"), list(itertools.accumulate(len(s) for s in seqs))
+            return [text[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+    names = list(records) if records is not None else [f"sequence #{i + 1}" for i in range(len(seqs))]
+    return [normalize(seq, alphabet=alphabet, record=name) for seq, name in zip(seqs, names)]
 
 
 def reverse_complement(seq: str) -> str:

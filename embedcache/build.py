@@ -44,22 +44,21 @@ partly filled shards, so much shorter intervals cost I/O).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from embedcache.alphabet import DEFAULT_ALPHABET, normalize
+from embedcache.alphabet import DEFAULT_ALPHABET, normalize_many
 from embedcache.errors import CheckpointError, InputError, SequenceTooLongError
 from embedcache.progress import Progress
 from embedcache.quality import IdConflicts
 from embedcache.request import BuildRequest, Output, check_devices
-from embedcache.store import ModelSpec, Store
+from embedcache.store import ModelSpec, Store, sequence_digest
 
 __all__ = ["BuildReport", "build"]
 
@@ -148,15 +147,9 @@ class BuildReport:
 # --------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Source:
-    """One input: a file read through the readers, or sequences given in Python."""
-
-    name: str
-    chunks: Callable[[], Iterator[pd.DataFrame]]
-
-
-def _sources(inputs, *, alphabet: str, reference, chunk_size: int) -> list[_Source]:
+def _sources(inputs, *, alphabet: str, reference, chunk_size: int) -> list[tuple[str, Callable]]:
+    """``(name, chunks)`` per input, ``chunks()`` reading it (again) as normalized DataFrame chunks:
+    a file through the readers, or the sequences given in Python."""
     from embedcache.readers import iter_records
 
     if isinstance(inputs, (str, os.PathLike)):
@@ -172,12 +165,12 @@ def _sources(inputs, *, alphabet: str, reference, chunk_size: int) -> list[_Sour
         )
     if kinds == {"sequence"}:
         frame = _sequence_frame(inputs, alphabet)
-        return [_Source("<sequences>", lambda: iter([frame]))]
+        return [("<sequences>", lambda: iter([frame]))]
     sources = []
     for path in inputs:
         # Arguments (format, reference, existence) are checked now, before any work.
         iter_records(path, reference=reference, alphabet=alphabet, chunk_size=chunk_size)
-        sources.append(_Source(str(path), lambda p=path: iter_records(
+        sources.append((str(path), lambda p=path: iter_records(
             p, reference=reference, alphabet=alphabet, chunk_size=chunk_size)))
     return sources
 
@@ -195,18 +188,11 @@ def _input_kind(x) -> str | None:
 
 
 def _sequence_frame(seqs: Sequence[str], alphabet: str) -> pd.DataFrame:
-    normalized = []
-    for i, s in enumerate(seqs):
-        record = f"sequence #{i + 1}"
-        if not s:
-            raise InputError(f"{record} is empty; remove it (an empty sequence has nothing to embed)")
-        normalized.append(normalize(s, alphabet=alphabet, record=record))
-    return pd.DataFrame({"id": [f"#{i + 1}" for i in range(len(seqs))], "sequence": normalized,
-                         "record": np.arange(1, len(seqs) + 1)})
-
-
-def _digests(seqs: Iterable[str]) -> list[str]:
-    return [hashlib.sha256(s.encode("ascii")).hexdigest() for s in seqs]
+    empty = next((i for i, s in enumerate(seqs) if not s), None)
+    if empty is not None:
+        raise InputError(f"sequence #{empty + 1} is empty; remove it (an empty sequence has nothing to embed)")
+    return pd.DataFrame({"id": [f"#{i + 1}" for i in range(len(seqs))], "record": np.arange(1, len(seqs) + 1),
+                         "sequence": normalize_many(seqs, alphabet=alphabet)})
 
 
 # --------------------------------------------------------------------------------------
@@ -218,45 +204,34 @@ def _digests(seqs: Iterable[str]) -> list[str]:
 class _Scan:
     records: int = 0
     unique: set = field(default_factory=set)
-    truncated: int = 0
-    tiled: int = 0
+    long: int = 0  # unique sequences over max_tokens (truncated or tiled, as the policy says)
 
 
-def _scan(sources, family, spec: BuildRequest) -> _Scan:
-    scan = _Scan()
-    limit, model_max, note = spec.max_tokens, family.max_tokens, family.token_note
-    for source in sources:
-        ids = IdConflicts(source.name)
-        for df in source.chunks():
+def _scan(sources, family, request: BuildRequest) -> _Scan:
+    scan, limit = _Scan(), request.max_tokens
+    for name, chunks in sources:
+        ids = IdConflicts(name)
+        for df in chunks():
             seqs = df["sequence"].tolist()
             ids.update(df["id"].to_numpy(), seqs)
             counts = family.count_tokens(seqs)
-            over = np.flatnonzero(counts > limit)
-            if over.size and spec.long == "error":
-                i = int(over[0])
-                raise SequenceTooLongError(
-                    f"{source.name}: record {df['id'].iloc[i]} (record #{df['record'].iloc[i]}) has "
-                    f"{counts[i]} tokens{note}, over the limit of {limit} (--max-tokens). "
-                    f"Pass --long truncate to embed its first {limit} tokens, --long tile to embed it "
-                    f"in overlapping windows, or a larger --max-tokens (this model takes up to {model_max})."
-                )
-            if over.size and spec.long == "tile" and spec.attention:
-                i = int(over[0])
-                raise InputError(
-                    f"{source.name}: record {df['id'].iloc[i]} (record #{df['record'].iloc[i]}) has "
-                    f"{counts[i]} tokens, over {limit}, and --long tile cuts it into windows, which have "
-                    "no attention map for the whole sequence. Drop --attention for this input, use "
-                    "--long truncate, or a larger --max-tokens."
-                )
-            is_over = counts > limit
-            for d, long_one in zip(_digests(seqs), is_over.tolist()):
+            over = counts > limit
+            if over.any() and (request.long == "error" or (request.long == "tile" and request.attention)):
+                i = int(np.argmax(over))
+                what = (f"{name}: record {df['id'].iloc[i]} (record #{df['record'].iloc[i]}) has "
+                        f"{counts[i]} tokens{family.token_note}, over the limit of {limit} (--max-tokens)")
+                if request.long == "error":
+                    raise SequenceTooLongError(
+                        f"{what}. Pass --long truncate to embed its first {limit} tokens, --long tile to embed "
+                        f"it in overlapping windows, or a larger --max-tokens (this model takes up to "
+                        f"{family.max_tokens}).")
+                raise InputError(f"{what}, and --long tile cuts it into windows, which have no attention map for the "
+                                 "whole sequence. Drop --attention for this input, use --long truncate, or a larger "
+                                 "--max-tokens.")
+            for d, long_one in zip(map(sequence_digest, seqs), over.tolist()):
                 if d not in scan.unique:
                     scan.unique.add(d)
-                    if long_one:
-                        if spec.long == "truncate":
-                            scan.truncated += 1
-                        else:
-                            scan.tiled += 1
+                    scan.long += long_one
             scan.records += len(seqs)
         ids.warn(stacklevel=4)  # build() -> EmbeddingCache.build -> the caller
     return scan
@@ -392,73 +367,32 @@ def build(
     store = cache if isinstance(cache, Store) else Store(cache)
     checkpoint, family, request, spec = _model_and_request(store, model, request, cache_dir=cache_dir,
                                                            allow_random_weights=allow_random_weights)
-    outputs = request.outputs
     sources = _sources(inputs, alphabet=request.alphabet, reference=reference, chunk_size=chunk_size)
     scan = _scan(sources, family, request)
-    unique = len(scan.unique)
-    if request.shard is not None:
-        scan.unique = {d for d in scan.unique if request.shard.owns(d)}
-    random_weights = bool(getattr(checkpoint, "random_weights", False))
+    mine = scan.unique if request.shard is None else {d for d in scan.unique if request.shard.owns(d)}
     report = BuildReport(cache=str(store.path), model_key=spec.key, model_name=checkpoint.name,
-                         random_weights=random_weights, records=scan.records, unique=unique,
-                         others=unique - len(scan.unique), shard=request.shard and str(request.shard),
-                         truncated=scan.truncated, tiled=scan.tiled)
-    names = [o.name for o in outputs]
-    missing, held = _plan(store, spec.key, scan.unique, names)
-    report.arrays = {n: {"computed": 0, "reused": held[n]} for n in names}
-    if missing:
-        engine_kw = dict(batch_size=batch_size, token_budget=token_budget, family=family)
-        if dask is None:
-            engine_kw["devices"] = devices
-        with _executor(dask, cache_dir) as executor:
-            runner = _compute(store, checkpoint, family, request, spec, sources, scan, lock_timeout=lock_timeout,
-                              quiet=quiet, engine_kw={**engine_kw, **executor})
-        report.computed, report.new_rows, report.tokens = runner.done, runner.writer.rows_written, runner.tokens
+                         random_weights=bool(getattr(checkpoint, "random_weights", False)), records=scan.records,
+                         unique=len(scan.unique), others=len(scan.unique) - len(mine),
+                         shard=request.shard and str(request.shard),
+                         truncated=scan.long if request.long == "truncate" else 0,
+                         tiled=scan.long if request.long == "tile" else 0)
+    del scan
+    todo, held = _plan(store.group(spec.key) if spec.key in store.keys() else None, mine, request.outputs)
+    computed = dict.fromkeys(request.outputs, 0)
+    if todo:
+        del todo  # planned again by the writer
+        with _engines(dask, checkpoint, request, family, batch_size=batch_size, token_budget=token_budget,
+                      devices=devices, cache_dir=cache_dir) as make_engine:
+            runner, held = _compute(store, checkpoint, family, request, spec, sources, mine, make_engine,
+                                    lock_timeout=lock_timeout, quiet=quiet)
+        report.computed, report.tokens = runner.progress.done, runner.progress.tokens
+        report.new_rows = runner.writer.rows_written
         report.write_seconds = runner.writer.commit_seconds_total
-        report.arrays = {o.name: {"computed": runner.computed[o], "reused": runner.held[o.name]} for o in outputs}
+        computed = runner.computed
+    report.arrays = {o.name: {"computed": computed[o], "reused": held[o]} for o in request.outputs}
     report.reused = report.unique - report.others - report.computed
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def _compute(store: Store, checkpoint, family, request: BuildRequest, spec: ModelSpec, sources, scan, *,
-             lock_timeout: float, quiet: bool, engine_kw: dict) -> "_Runner":
-    """The second pass, under the writer's lock: every store write of a build is here."""
-    attrs = {
-        "model_name": checkpoint.name,
-        "source": str(checkpoint.source),
-        "architecture": checkpoint.hyperparams,
-        "variant": checkpoint.variant,
-        **family.attrs(),
-        "window_tokens": spec.max_tokens - family.prefix,
-        "random_weights": bool(getattr(checkpoint, "random_weights", False)),
-    }
-    outputs = request.outputs
-    names = [o.name for o in outputs]
-    with store.writing(timeout=lock_timeout) as writing:
-        writer = writing.group(spec, attrs, commit_seconds=float(os.environ.get("EMBEDCACHE_COMMIT_SECONDS", 2.0)))
-        writer.ensure_arrays(names, feature_dim={o.name: family.feature_dim(o.layer) for o in outputs if o.pool},
-                             attention_size=family.attention_size(spec.max_tokens))
-        snapshot = writer.snapshot()
-        # Re-planned under the lock: another build may have committed rows since the scan.
-        index = snapshot.index(scan.unique)
-        filled = {o: snapshot.filled(o.name) for o in outputs}
-        missing, held = _plan(snapshot, spec.key, scan.unique, names)
-        del scan
-        runner = _Runner(checkpoint, request, engine_kw, writer, Progress(len(missing), quiet), held)
-        try:
-            for source in sources:
-                for df in source.chunks():
-                    for needed, entries in _missing_in_chunk(df, missing, index, filled, outputs).items():
-                        runner.add(needed, entries, family.encode_batch([s for _, s, _ in entries]))
-            runner.finish()
-            writer.flush()
-        except BaseException as exc:  # Ctrl-C, disk full...: the command line says what was kept
-            exc.rows_committed = writer.rows_written
-            raise
-        finally:
-            runner.progress.close()
-    return runner
 
 
 def _model_and_request(store: Store, model, request: BuildRequest, *, cache_dir, allow_random_weights):
@@ -492,70 +426,89 @@ def _model_and_request(store: Store, model, request: BuildRequest, *, cache_dir,
     return checkpoint, family, request, ModelSpec(param_digest=checkpoint.digest, **request.spec_fields())
 
 
-def _plan(source, key: str, unique: set, names: Sequence[str]) -> tuple[set, dict]:
-    """Which unique digests lack some requested array, and per array how many hold it.
-
-    ``source`` is a :class:`Store` (read before taking the lock) or a model group snapshot.
-    """
-    if isinstance(source, Store):
-        if key not in source.keys():
-            return set(unique), {n: 0 for n in names}
-        source = source.group(key)
-    index = source.index(unique)
-    filled = {n: source.filled(n) for n in names}
-    missing, held = set(), dict.fromkeys(names, 0)
-    for d in unique:
-        row = index.get(d)
-        if row is None:
-            missing.add(d)
-            continue
-        complete = True
-        for n in names:
-            if filled[n][row]:
-                held[n] += 1
-            else:
-                complete = False
-        if not complete:
-            missing.add(d)
-    return missing, held
-
-
-def _missing_in_chunk(df, missing: set, index: dict, filled: dict, outputs) -> dict[tuple, list]:
-    """The chunk's sequences still missing, grouped by the outputs each lacks."""
-    groups: dict[tuple, list] = defaultdict(list)
-    seqs = df["sequence"].tolist()
-    for d, s in zip(_digests(seqs), seqs):
-        if d not in missing:
-            continue
-        missing.discard(d)  # duplicates later in the input are now handled
-        row = index.get(d)
-        needed = tuple(outputs) if row is None else tuple(o for o in outputs if not filled[o][row])
-        groups[needed].append((d, s, row))
-    return groups
+def _plan(group, unique: set, outputs: tuple[Output, ...]) -> tuple[dict, dict]:
+    """What the model group (``None``: not created yet) lacks of ``outputs`` for the
+    ``unique`` digests: ``{digest: (row or None, the outputs it lacks)}`` for those lacking
+    any, and per output how many of ``unique`` hold it. Costs what ``unique`` costs."""
+    digests = list(unique)
+    rows = group.rows_of(digests) if group is not None and digests else np.full(len(digests), -1)
+    found = rows >= 0
+    lacks = np.ones((len(digests), len(outputs)), dtype=bool)
+    if found.any():
+        for j, o in enumerate(outputs):
+            lacks[found, j] = ~group.filled(o.name, rows[found])
+    held = {o: len(digests) - int(lacks[:, j].sum()) for j, o in enumerate(outputs)}
+    todo = {}
+    for d, row, row_lacks in zip(digests, rows.tolist(), lacks.tolist()):
+        if any(row_lacks):
+            todo[d] = (row if row >= 0 else None, tuple(o for o, lack in zip(outputs, row_lacks) if lack))
+    return todo, held
 
 
 @contextlib.contextmanager
-def _executor(dask, cache_dir):
-    """Extra engine arguments: a Dask client (and the checkpoint's cache for its workers), or none."""
+def _engines(dask, checkpoint, request: BuildRequest, family, *, devices, cache_dir, **engine_kw):
+    """Yields ``make(outputs)``: an engine computing exactly ``outputs``, on this machine's
+    ``devices`` or on the Dask workers of ``dask``."""
     if dask is None:
-        yield {}
+        from embedcache import engine
+
+        yield lambda outputs: engine.Embedder(checkpoint, request, outputs=outputs, family=family, devices=devices,
+                                              **engine_kw)
         return
-    from embedcache.distributed import connect
+    from embedcache.distributed import DaskEmbedder, connect
 
     with connect(dask) as client:
-        yield {"client": client, "cache_dir": cache_dir}
+        yield lambda outputs: DaskEmbedder(client, checkpoint, request, outputs=outputs, family=family,
+                                           cache_dir=cache_dir, **engine_kw)
 
 
-def _engine(checkpoint, needed: tuple, request: BuildRequest, engine_kw: dict):
-    """An Embedder computing exactly the outputs in ``needed``: here, or on Dask workers."""
-    if "client" in engine_kw:
-        from embedcache.distributed import DaskEmbedder
+def _compute(store: Store, checkpoint, family, request: BuildRequest, spec: ModelSpec, sources, unique: set,
+             make_engine, *, lock_timeout: float, quiet: bool) -> tuple["_Runner", dict]:
+    """The second pass: every store write of a build is here. Returns the runner and, per
+    output, how many of ``unique`` the store held when it began."""
+    attrs = {
+        "model_name": checkpoint.name,
+        "source": str(checkpoint.source),
+        "architecture": checkpoint.hyperparams,
+        "variant": checkpoint.variant,
+        **family.attrs(),
+        "window_tokens": spec.max_tokens - family.prefix,
+        "random_weights": bool(getattr(checkpoint, "random_weights", False)),
+    }
+    outputs = request.outputs
+    with store.writing(timeout=lock_timeout) as writing:
+        writer = writing.group(spec, attrs, commit_seconds=float(os.environ.get("EMBEDCACHE_COMMIT_SECONDS", 2.0)))
+        writer.ensure_arrays([o.name for o in outputs],
+                             feature_dim={o.name: family.feature_dim(o.layer) for o in outputs if o.pool},
+                             attention_size=family.attention_size(spec.max_tokens))
+        # Planned again: another build may have committed rows since the first plan.
+        todo, held = _plan(writer.snapshot(), unique, outputs)
+        runner = _Runner(make_engine, family, request, writer, Progress(len(todo), quiet))
+        try:
+            for _, chunks in sources:
+                for df in chunks():
+                    for needed, entries in _todo_in_chunk(df, todo).items():
+                        runner.add(needed, entries, family.encode_batch([s for _, s, _ in entries]))
+            runner.finish()
+            writer.flush()
+        except BaseException as exc:  # Ctrl-C, disk full...: the command line says what was kept
+            exc.rows_committed = writer.rows_written
+            raise
+        finally:
+            runner.progress.close()
+    return runner, held
 
-        kw = dict(engine_kw)
-        return DaskEmbedder(kw.pop("client"), checkpoint, request, outputs=needed, **kw)
-    from embedcache.engine import Embedder
 
-    return Embedder(checkpoint, request, outputs=needed, **engine_kw)
+def _todo_in_chunk(df, todo: dict) -> dict[tuple, list]:
+    """The chunk's sequences still to compute, as ``(digest, sequence, row)`` grouped by the
+    outputs each lacks; each leaves ``todo``, so a later duplicate is not computed again."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for s in df["sequence"].tolist():
+        d = sequence_digest(s)
+        if d in todo:
+            row, needed = todo.pop(d)
+            groups[needed].append((d, s, row))
+    return groups
 
 
 @dataclass
@@ -577,20 +530,19 @@ class _Runner:
     """Hands windows to one engine per set of needed outputs (its planner batches them across
     input chunks), and writes a row when all its windows have come back."""
 
-    def __init__(self, checkpoint, request: BuildRequest, engine_kw: dict, writer, progress, held: dict):
-        self.checkpoint, self.request, self.engine_kw = checkpoint, request, engine_kw
-        self.family = engine_kw["family"]
-        self.map_size = self.family.attention_size(request.max_tokens)
-        self.writer, self.progress, self.held = writer, progress, held
+    def __init__(self, make_engine, family, request: BuildRequest, writer, progress):
+        self.make_engine, self.family, self.request = make_engine, family, request
+        self.map_size = family.attention_size(request.max_tokens)
+        self.writer, self.progress = writer, progress
         self.engines: dict[tuple, object] = {}
         self.items: dict[int, _Item] = {}
         self.computed: dict[Output, int] = defaultdict(int)
-        self.done = self.tokens = self._next = 0
+        self._next = 0
 
     def add(self, needed: tuple, entries: list, tokens: list) -> None:
         """Queue sequences (``(digest, sequence, row)`` with their token arrays) lacking ``needed``."""
         if needed not in self.engines:
-            self.engines[needed] = _engine(self.checkpoint, needed, self.request, self.engine_kw)
+            self.engines[needed] = self.make_engine(needed)
         tags, windows = [], []
         for (d, s, row), t in zip(entries, tokens):
             parts = _windows(t, self.request, self.family.prefix)
@@ -609,19 +561,16 @@ class _Runner:
                 self._take(batch)
 
     def _take(self, batch) -> None:
-        T = self.map_size
-        finished = 0
+        T, finished = self.map_size, 0
         for r, tag in enumerate(batch.index.tolist()):
             item = self.items[tag]
             values = {}
             for o in item.needed:
                 if o.pool:
                     values[o.name] = batch.pooled[(o.layer, o.pool)][r]
-                else:
-                    full = np.zeros((T, T), dtype=np.float32)
+                else:  # stored at the group's map size, zero past the batch's padded length
                     m = batch.attention[(o.layer, o.head)][r]
-                    full[: m.shape[0], : m.shape[1]] = m
-                    values[o.name] = full
+                    values[o.name] = np.pad(m, [(0, T - m.shape[0]), (0, T - m.shape[1])])
             if item.n_windows > 1:
                 # Tiled: pooled values averaged over windows, weighted by their tokens.
                 weight = float(batch.n_tokens[r] - self.family.prefix)
@@ -640,6 +589,4 @@ class _Runner:
             for o in item.needed:
                 self.computed[o] += 1
             finished += 1
-        self.done += finished
-        self.tokens += int(np.sum(batch.n_tokens))
         self.progress.advance(finished, int(np.sum(batch.n_tokens)))

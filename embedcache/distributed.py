@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from embedcache.engine import EmbeddingBatch, Planner
-from embedcache.errors import CheckpointError, InputError, SequenceTooLongError
+from embedcache.errors import CheckpointError, InputError
 from embedcache.request import BuildRequest, Output
 
 __all__ = ["DaskEmbedder", "check_spec", "connect", "worker_loads"]
@@ -139,13 +139,12 @@ class DaskEmbedder:
         family = family or family_for(checkpoint, species=request.species)
         self.request = request.for_model(family)
         self.outputs = tuple(outputs)
-        self.max_tokens = self.request.max_tokens
         # The workers' default (see Embedder) depends on their backend; the client's plan must match it.
         if token_budget is None:
             token_budget = 4096 if _workers_on_cpu(client) else 32768
         self.token_budget, self.batch_size = token_budget, batch_size
-        self.planner = Planner(self.max_tokens, token_budget, batch_size, ladder=family.ladder(self.max_tokens),
-                               mix=family.masks_padding)
+        limit = self.request.max_tokens
+        self.planner = Planner(limit, token_budget, batch_size, ladder=family.ladder(limit), mix=family.masks_padding)
         random = bool(getattr(checkpoint, "random_weights", False))
         self.ref = _CheckpointRef(model=checkpoint.name if random else str(checkpoint.source),
                                   digest=checkpoint.digest, cache_dir=None if cache_dir is None else str(cache_dir))
@@ -155,9 +154,7 @@ class DaskEmbedder:
 
     def add(self, tags: Iterable, token_arrays: Sequence[np.ndarray]) -> Iterator[EmbeddingBatch]:
         """Queue token arrays under ``tags``; submit full batches; yield results that came back."""
-        n_tokens = np.fromiter((len(a) for a in token_arrays), dtype=np.int64, count=len(token_arrays))
-        if (n_tokens > self.max_tokens).any():
-            raise SequenceTooLongError(f"a token array is over max_tokens={self.max_tokens}")
+        n_tokens = [len(a) for a in token_arrays]
         for length, part in self.planner.add(list(zip(tags, token_arrays)), n_tokens):
             yield from self._submit(length, part)
         for future in self._done.next_batch(block=False) if self._done.has_ready() else ():

@@ -55,7 +55,7 @@ from embedcache.errors import InputError, SequenceTooLongError
 from embedcache.request import BuildRequest, Output, check_devices
 
 __all__ = ["BUCKET_LADDER", "EmbeddingBatch", "Embedder", "Planner", "bucket_lengths", "enable_compile_cache",
-           "local_devices", "plan_batches"]
+           "local_devices"]
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class Planner:
     def __init__(self, max_tokens: int, token_budget: int, max_rows: int | None = None,
                  ladder: Sequence[int] | None = None, mix: bool = True):
         self.ladder = np.asarray(bucket_lengths(max_tokens) if ladder is None else ladder)
-        self.token_budget, self.max_rows, self.mix = int(token_budget), max_rows, mix
+        self.max_tokens, self.token_budget, self.max_rows, self.mix = int(max_tokens), int(token_budget), max_rows, mix
         self._queues: dict[int, list] = {}
 
     def rows_for(self, length: int) -> int:
@@ -147,8 +147,16 @@ class Planner:
         return min(rows, max(int(self.max_rows), 1)) if self.max_rows is not None else rows
 
     def add(self, items: Iterable, n_tokens: np.ndarray) -> Iterator[tuple[int, list]]:
-        """Queue items of ``n_tokens`` tokens each (all ``<= max_tokens``); yield full batches."""
-        lengths = self.ladder[np.searchsorted(self.ladder, np.asarray(n_tokens))].tolist()
+        """Queue items of ``n_tokens`` tokens each; yield full batches. An item of no tokens
+        or over ``max_tokens`` is refused (the build applies the long-sequence policy before)."""
+        n_tokens = np.asarray(n_tokens, dtype=np.int64)
+        bad = np.flatnonzero((n_tokens < 1) | (n_tokens > self.max_tokens))
+        if bad.size:
+            i = int(bad[0])
+            error = SequenceTooLongError if n_tokens[i] > 0 else InputError
+            raise error(f"sequence #{i + 1} has {n_tokens[i]} tokens, not 1 to max_tokens={self.max_tokens}; "
+                        f"{bad.size} sequence(s) are refused")
+        lengths = self.ladder[np.searchsorted(self.ladder, n_tokens)].tolist()
         for item, length in zip(items, lengths):
             self._queues.setdefault(length, []).append(item)
         for length in sorted(self._queues):
@@ -181,17 +189,6 @@ class Planner:
         while i < m:
             yield left[i][0], [item for _, item in left[i : i + take[i]]]
             i += take[i]
-
-
-def plan_batches(
-    n_tokens: np.ndarray, *, max_tokens: int, token_budget: int, max_rows: int | None = None, mix: bool = True
-) -> list[tuple[int, np.ndarray]]:
-    """The batches :class:`Planner` makes of sequences of ``n_tokens`` tokens given at once, as
-    ``(padded_length, indices into n_tokens)`` (input order kept within a bucket)."""
-    planner = Planner(max_tokens, token_budget, max_rows, mix=mix)
-    n_tokens = np.asarray(n_tokens)
-    batches = [*planner.add(range(n_tokens.size), n_tokens), *planner.finish()]
-    return [(length, np.asarray(part, dtype=np.int64)) for length, part in batches]
 
 
 @dataclass
@@ -267,11 +264,10 @@ class Embedder:
         self.outputs = tuple(dict.fromkeys(request.outputs if outputs is None else outputs))
         if not self.outputs:
             raise InputError("nothing to compute: no outputs requested")
-        self.max_tokens = request.max_tokens
         self.devices = local_devices(devices)
         on_cpu = jax.default_backend() == "cpu"
         budget = token_budget or len(self.devices) * (4096 if on_cpu else 32768)
-        self.planner = Planner(self.max_tokens, budget, batch_size, ladder=self.family.ladder(self.max_tokens),
+        self.planner = Planner(request.max_tokens, budget, batch_size, ladder=self.family.ladder(request.max_tokens),
                                mix=self.family.masks_padding)
         self.stats = EmbedderStats()
         enable_compile_cache()
@@ -323,16 +319,7 @@ class Embedder:
     def add(self, tags: Iterable, token_arrays: Sequence[np.ndarray]) -> Iterator[EmbeddingBatch]:
         """Queue token arrays under the caller's ``tags``; run every batch that is full, and
         yield the batches whose results came back."""
-        n_tokens = np.fromiter((len(a) for a in token_arrays), dtype=np.int64, count=len(token_arrays))
-        too_long = np.flatnonzero(n_tokens > self.max_tokens)
-        if too_long.size:
-            i = int(too_long[0])
-            raise SequenceTooLongError(
-                f"sequence #{i + 1} has {n_tokens[i]} tokens{self.family.token_note}, over max_tokens="
-                f"{self.max_tokens}; {too_long.size} sequence(s) are too long"
-            )
-        if (n_tokens < 1).any():
-            raise InputError(f"every token array must hold at least {max(self.family.prefix, 1)} token(s)")
+        n_tokens = [len(a) for a in token_arrays]
         for length, part in self.planner.add(list(zip(tags, token_arrays)), n_tokens):
             yield from self._submit(length, part)
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import zarr
 
-import embedcache.build as build_mod
+import embedcache.engine as engine_mod
 from conftest import TINY_V2, write_checkpoint
 from embedcache import EmbeddingCache
 from embedcache.checkpoints import load_checkpoint
@@ -111,7 +111,7 @@ def test_reuse_across_tasks_and_fully_cached_rebuild(tmp_path, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the model ran on a fully cached input")
 
-    monkeypatch.setattr(build_mod, "_engine", no_model)
+    monkeypatch.setattr(engine_mod, "Embedder", no_model)
     before = tree_hash(cache.path)
     third = cache.build(task_b, model=CKPT, layers=[2], pools=["cls"], **FAST)
     assert (third.computed, third.reused, third.new_rows) == (0, 32, 0)
@@ -126,9 +126,8 @@ def test_new_layer_computes_only_that_for_rows_lacking_it(tmp_path, monkeypatch)
     kept = {name: tree_hash(cache.path / key / name) for name in ("layer_2_cls", "digest", "sequence")}
 
     asked = []
-    real_engine = build_mod._engine
-    monkeypatch.setattr(build_mod, "_engine", lambda ckpt, needed, *a: asked.append(tuple(o.name for o in needed))
-                        or real_engine(ckpt, needed, *a))
+    monkeypatch.setattr(engine_mod, "Embedder", lambda *a, outputs, **kw: asked.append(tuple(o.name for o in outputs))
+                        or Embedder(*a, outputs=outputs, **kw))
     report = cache.build(seqs[:8], model=CKPT, layers=[1], pools=["mean"], **FAST)
     assert asked == [("layer_1_mean",)]
     assert report.arrays == {"layer_1_mean": {"computed": 8, "reused": 0}} and report.new_rows == 0

@@ -7,7 +7,7 @@ import pytest
 
 from embedcache.checkpoints import load_checkpoint
 from embedcache.request import BuildRequest
-from embedcache.engine import Embedder, Planner, bucket_lengths, plan_batches
+from embedcache.engine import Embedder, Planner, bucket_lengths
 from embedcache.errors import InputError, SequenceTooLongError
 from embedcache.model import forward, prepare_params
 
@@ -92,6 +92,13 @@ def test_pooling_definitions(ckpt, token_arrays):
         np.testing.assert_allclose(pooled[(1, "cls")][i], h[0], atol=1e-5)
         expected_mean = h[1:].mean(0) if len(a) > 1 else h[0]
         np.testing.assert_allclose(pooled[(1, "mean")][i], expected_mean, atol=1e-5)
+
+
+def plan_batches(n_tokens, *, max_tokens, token_budget, mix=True):
+    """The ``(padded length, indices)`` batches a Planner makes of sequences given at once."""
+    planner = Planner(max_tokens, token_budget, mix=mix)
+    batches = [*planner.add(range(n_tokens.size), n_tokens), *planner.finish()]
+    return [(length, np.asarray(part, dtype=np.int64)) for length, part in batches]
 
 
 def _padded(plans):
