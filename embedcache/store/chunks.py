@@ -8,12 +8,15 @@ would read as zeros, or "not filled", or empty sequences.
 
 Here each shard is fetched whole, in one request (one consistent version of the file),
 its index and the CRC32C of every inner chunk needed are checked, and only then is it
-decoded, by Zarr, from memory. A missing or corrupted chunk holding rows the caller
-needs raises :class:`~embedcache.errors.DamagedChunkError` naming the array and rows.
+decoded from memory: fixed-size values (fill masks, per-row numbers) by Blosc straight
+into the result (:func:`decode_inner`), strings by Zarr. A missing or corrupted chunk
+holding rows the caller needs raises :class:`~embedcache.errors.DamagedChunkError`
+naming the array and rows.
 
 Plain (unsharded) chunks, those of pooled embeddings and of the digest index, are one
 object each: :func:`plain_blocks` fetches and checks them the same way and hands out views
-of their bytes, with no decode by Zarr, so that a task's features are copied once.
+of their bytes, with no decode by Zarr, so that a task's features are copied once;
+:func:`stream_blocks` hands them out one at a time, so that memory holds one chunk.
 """
 
 from __future__ import annotations
