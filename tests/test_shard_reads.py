@@ -120,3 +120,29 @@ def test_a_checksum_mismatch_is_named_even_where_the_rows_need_no_values(copy):
     with pytest.raises(DamagedChunkError) as err:
         g.filled(CLS2, np.array([5000, 3]))
     assert err.value.rows == (0, 4095) and "checksum" in err.value.what
+
+
+def test_a_few_rows_of_a_long_array_are_read_without_a_table_of_its_chunks(tmp_path):
+    """An attention map's read touches one inner chunk of many: the chunks touched are
+    found from the rows asked for, the same values and damage as a task's read."""
+    import zarr
+
+    from embedcache.store import access, layout
+
+    group = zarr.open_group(store=access.open_store(tmp_path / "a.zarr"), mode="w", zarr_format=3)
+    n = 10 * 4096
+    arr = layout.create_array(group, "length", "int64", (), ("row",), rows=n)
+    values = np.arange(n, dtype=np.int64) * 3 + 1
+    values[4096:8192] = 0  # an inner chunk of fill values: never written
+    arr[...] = values
+    assert chunks.decodes_here(arr) and int(arr.metadata.codecs[0].chunk_shape[0]) == 4096
+
+    def read(rows, needed):
+        return chunks.read_rows(arr, np.asarray(rows), store="s", key="k", name="length",
+                                needed=lambda r: np.full(len(r), needed))
+
+    np.testing.assert_array_equal(read([n - 1, 5, n - 1], True), values[[n - 1, 5, n - 1]])
+    np.testing.assert_array_equal(read([5000, 9000], False), [0, values[9000]])
+    with pytest.raises(DamagedChunkError) as err:
+        read([5000], True)
+    assert err.value.rows == (4096, 8191) and err.value.what == "missing"

@@ -262,31 +262,35 @@ def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
     inner, per_shard = inner_shape[0], int(arr.metadata.chunk_grid.chunk_shape[0]) // inner_shape[0]
     if rows.size == 0:
         return np.empty((0, *arr.shape[1:]), dtype=arr.dtype)
-    # The inner chunks touched, found by counting: one slot per chunk of the array (a
-    # 4096th of its rows), never a sort of the task's rows.
     chunk_of = rows // inner
     n_chunks = -(-arr.shape[0] // inner)
-    touched = np.flatnonzero(np.bincount(chunk_of, minlength=n_chunks))
-    slot = np.zeros(n_chunks, dtype=np.int64)
-    slot[touched] = np.arange(touched.size)
+    if n_chunks <= 4 * rows.size:
+        # A task's rows: the inner chunks touched found by counting, never by a sort.
+        touched = np.flatnonzero(np.bincount(chunk_of, minlength=n_chunks))
+        slot = np.zeros(n_chunks, dtype=np.int64)
+        slot[touched] = np.arange(touched.size)
+        slot = slot[chunk_of]
+    else:  # a few rows (an attention map): no table over the whole array
+        touched, slot = np.unique(chunk_of, return_inverse=True)
     blocks = np.empty((touched.size, *inner_shape), dtype=arr.dtype)
     shard_of = touched // per_shard
     shards = np.unique(shard_of).tolist()
     for s, raw in zip(shards, fetch(arr, shards, [None] * len(shards))):
         status, index = shard_index(arr, raw)
-        for c in touched[shard_of == s].tolist():
+        for k in np.flatnonzero(shard_of == s).tolist():
+            c = int(touched[k])
             i = c - s * per_shard
-            if status[i] == 0 and decode_inner(raw, *index[i], blocks[slot[c]]):
+            if status[i] == 0 and decode_inner(raw, *index[i], blocks[k]):
                 continue
             if status[i] == 1 and not np.asarray(needed(rows[chunk_of == c])).any():
-                blocks[slot[c]] = arr.metadata.fill_value
+                blocks[k] = arr.metadata.fill_value
                 continue
             what = {1: "missing", 2: "corrupted (checksum mismatch)"}.get(int(status[i]), "corrupted (does not decode)")
             lo, hi = c * inner, min((c + 1) * inner, arr.shape[0])
             if raw is None:  # the whole shard file is lost: name all its rows
                 lo, hi = s * per_shard * inner, min((s + 1) * per_shard * inner, arr.shape[0])
             raise damaged_error(store, key, name, lo, hi, what, chunk_key(arr, s))
-    return blocks[slot[chunk_of], rows - chunk_of * inner]
+    return blocks[slot.reshape(-1), rows - chunk_of * inner]
 
 
 def _read_rows_zarr(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
@@ -347,5 +351,6 @@ def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(seen) + lo, rank[rows - lo]
 
 
-__all__ = ["is_sharded", "is_plain", "plain_blocks", "stream_blocks", "read_rows", "snapshot", "units", "shard_units", "shard_index",
-           "inner_status", "decodes_here", "decode_inner", "fetch", "chunk_key", "damaged_error", "unique_rows"]
+__all__ = ["is_sharded", "is_plain", "plain_blocks", "stream_blocks", "read_rows", "snapshot", "units",
+           "shard_units", "shard_index", "inner_status", "decodes_here", "decode_inner", "fetch", "chunk_key",
+           "damaged_error", "unique_rows"]
