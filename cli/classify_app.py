@@ -6,7 +6,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -72,23 +72,34 @@ def _print_run(run, out: Path) -> None:
     console.print(f"wrote {out} (report: {out / 'report.html'})", highlight=False)
 
 
+# Options shared by fit, sweep and cv: declared once.
+Data = Annotated[Path, typer.Option("--data", help="Labelled task: CSV/TSV/Parquet with sequence and label (optional "
+                                    "id, split); rows its split column marks test are held out.")]
+Cache = Annotated[Path, typer.Option("--cache", help="The embedding cache (written by `embedcache build`).")]
+Out = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
+Test = Annotated[Optional[Path], typer.Option("--test", help="Separate test file (else the data's split column, "
+                                              "else a stratified 20%).")]
+Backbone = Annotated[Optional[str], typer.Option("--backbone", help="Model name or key in the cache (default: its "
+                                                 "only model).")]
+Layer = Annotated[Optional[int], typer.Option("--layer", help="1-based layer (default: the backbone's last).")]
+GroupBy = Annotated[Optional[str], typer.Option("--group-by", help="Column (e.g. chrom) whose groups never straddle "
+                                                "train and test (cv: stay within one fold).")]
+DedupTest = Annotated[bool, typer.Option("--dedup-test", help="Drop test sequences that also occur in train.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the splits, the probes and the bootstrap (cv: the first).")]
+Params = Annotated[list[str], typer.Option("--param", help=_PARAM_HELP)]
+Bootstrap = Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the test intervals.")]
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing non-empty --out.")]
+
+
 @app.command()
 def fit(
+    data: Data, cache: Cache, out: Out,
     model: str = typer.Option("mlp", "--model", help=_MODEL_HELP),
-    data: Path = typer.Option(..., "--data", help="Labelled task: CSV/TSV/Parquet with sequence and label (optional id, split)."),
-    cache: Path = typer.Option(..., "--cache", help="The embedding cache (written by `embedcache build`)."),
-    out: Path = typer.Option(..., "--out", help="Run directory to write."),
-    test: Optional[Path] = typer.Option(None, "--test", help="Separate test file (else the data's split column, else a stratified 20%)."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="Model name or key in the cache (default: its only model)."),
-    layer: Optional[int] = typer.Option(None, "--layer", help="1-based layer (default: the backbone's last)."),
+    test: Test = None, backbone: Backbone = None, layer: Layer = None,
     layers: Optional[str] = typer.Option(None, "--layers", help="layer-weighted only: the layers it mixes: all (default), 1-12, 1,6,12."),
     pool: str = typer.Option("cls", "--pool", help="cls or mean."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help="Column (e.g. chrom) whose groups never straddle train and test."),
-    dedup_test: bool = typer.Option(False, "--dedup-test", help="Drop test sequences that also occur in train."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the splits, the probe and the bootstrap."),
-    param: list[str] = typer.Option([], "--param", help=_PARAM_HELP),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the test intervals."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
+    group_by: GroupBy = None, dedup_test: DedupTest = False, seed: Seed = 0, param: Params = [],
+    bootstrap: Bootstrap = 1000, force: Force = False,
 ) -> None:
     """Train a probe on cached features; write metrics, predictions, model, plots and report."""
     from classifiers.runs import fit_run
@@ -101,20 +112,12 @@ def fit(
 
 @app.command()
 def sweep(
+    data: Data, cache: Cache, out: Out,
     model: str = typer.Option("logistic", "--model", help="Probe fitted on every layer and pooling: logistic, mlp or xgboost."),
-    data: Path = typer.Option(..., "--data", help="Labelled task: CSV/TSV/Parquet with sequence and label (optional id, split)."),
-    cache: Path = typer.Option(..., "--cache", help="The embedding cache (written by `embedcache build`)."),
-    out: Path = typer.Option(..., "--out", help="Directory to write (sweep.csv, plots, report)."),
     layers: str = typer.Option("all", "--layers", help="all, a range (1-12) or a list (1,6,12)."),
     pool: str = typer.Option("cls", "--pool", help="Poolings, comma-separated: cls, mean or cls,mean."),
-    test: Optional[Path] = typer.Option(None, "--test", help="Separate test file."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="Model name or key in the cache (default: its only model)."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose groups never straddle train and test."),
-    dedup_test: bool = typer.Option(False, "--dedup-test", help="Drop test sequences that also occur in train."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split, the probes and the bootstrap."),
-    param: list[str] = typer.Option([], "--param", help=_PARAM_HELP),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
+    test: Test = None, backbone: Backbone = None, group_by: GroupBy = None, dedup_test: DedupTest = False,
+    seed: Seed = 0, param: Params = [], bootstrap: Bootstrap = 1000, force: Force = False,
 ) -> None:
     """Which layer? Fit a probe on every (layer, pooling), same split; pick the best on validation."""
     from classifiers.runs import sweep_run
@@ -128,19 +131,13 @@ def sweep(
 
 @app.command()
 def cv(
+    data: Data, cache: Cache, out: Out,
     model: str = typer.Option("logistic", "--model", help=_MODEL_HELP),
-    data: Path = typer.Option(..., "--data", help="Labelled task; rows its split column marks test are held out."),
-    cache: Path = typer.Option(..., "--cache", help="The embedding cache."),
-    out: Path = typer.Option(..., "--out", help="Run directory to write."),
     folds: int = typer.Option(5, "--folds", help="Folds (stratified; grouped with --group-by)."),
     seeds: int = typer.Option(1, "--seeds", help="Repetitions with different shuffles."),
-    seed: int = typer.Option(0, "--seed", help="First seed."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="Model name or key in the cache."),
-    layer: Optional[int] = typer.Option(None, "--layer", help="1-based layer (default: the last)."),
+    seed: Seed = 0, backbone: Backbone = None, layer: Layer = None,
     pool: str = typer.Option("cls", "--pool", help="cls or mean."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help="Column whose groups stay within one fold."),
-    param: list[str] = typer.Option([], "--param", help=_PARAM_HELP),
-    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
+    group_by: GroupBy = None, param: Params = [], force: Force = False,
 ) -> None:
     """Cross-validate a probe and its baselines: mean ± sd over folds and seeds."""
     from classifiers.runs import cross_validate
