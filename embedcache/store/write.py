@@ -315,9 +315,10 @@ class GroupWriter:
         runs = self._index(g, now.runs, lo, hi, digests)
         # The commit: only now do readers and other writers see these rows.
         g.update_attributes({"n_rows": hi, "index_runs": runs})
-        self._retire_runs(runs)
+        # Counted at once: an interrupt while old runs are retired must still report these rows.
         self.n_rows = hi
         self.rows_written += b
+        self._retire_runs(runs)
 
     def _index(self, g: zarr.Group, runs: list, lo: int, hi: int, digests: list) -> list:
         entries = index.sorted_run(index.keys_of_hex(digests), np.arange(lo, hi))
