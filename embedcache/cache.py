@@ -16,7 +16,6 @@ if that is still ambiguous the error lists the keys to choose from.
 
 from __future__ import annotations
 
-import itertools
 import os
 from os import PathLike
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from embedcache.alphabet import IUPAC_AMBIGUITY_CODES, normalize
+from embedcache.alphabet import DEFAULT_ALPHABET, normalize_many
 from embedcache.build import BuildReport, build
 from embedcache.request import POOLS, check_choice
 from embedcache.errors import InputError, MissingRowsError, StoreError
@@ -198,7 +197,7 @@ class EmbeddingCache:
     def _rows(self, group: ModelGroup, sequences: Iterable[str], array: str, what: str,
               build_hint: str) -> np.ndarray:
         """Rows of the sequences holding ``array``, found through the persisted index."""
-        keys = keys_of_sequences(_normalize_all(list(sequences), group.attrs.get("alphabet")))
+        keys = keys_of_sequences(normalize_many(sequences, alphabet=group.attrs.get("alphabet", DEFAULT_ALPHABET)))
         rows = group.rows_of_keys(keys)
         ok = rows >= 0
         if ok.any():
@@ -344,35 +343,6 @@ class EmbeddingCache:
         finally:
             tmp.unlink(missing_ok=True)
         return out
-
-
-def _normalize_all(seqs: list[str], alphabet: str) -> list[str]:
-    """:func:`~embedcache.alphabet.normalize` of many sequences, in bulk.
-
-    A task of 50,000 sequences is a few megabytes: upper-casing, mapping ambiguity codes
-    and checking the alphabet over their ASCII concatenation are three C-level passes
-    instead of 50,000 Python calls. Anything the bulk path does not vouch for (a refused
-    or non-ASCII character) goes through :func:`normalize` one sequence at a time, which
-    gives the same result or names the sequence at fault.
-    """
-    try:
-        raw = "".join(seqs).encode("ascii")
-    except UnicodeEncodeError:
-        raw = None
-    if raw is not None and not raw.translate(None, b"ACGTN"):
-        return seqs  # already normalized (the usual case): one pass, no copies
-    joined = None if raw is None else raw.upper()
-    if joined is not None:
-        if alphabet == "iupac-to-n":
-            joined = joined.translate(_IUPAC_TO_N)
-        if not joined.translate(None, b"ACGTN"):
-            text = joined.decode("ascii")
-            ends = list(itertools.accumulate(len(s) for s in seqs))
-            return [text[a:b] for a, b in zip([0, *ends[:-1]], ends)]
-    return [normalize(s, alphabet=alphabet, record=f"sequence #{i + 1}") for i, s in enumerate(seqs)]
-
-
-_IUPAC_TO_N = bytes.maketrans(IUPAC_AMBIGUITY_CODES.encode(), b"N" * len(IUPAC_AMBIGUITY_CODES))
 
 
 def _resolved(path) -> str | None:
