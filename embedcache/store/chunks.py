@@ -153,11 +153,6 @@ def shard_index(arr: zarr.Array, raw: np.ndarray | None) -> tuple[np.ndarray, np
     return status, index
 
 
-def inner_status(arr: zarr.Array, raw: np.ndarray | None) -> np.ndarray:
-    """State of each inner chunk of one shard: 0 sound, 1 absent, 2 corrupted."""
-    return shard_index(arr, raw)[0]
-
-
 def decodes_here(arr: zarr.Array) -> bool:
     """Whether the inner chunks of a sharded ``arr`` hold fixed-size little-endian values
     through ``bytes``, ``blosc`` and ``crc32c``, as this version writes fill masks and
@@ -306,7 +301,7 @@ def _read_rows_zarr(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name:
     mem = {}
     plan = []  # (shard, inner chunks to decode as runs)
     for s, raw in zip(shards, fetch(arr, shards)):
-        status = inner_status(arr, raw)
+        status = shard_index(arr, raw)[0]
         in_shard = rows[(rows >= s * step) & (rows < (s + 1) * step)]
         touched = np.unique((in_shard - s * step) // inner)
         for i in touched.tolist():
@@ -352,5 +347,5 @@ def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 __all__ = ["is_sharded", "is_plain", "plain_blocks", "stream_blocks", "read_rows", "snapshot", "units",
-           "shard_units", "shard_index", "inner_status", "decodes_here", "decode_inner", "fetch", "chunk_key",
+           "shard_units", "shard_index", "decodes_here", "decode_inner", "fetch", "chunk_key",
            "damaged_error", "unique_rows"]
