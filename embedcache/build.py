@@ -336,7 +336,7 @@ def build(
         A ``distributed.Client``, a scheduler address, or ``"local"``/``"local:N"`` (a local
         cluster of N single-threaded worker processes): batches are embedded by the Dask
         workers, and this process writes the results as they arrive
-        (:mod:`embedcache.distributed`).
+        (:mod:`embedcache.engine.dask`).
     devices
         Split each batch over the first N local devices of JAX's default backend (default:
         all of them; :func:`embedcache.engine.local_devices`). Not with ``dask``: each Dask
@@ -354,7 +354,7 @@ def build(
                            dtype=dtype, store_dtype=store_dtype, species=species, shard=shard)
     devices = check_devices(devices)
     if dask is not None:
-        from embedcache.distributed import check_spec
+        from embedcache.engine.dask import check_spec
 
         check_spec(dask)
         if devices is not None:
@@ -455,7 +455,7 @@ def _engines(dask, checkpoint, request: BuildRequest, family, *, devices, cache_
         yield lambda outputs: engine.Embedder(checkpoint, request, outputs=outputs, family=family, devices=devices,
                                               **engine_kw)
         return
-    from embedcache.distributed import DaskEmbedder, connect
+    from embedcache.engine.dask import DaskEmbedder, connect
 
     with connect(dask) as client:
         yield lambda outputs: DaskEmbedder(client, checkpoint, request, outputs=outputs, family=family,

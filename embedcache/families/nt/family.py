@@ -59,7 +59,7 @@ class NTFamily:
         return self.tokenizer.encode_batch(seqs)
 
     def ladder(self, max_tokens: int) -> tuple[int, ...]:
-        from embedcache.engine import bucket_lengths
+        from embedcache.families.base import bucket_lengths
 
         return bucket_lengths(max_tokens)
 
