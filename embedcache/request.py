@@ -19,11 +19,16 @@ from typing import Sequence
 
 from embedcache.sequences.alphabet import ALPHABET_POLICIES, DEFAULT_ALPHABET
 from embedcache.errors import InputError
-from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attention_name, layer_label, pooled_name
+from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attention_name, pooled_name
+from embedcache.util.ranges import ALL, layer_order, parse_layers
 
-__all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "Shard", "check_choice", "check_devices"]
+__all__ = ["CHOICES", "DEFAULT_POOL", "POOLS", "BuildRequest", "Output", "Shard", "check_choice", "check_devices"]
 
 POOLS = ("cls", "mean")
+#: The pooling every read defaults to: ``embeddings()``, ``export``, ``classify`` (fit, cv,
+#: sweep). ``mean`` exists for every family (NTv3 has no CLS) and is in every default build
+#: (a build computes all of its family's poolings unless ``--pool`` narrows them).
+DEFAULT_POOL = "mean"
 # The options with a fixed set of values, by their command-line names.
 CHOICES = {"--pool": POOLS, "--alphabet": ALPHABET_POLICIES, "--long": LONG_POLICIES,
            "--dtype": COMPUTE_DTYPES, "--store-dtype": STORE_DTYPES}
@@ -106,8 +111,9 @@ class BuildRequest:
     Parameters
     ----------
     layers
-        1-based layers to pool, and ``"final"`` for NTv3; ``None`` for the model's last
-        (see :meth:`for_model`).
+        1-based layers to pool, and ``"final"`` for NTv3, as a sequence or a selection string
+        (``"1-6,final"``, ``"all"``: :func:`embedcache.util.ranges.parse_layers`); ``None`` for
+        the model's last (see :meth:`for_model`, which also expands ``all``).
     pools
         Any of ``"cls"`` (position 0) and ``"mean"`` (real tokens after CLS); ``None`` for
         every pooling the model family has (NTv3: ``mean`` only, it has no CLS).
@@ -159,7 +165,7 @@ class BuildRequest:
         elif overlap is not None:
             overlap = _int("--window-overlap", overlap)
         attention = tuple(sorted({(_int("--attention", l), _int("--attention", h)) for l, h in self.attention}))
-        layers = None if self.layers is None else tuple(sorted({_layer(x) for x in self.layers}, key=_layer_order))
+        layers = None if self.layers is None else parse_layers(self.layers)
         if layers is not None and not layers and not attention:
             raise InputError("nothing to compute: pass layers (--layers) and/or attention maps (--attention)")
         if layers and pools is not None and not pools:
@@ -172,6 +178,8 @@ class BuildRequest:
         """This request checked against a model family object (:func:`embedcache.families.family_for`):
         layers, pools, maps, ``max_tokens`` and species; the defaults filled in."""
         layers = (family.num_layers,) if self.layers is None else self.layers
+        if ALL in layers:
+            layers = tuple(sorted((set(layers) - {ALL}) | set(family.layer_names), key=layer_order))
         pools = tuple(family.pools) if self.pools is None else self.pools
         family.check(layers, pools if layers else (), self.attention)
         max_tokens = family.default_max_tokens if self.max_tokens is None else self.max_tokens
@@ -201,17 +209,6 @@ class BuildRequest:
         """The policies that are part of the model key (:class:`embedcache.store.ModelSpec`)."""
         return {k: getattr(self, k)
                 for k in ("max_tokens", "alphabet", "long", "window_overlap", "dtype", "store_dtype", "species")}
-
-
-def _layer(value) -> int | str:
-    """A layer as given (``12``, ``"12"`` or ``"final"``), as names and outputs hold it."""
-    if isinstance(value, str) and value.strip().lower() == "final":
-        return "final"
-    return layer_label(_int("--layers", value))
-
-
-def _layer_order(layer) -> tuple:
-    return (1, 0) if layer == "final" else (0, layer)
 
 
 def _shard_pair(value) -> Shard:

@@ -8,7 +8,6 @@ features, fit or predict, record, write.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,27 +33,11 @@ def open_store(cache, backbone):
 
 
 def parse_layers(spec, num_layers: int) -> list[int]:
-    """``"all"``, ``"1-12"``, ``"1,6,12"`` (or a mix, or ints) as sorted 1-based layers."""
-    if isinstance(spec, int):
-        spec = [spec]
-    if isinstance(spec, str):
-        if spec.strip().lower() == "all":
-            return list(range(1, num_layers + 1))
-        spec = [p for p in spec.split(",") if p.strip()]
-    layers = set()
-    for part in spec:
-        text = str(part).strip()
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
-        if not match:
-            raise InputError(f"--layers: {text!r} is not a layer; give 'all', a range such as "
-                             "'1-12', or a list such as '1,6,12'.")
-        low, high = int(match[1]), int(match[2] or match[1])
-        if low < 1 or high > num_layers or low > high:
-            raise InputError(f"--layers: {text!r} is outside the backbone's layers 1-{num_layers}.")
-        layers.update(range(low, high + 1))
-    if not layers:
-        raise InputError("--layers is empty; give 'all', a range such as '1-12', or a list.")
-    return sorted(layers)
+    """``"all"``, ``"1-12"``, ``"1,6,12"`` (or a mix, or ints) as sorted 1-based layers
+    (the library's one layer parser, :mod:`embedcache.util.ranges`)."""
+    from embedcache.util.ranges import parse_layers as parse, resolve_layers
+
+    return list(resolve_layers(parse(spec), range(1, num_layers + 1), model="the backbone"))
 
 
 def require_features(store, sequences, *, backbone: Backbone, layers, pools, source: str):

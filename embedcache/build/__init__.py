@@ -146,7 +146,7 @@ def build(
     """
     t0 = time.perf_counter()
     # Option values are checked here, before a checkpoint or an input is read.
-    request = BuildRequest(layers=None if layers is None else tuple(layers),
+    request = BuildRequest(layers=layers,
                            pools=None if pools is None else tuple(pools), attention=tuple(attention),
                            max_tokens=max_tokens, alphabet=alphabet, long=long, window_overlap=window_overlap,
                            dtype=dtype, store_dtype=store_dtype, species=species, shard=shard)
