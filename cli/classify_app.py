@@ -18,8 +18,10 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-_MODEL_HELP = ("Probe: mlp (JAX/Optax, 128-64 ReLU, 6 epochs, batch 32, Adam), logistic, xgboost, "
+_PROBE_HELP = ("Probe: mlp (JAX/Optax, 128-64 ReLU, 6 epochs, batch 32, Adam), logistic, xgboost, "
                "or layer-weighted (a learned softmax weight per layer, with --layers).")
+# The probe each command fits when --probe is not given.
+DEFAULT_PROBE = {"fit": "mlp", "sweep": "logistic", "cv": "logistic"}
 _PARAM_HELP = ("Probe parameter as NAME=VALUE (repeatable; VALUE is read as JSON when it parses), "
                "e.g. --param max_epochs=10 --param hidden_layer_sizes=[256,64].")
 
@@ -31,6 +33,32 @@ def _root() -> None:
 
 def _command() -> str:
     return shlex.join(["classify", *sys.argv[1:]])
+
+
+def _warn(message: str) -> None:
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
+def _probe_and_model(command: str, probe: str | None, model: str | None, backbone: str | None) -> tuple[str, str | None]:
+    """The probe and the language model, from ``--probe`` and ``--model`` as in ``embedcache``.
+
+    Deprecated spellings still work for one release, with a warning: ``--backbone M`` (now
+    ``--model M``), and ``--model PROBE`` without ``--probe`` (a probe kind such as ``logistic``
+    given where the language model now goes, as before 0.2)."""
+    from classifiers.persistence import ESTIMATORS
+
+    if probe is None and model in ESTIMATORS:
+        _warn(f"--model {model} names a probe: the probe is now --probe, and --model names the language "
+              f"model (as in `embedcache`); read as --probe {model}. The old form goes in the next release.")
+        probe, model = model, None
+    if backbone is not None:
+        if model is not None:
+            raise typer.BadParameter(f"--backbone is the old name of --model: give the language model once, "
+                                     f"as --model {backbone}.", param_hint="--backbone")
+        _warn(f"--backbone is now --model (the language model, as in `embedcache`); read as --model {backbone}. "
+              "The old name goes in the next release.")
+        model = backbone
+    return probe or DEFAULT_PROBE[command], model
 
 
 def _params(items: list[str]) -> dict:
@@ -74,14 +102,21 @@ def _print_run(run, out: Path) -> None:
 
 # Options shared by fit, sweep and cv: declared once.
 Data = Annotated[Path, typer.Option("--data", help="Labelled task: CSV/TSV/Parquet with sequence and label (optional "
-                                    "id, split); rows its split column marks test are held out.")]
+                                    "id, split), or a BED file with --reference whose header line names label "
+                                    "(and split) columns after strand; rows its split column marks test are "
+                                    "held out.")]
+Reference = Annotated[Optional[Path], typer.Option("--reference", help="Genome FASTA a BED --data (and --test) is "
+                                                   "cut from, as for `embedcache build --reference`.")]
 Cache = Annotated[Path, typer.Option("--cache", help="The embedding cache (written by `embedcache build`).")]
 Out = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
 Test = Annotated[Optional[Path], typer.Option("--test", help="Separate test file (else the data's split column, "
                                               "else a stratified 20%).")]
-Backbone = Annotated[Optional[str], typer.Option("--backbone", help="Model name or key in the cache (default: its "
-                                                 "only model).")]
-Layer = Annotated[Optional[int], typer.Option("--layer", help="1-based layer (default: the backbone's last).")]
+Model = Annotated[Optional[str], typer.Option("--model", help="Language model whose features to use: a released name, "
+                                              "a checkpoint directory or a model key of the cache (default: its only "
+                                              "model).")]
+Probe = Annotated[Optional[str], typer.Option("--probe", help=_PROBE_HELP)]
+Backbone = Annotated[Optional[str], typer.Option("--backbone", hidden=True, help="Deprecated: use --model.")]
+Layer = Annotated[Optional[int], typer.Option("--layer", help="1-based layer (default: the model's last).")]
 GroupBy = Annotated[Optional[str], typer.Option("--group-by", help="Column (e.g. chrom) whose groups never straddle "
                                                 "train and test (cv: stay within one fold).")]
 DedupTest = Annotated[bool, typer.Option("--dedup-test", help="Drop test sequences that also occur in train.")]
@@ -93,9 +128,8 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing non-em
 
 @app.command()
 def fit(
-    data: Data, cache: Cache, out: Out,
-    model: str = typer.Option("mlp", "--model", help=_MODEL_HELP),
-    test: Test = None, backbone: Backbone = None, layer: Layer = None,
+    data: Data, cache: Cache, out: Out, probe: Probe = None, model: Model = None,
+    test: Test = None, reference: Reference = None, backbone: Backbone = None, layer: Layer = None,
     layers: Optional[str] = typer.Option(None, "--layers", help="layer-weighted only: the layers it mixes: all (default), 1-12, 1,6,12."),
     pool: str = typer.Option("cls", "--pool", help="cls or mean."),
     group_by: GroupBy = None, dedup_test: DedupTest = False, seed: Seed = 0, param: Params = [],
@@ -104,25 +138,31 @@ def fit(
     """Train a probe on cached features; write metrics, predictions, model, plots and report."""
     from classifiers.runs import fit_run
 
-    run = fit_run(data, cache=cache, out=out, model=model, backbone=backbone, layer=layer,
+    probe, model = _probe_and_model("fit", probe, model, backbone)
+    run = fit_run(data, cache=cache, out=out, model=probe, backbone=model, layer=layer,
                   layers=layers, pool=pool, test=test, group_by=group_by, dedup_test=dedup_test, seed=seed,
-                  params=_params(param), n_bootstrap=bootstrap, force=force, command=_command())
+                  params=_params(param), n_bootstrap=bootstrap, force=force, command=_command(),
+                  reference=reference)
     _print_run(run, out)
 
 
 @app.command()
 def sweep(
     data: Data, cache: Cache, out: Out,
-    model: str = typer.Option("logistic", "--model", help="Probe fitted on every layer and pooling: logistic, mlp or xgboost."),
+    probe: Optional[str] = typer.Option(None, "--probe", help="Probe fitted on every layer and pooling: logistic "
+                                        "(default), mlp or xgboost."),
+    model: Model = None,
     layers: str = typer.Option("all", "--layers", help="all, a range (1-12) or a list (1,6,12)."),
     pool: str = typer.Option("cls", "--pool", help="Poolings, comma-separated: cls, mean or cls,mean."),
-    test: Test = None, backbone: Backbone = None, group_by: GroupBy = None, dedup_test: DedupTest = False,
-    seed: Seed = 0, param: Params = [], bootstrap: Bootstrap = 1000, force: Force = False,
+    test: Test = None, reference: Reference = None, backbone: Backbone = None, group_by: GroupBy = None,
+    dedup_test: DedupTest = False, seed: Seed = 0, param: Params = [], bootstrap: Bootstrap = 1000,
+    force: Force = False,
 ) -> None:
     """Which layer? Fit a probe on every (layer, pooling), same split; pick the best on validation."""
     from classifiers.runs import sweep_run
 
-    run = sweep_run(data, cache=cache, out=out, model=model, backbone=backbone, layers=layers,
+    probe, model = _probe_and_model("sweep", probe, model, backbone)
+    run = sweep_run(data, cache=cache, out=out, model=probe, backbone=model, layers=layers, reference=reference,
                     pools=[p.strip() for p in pool.split(",") if p.strip()], test=test,
                     group_by=group_by, dedup_test=dedup_test, seed=seed, params=_params(param),
                     n_bootstrap=bootstrap, force=force, command=_command())
@@ -131,45 +171,48 @@ def sweep(
 
 @app.command()
 def cv(
-    data: Data, cache: Cache, out: Out,
-    model: str = typer.Option("logistic", "--model", help=_MODEL_HELP),
+    data: Data, cache: Cache, out: Out, probe: Probe = None, model: Model = None,
     folds: int = typer.Option(5, "--folds", help="Folds (stratified; grouped with --group-by)."),
     seeds: int = typer.Option(1, "--seeds", help="Repetitions with different shuffles."),
-    seed: Seed = 0, backbone: Backbone = None, layer: Layer = None,
+    seed: Seed = 0, reference: Reference = None, backbone: Backbone = None, layer: Layer = None,
     pool: str = typer.Option("cls", "--pool", help="cls or mean."),
     group_by: GroupBy = None, param: Params = [], force: Force = False,
 ) -> None:
     """Cross-validate a probe and its baselines: mean ± sd over folds and seeds."""
     from classifiers.runs import cross_validate
 
-    run = cross_validate(data, cache=cache, out=out, model=model, backbone=backbone, layer=layer,
+    probe, model = _probe_and_model("cv", probe, model, backbone)
+    run = cross_validate(data, cache=cache, out=out, model=probe, backbone=model, layer=layer,
                          pool=pool, folds=folds, seeds=seeds, seed=seed, group_by=group_by,
-                         params=_params(param), force=force, command=_command())
+                         params=_params(param), force=force, command=_command(), reference=reference)
     _print_run(run, out)
 
 
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by `classify fit`."),
-    data: Path = typer.Option(..., "--data", help="Labelled file to evaluate on (all rows)."),
+    data: Path = typer.Option(..., "--data", help="Labelled file to evaluate on (all rows): as for fit's --data."),
+    reference: Reference = None,
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default RUN/evaluate-<file stem>)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="The cache, if it moved since the fit."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
 ) -> None:
-    """Evaluate a fitted probe on another labelled file, with the run's backbone, layer, pooling."""
+    """Evaluate a fitted probe on another labelled file, with the run's language model, layer, pooling."""
     from classifiers.runs import default_evaluation_dir, evaluate_run
 
     target = out if out is not None else default_evaluation_dir(run_dir, data)
     run = evaluate_run(run_dir, data, out=target, cache=cache, n_bootstrap=bootstrap,
-                       force=force, command=_command())
+                       force=force, command=_command(), reference=reference)
     _print_run(run, target)
 
 
 @app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `classify fit`."),
-    data: Path = typer.Option(..., "--data", help="Sequences to score: FASTA, CSV, TSV or Parquet (no labels needed)."),
+    data: Path = typer.Option(..., "--data", help="Sequences to score: FASTA, CSV, TSV, Parquet, or BED with "
+                              "--reference (no labels needed)."),
+    reference: Reference = None,
     out: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default RUN/predictions-<file stem>.csv)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="The cache, if it moved since the fit."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out."),
@@ -177,7 +220,7 @@ def predict(
     """Score new sequences with a fitted probe (they must be in the cache: `embedcache build`)."""
     from classifiers.runs import predict_run
 
-    written = predict_run(run_dir, data, out=out, cache=cache, force=force)
+    written = predict_run(run_dir, data, out=out, cache=cache, force=force, reference=reference)
     typer.echo(f"wrote {written}")
 
 

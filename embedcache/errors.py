@@ -5,6 +5,8 @@ and carries a message that names the file or record at fault and the way out.
 The command line turns these into a clean message and exit code 2.
 """
 
+from collections.abc import Mapping
+
 __all__ = [
     "EmbedcacheError",
     "InputError",
@@ -88,18 +90,22 @@ class MissingRowsError(StoreError):
         Whether the model group holds the output for any row at all (else it was never built).
     advice : embedcache.advice.BuildAdvice
         The build that adds it.
+    summary : str or None
+        What is missing, said by the caller in its own terms (several arrays at once).
     """
 
     def __init__(self, *, missing: int, total: int, first: int, store: str, model: str, key: str,
                  what: str, advice, absent: int | None = None, held: bool = True, first_id: str | None = None,
-                 first_sequence: str = ""):
+                 first_sequence: str = "", summary: str | None = None):
         self.missing, self.total, self.first, self.first_id = missing, total, first, first_id
         self.absent = missing if absent is None else absent
         self.store, self.model, self.key, self.what, self.held = store, model, key, what, held
-        self.advice, self.first_sequence = advice, first_sequence
+        self.advice, self.first_sequence, self.summary = advice, first_sequence, summary
         super().__init__(str(self))
 
     def _what(self) -> str:
+        if self.summary is not None:
+            return self.summary
         if self.first_id is not None:
             first = f"first: id {self.first_id}"
         else:
@@ -122,11 +128,14 @@ class MissingRowsError(StoreError):
         return f"{self._what()} Build them with: {self.advice.command(self.store)}"
 
     def for_source(self, inputs, *, reference=None, ids=None) -> "MissingRowsError":
+        # ids: the request's record ids in order, or a mapping sequence -> record id.
         """The same error, its advice naming the input file(s) (and genome), the first missing
         record by its id when ``ids`` (the request's record ids, in order) are given."""
         fields = {k: getattr(self, k) for k in ("missing", "total", "first", "store", "model", "key", "what",
-                                                "absent", "held", "first_id", "first_sequence")}
-        if ids is not None:
+                                                "absent", "held", "first_id", "first_sequence", "summary")}
+        if isinstance(ids, Mapping):  # sequence -> record id
+            fields["first_id"] = None if ids.get(self.first_sequence) is None else str(ids[self.first_sequence])
+        elif ids is not None:  # the request's ids, in order
             fields["first_id"] = str(list(ids)[self.first])
         return MissingRowsError(**fields, advice=self.advice.for_inputs(inputs, reference))
 
