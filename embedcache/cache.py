@@ -420,8 +420,8 @@ def _columns(df) -> dict:
     out = {"id": df["id"].astype(str).to_numpy(dtype=str)}
     for c in df.columns:
         if c not in _NOT_EXPORTED:
-            values = df[c]
-            out[c] = values.astype(str).to_numpy(dtype=str) if values.dtype == object else values.to_numpy()
+            values = df[c].to_numpy()
+            out[c] = values.astype(str) if values.dtype.kind in "OUS" else values
     return out
 
 
