@@ -114,10 +114,9 @@ class MissingRowsError(StoreError):
         where = f"the cache {self.store} for model {self.model} (key {self.key})"
         if self.absent == self.missing:
             return f"{self.missing} of {self.total} sequences are not in {where} ({first})."
-        lack = f"{self.what} was never built in {where}" if not self.held else f"they lack {self.what} in {where}"
         if not self.absent:
-            return (f"{self.missing} of {self.total} sequences are in the cache but {lack}: "
-                    f"{self.what} is missing ({first}).")
+            lack = f"{self.what} was never built for it" if not self.held else f"they lack {self.what}"
+            return f"{self.missing} of {self.total} sequences are in {where}, but {lack} ({first})."
         return (f"{self.missing} of {self.total} sequences lack {self.what} in {where}: {self.absent} are not in "
                 f"the cache at all, {self.missing - self.absent} are but without {self.what} ({first}).")
 

@@ -52,7 +52,7 @@ def test_missing_sequences_say_how_many_and_how_to_build(cache, seqs):
     assert f"EmbeddingCache({str(cache.path)!r}).build(sequences, model=" in msg
     assert "layers=[2], pools=['cls']" in msg and "embedcache build" not in msg
     assert "--layers 2 --pool cls" in err.value.cli_message()
-    with pytest.raises(StoreError, match="are in the cache but attention map 2:1 .*was never built.*attention=\\[\\(2, 1\\)\\]"):
+    with pytest.raises(StoreError, match="are in the cache .*but attention map 2:1 .*was never built.*attention=\\[\\(2, 1\\)\\]"):
         cache.attention(seqs[0], layer=2, head=1)
 
 
