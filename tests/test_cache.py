@@ -10,6 +10,7 @@ import pytest
 import embedcache.checkpoints
 from conftest import TINY_V2
 from embedcache import EmbeddingCache
+from embedcache.store import sequence_digest
 from embedcache.errors import AlphabetError, InputError, StoreError
 from conftest import FAST, short_seqs
 
@@ -116,12 +117,22 @@ def test_bad_reads(cache, tmp_path):
         EmbeddingCache(tmp_path / "none.zarr").embeddings(["ACGT"])
 
 
-def test_xarray_opens_a_built_group(cache):
-    xr = pytest.importorskip("xarray")
+def test_xarray_opens_a_built_group(cache, seqs):
+    import warnings
+
+    import xarray as xr  # the [xarray] extra
+
     key = cache.models()[0]["key"]
-    ds = xr.open_zarr(str(cache.path), group=key, consolidated=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the README's line opens the group without a warning
+        ds = xr.open_zarr(str(cache.path), group=key, consolidated=False)
     assert ds.sizes["row"] == 24 and ds["layer_2_cls"].dims == ("row", "feature")
     assert ds["attention_1_2"].dims == ("row", "query", "key") and ds.attrs["model_name"] == "checkpoint"
+    # Each row carries its address, the sequence digest, as a coordinate of the data arrays.
+    assert "digest" in ds.coords and "digest" in ds["layer_2_cls"].coords
+    row = cache.group().rows_of([sequence_digest(seqs[3])])[0]
+    assert ds["layer_2_cls"].digest.values[row] == sequence_digest(seqs[3])
+    np.testing.assert_array_equal(ds["layer_2_cls"].sel(row=row).values, cache.embeddings([seqs[3]], layer=2, pool="cls")[0])
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".parquet", ".h5"])

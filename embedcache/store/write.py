@@ -38,6 +38,10 @@ from embedcache.store.layout import (
 from embedcache.store.lock import commit_lock
 from embedcache.store.read import ModelGroup, Store
 
+# CF's "coordinates" attribute on each data array: xarray.open_zarr then makes the row digest
+# (the row's address) a coordinate of every (row, ...) variable.
+ROW_COORDINATES = "digest"
+
 
 class StoreWriting:
     """Opens or creates model groups for writing (a context manager, for compatibility).
@@ -181,10 +185,10 @@ class GroupWriter:
             if name not in have:
                 if kind == "pooled":
                     create_array(g, name, dtype, (feature_dim,), ("row", "feature"), rows=n_rows,
-                                 kind="pooled", layer=layer, pool=last)
+                                 kind="pooled", layer=layer, pool=last, coordinates=ROW_COORDINATES)
                 else:
                     create_array(g, name, dtype, (T, T), ("row", "query", "key"), rows=n_rows,
-                                 kind="attention", layer=layer, head=last)
+                                 kind="attention", layer=layer, head=last, coordinates=ROW_COORDINATES)
             if mask_name(name) not in have:
                 create_array(g, mask_name(name), "bool", (), ("row",), rows=n_rows, kind="mask", of=name)
                 if n_rows:
