@@ -227,7 +227,7 @@ def test_float16_store_halves_the_disk(tmp_path):
         cache.build(seqs, model=CKPT, layers=[2], pools=["cls"], store_dtype=dtype, **FAST)
         key = cache.group().key
         sizes[dtype] = sum(p.stat().st_size for p in (cache.path / key / "layer_2_cls" / "c").rglob("*") if p.is_file())
-        values[dtype] = cache.embeddings(seqs, layer=2)
+        values[dtype] = cache.embeddings(seqs, layer=2, pool="cls")
         assert zarr.open_array(str(cache.path / key / "layer_2_cls")).dtype == np.dtype(dtype)
     assert sizes["float16"] <= 0.55 * sizes["float32"], sizes
     assert values["float16"].dtype == np.float32
