@@ -156,8 +156,8 @@ class EmbeddingCache:
                 for name in names:
                     done &= group.filled(name, rows)
                 complete = {d for d, ok in zip(found, done.tolist()) if ok}
-                summary["shards_left"] = sorted({i for i in range(shards) for d in digests if d not in complete
-                                                 and Shard(i, shards).owns(d)})
+                Shard(0, shards)  # N checked as --shard checks it
+                summary["shards_left"] = sorted({Shard.index_of(d, shards) for d in digests if d not in complete})
             out.append(summary)
         return out
 

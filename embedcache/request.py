@@ -96,9 +96,14 @@ class Shard:
             raise InputError(f"--shard takes I/N (this job's share, 0 <= I < N), not {text!r}; e.g. --shard 0/4.")
         return cls(index.strip(), count.strip())
 
+    @staticmethod
+    def index_of(digest: str, count: int) -> int:
+        """The shard I (of N = ``count``) that computes the sequence of this (hex sha256) digest."""
+        return int(digest[:16], 16) % count
+
     def owns(self, digest: str) -> bool:
         """Whether the sequence of this (hex sha256) digest is this shard's to compute."""
-        return int(digest[:16], 16) % self.count == self.index
+        return self.index_of(digest, self.count) == self.index
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
