@@ -90,8 +90,8 @@ def test_fit_then_evaluate_predict_compare(built, tmp_path, monkeypatch, capsys)
 def test_mlp_fit_and_cv_on_the_command_line(built, tmp_path, monkeypatch, capsys):
     task, cache = built / "task.csv", built / "cache.zarr"
     code, out, err = run_cli(classify_app, [
-        "fit", "--data", task, "--cache", cache, "--out", tmp_path / "mlp", "--bootstrap", "50",
-        "--param", "max_epochs=3"], monkeypatch, capsys)
+        "fit", "--model", "mlp", "--data", task, "--cache", cache, "--out", tmp_path / "mlp",
+        "--bootstrap", "50", "--param", "max_epochs=3"], monkeypatch, capsys)
     assert code == 0, err
     run = json.loads((tmp_path / "mlp" / "metrics.json").read_text())
     assert run["model"]["kind"] == "mlp" and run["model"]["n_epochs"] == 3

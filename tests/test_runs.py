@@ -52,16 +52,16 @@ def write_feature_store(path: Path, sequences, features: dict, *, name="planted"
 
 
 def planted_task(n=240, classes=(0, 1), seed=0, signal=0.6):
-    """Random sequences, labels, and features where layer 2 CLS carries the label strongly,
-    layer 1 CLS weakly and the mean pools not at all."""
+    """Random sequences, labels, and features where layer 2 mean (the default pooling) carries
+    the label strongly, layer 1 mean weakly and the CLS pool not at all."""
     rng = np.random.default_rng(seed)
     seqs = ["".join(rng.choice(list("ACGT"), rng.integers(30, 60))) for _ in range(n)]
     y_idx = rng.integers(0, len(classes), n)
     centers = rng.normal(size=(len(classes), D))
     feats = {
-        (2, "cls"): (signal * centers[y_idx] + rng.normal(size=(n, D))).astype(np.float32),
-        (1, "cls"): (0.3 * centers[y_idx] + rng.normal(size=(n, D))).astype(np.float32),
-        (2, "mean"): rng.normal(size=(n, D)).astype(np.float32),
+        (2, "mean"): (signal * centers[y_idx] + rng.normal(size=(n, D))).astype(np.float32),
+        (1, "mean"): (0.3 * centers[y_idx] + rng.normal(size=(n, D))).astype(np.float32),
+        (2, "cls"): rng.normal(size=(n, D)).astype(np.float32),
     }
     table = pd.DataFrame({"id": [f"seq{i}" for i in range(n)], "sequence": seqs,
                           "label": np.array(classes, dtype=object)[y_idx]})
@@ -158,7 +158,7 @@ def test_fit_reports_baselines_on_the_same_split_and_provenance(logistic_run, bi
     for split in ("train", "validation", "test"):
         assert majority[split]["n"] == run["metrics"][split]["n"]
     features = run["features"]
-    assert features["layer"] == 2 and features["pool"] == "cls"
+    assert features["layer"] == 2 and features["pool"] == "mean"  # the default pooling
     assert features["store"] == str((binary / "cache.zarr").resolve())
     assert features["backbone"]["name"] == "planted" and features["backbone"]["key"]
     data = run["task"]["files"]["data"]
@@ -181,8 +181,8 @@ def test_fit_reports_baselines_on_the_same_split_and_provenance(logistic_run, bi
 
 def test_layer_and_pool_choose_the_features(binary, tmp_path):
     run = fit_run(binary / "task.csv", cache=binary / "cache.zarr", out=tmp_path / "r",
-                  model="logistic", layer=2, pool="mean", n_bootstrap=50)
-    # The mean pool holds noise only.
+                  model="logistic", layer=2, pool="cls", n_bootstrap=50)
+    # The CLS pool holds noise only.
     assert abs(run["metrics"]["test"]["mcc"]) < 0.35
 
 
@@ -376,9 +376,9 @@ def test_sequences_missing_from_the_cache_say_how_many_and_the_build_command(bin
 
 
 def test_layer_missing_from_the_cache(binary, tmp_path):
-    with pytest.raises(StoreError, match="--layers 1 --pool mean"):
+    with pytest.raises(StoreError, match="--layers 1 --pool cls"):
         fit_run(binary / "task.csv", cache=binary / "cache.zarr", out=tmp_path / "r", layer=1,
-                pool="mean", model="logistic")
+                pool="cls", model="logistic")
 
 
 @pytest.mark.parametrize("labels, message", [
