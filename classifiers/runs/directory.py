@@ -82,17 +82,22 @@ def staged(out: str | PathLike, force: bool):
 @contextmanager
 def _interrupts_deferred():
     """Hold SIGINT and SIGTERM back while the run is moved into place: replacing a run takes
-    two renames, and a Ctrl-C between them would leave neither run at ``out``. A signal
-    that arrives meanwhile is delivered when the block ends."""
-    if (not hasattr(signal, "pthread_sigmask")
-            or threading.current_thread() is not threading.main_thread()):
+    two renames, and a Ctrl-C between them would leave neither run at ``out``. A signal that
+    arrives meanwhile is noted and raised again when the block ends, to the handler that was
+    there before. (Python handlers run in the main thread only; elsewhere nothing is held.)"""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    pending = []
+    held = {s: signal.signal(s, lambda signum, frame: pending.append(signum))
+            for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for s, handler in held.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        for s in dict.fromkeys(pending):
+            signal.raise_signal(s)
 
 
 def file_record(path, rows: int) -> dict:
