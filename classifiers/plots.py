@@ -277,8 +277,8 @@ def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None =
                        label=f"baseline {name}: test {value:.3f}")
     ax.set(xlabel="layer", ylabel=metric.upper(), title=f"{metric.upper()} by layer")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0),
-              borderaxespad=0.0)
+    # A figure legend "outside": constrained layout makes room for it beside the axes.
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="x-small")
     return fig
 
 

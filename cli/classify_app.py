@@ -96,10 +96,10 @@ def _run(verb: str, out: Path, workflow, show=None) -> None:
 
 
 def _estimate(e) -> tuple[str, str]:
-    """An Estimate as (with its interval, compact): a value with its sd stays whole."""
+    """An Estimate as (with its interval or sd, the value alone) for cli.tables."""
     from classifiers.runs.record import Estimate
 
-    return e.text(), Estimate(e.value, sd=e.sd).text()
+    return e.text(), Estimate(e.value).text()
 
 
 def _print_run(run, out: Path) -> None:

@@ -3,8 +3,9 @@ text that fits :data:`WIDTH` columns.
 
 A cell is text, or a pair (detailed, compact), e.g. a value with its interval and the value
 alone. Outside a terminal the detailed cells are used when the table fits, else the compact
-ones; text columns marked shrinkable are then shortened with an ellipsis; a table that still
-does not fit is not printed, and the line says where its full content is (the CSV).
+ones; only when neither fits are text columns marked shrinkable shortened with an ellipsis
+(numbers never are); a table that still does not fit is not printed, and the line says
+where its full content is (the CSV).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def render_text(title: str, columns: Sequence[Column], rows: Sequence[Sequence[C
         Where the whole table is (a CSV path): named when the table cannot fit.
     """
     # Detailed cells, else compact ones; only then shorten text, the last resort.
-    for pick, shrink in ((0, False), (1, False), (1, True)):
+    for pick, shrink in ((0, False), (1, False), (0, True), (1, True)):
         cells = [[c if isinstance(c, str) else c[pick] for c in row] for row in rows]
         widths = [max([len(col.name), *(len(r[i]) for r in cells)])
                   for i, col in enumerate(columns)]
