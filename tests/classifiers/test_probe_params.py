@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli_classify import run_cli
-from test_runs import planted_task, write_feature_store
 
+from conftest import planted_task, run_cli, write_feature_store
 from classifiers import make_estimator
 from classifiers.probes.base import FitDivergedError, ProbeParameterError
 from classifiers.runs import task as steps

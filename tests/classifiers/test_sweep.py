@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_runs import D, planted_task, write_feature_store
 
+from conftest import PLANTED_D as D, planted_task, write_feature_store
 from classifiers.metrics import SCALAR_METRICS
 from classifiers.runs import (compare_runs, evaluate_run, fit_run, predict_run, read_run,
                               sweep_run)

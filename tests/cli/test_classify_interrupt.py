@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_runs import planted_task, write_feature_store
+
+from conftest import planted_task, write_feature_store
 
 ROOT = Path(__file__).resolve().parents[2]
 

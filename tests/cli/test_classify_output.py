@@ -11,9 +11,8 @@ import shlex
 import numpy as np
 import pandas as pd
 import pytest
-from test_cli_classify import run_cli
-from test_runs import write_feature_store
 
+from conftest import run_cli, write_feature_store
 from classifiers import plots
 from cli import classify_app
 from cli.tables import Column, render_text

@@ -5,28 +5,17 @@ exit code 2 with a clear message for bad input."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
+from conftest import run_cli
 from classifiers.plots import cached_attention_figure
 from cli import classify_app, embedcache_app
 from embedcache import EmbeddingCache
 from embedcache.families.nt.tokenizer import tokenizer_for
-
-
-def run_cli(module, args, monkeypatch, capsys):
-    """Run a console script's main() in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", [module.app.info.name, *map(str, args)])
-    monkeypatch.setenv("COLUMNS", "220")  # rich wraps tables to the terminal width
-    with pytest.raises(SystemExit) as exit_info:
-        module.main()
-    captured = capsys.readouterr()
-    code = exit_info.value.code
-    return (0 if code is None else code), captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
