@@ -1,5 +1,6 @@
 """Figures of a run: ROC, precision-recall, confusion matrix, loss curves, run comparisons,
-metric by layer (compare, sweep), learned layer weights, and attention heatmaps.
+metric by layer (compare, sweep) and learned layer weights (attention heatmaps:
+:mod:`embedcache.attention_plot`).
 
 Figures are built with Matplotlib's object API (``matplotlib.figure.Figure``), which renders
 with the Agg backend and touches no global pyplot state, so plotting works on a headless
@@ -16,8 +17,6 @@ from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
 __all__ = [
-    "attention_heatmap",
-    "cached_attention_figure",
     "confusion_matrix_figure",
     "layer_weights_figure",
     "loss_curves_figure",
@@ -291,77 +290,6 @@ def layer_weights_figure(layers: Sequence[int], weights: Sequence[float]) -> Fig
     ax.set(xlabel="layer", ylabel="weight", title="Learned layer weights (sum to 1)")
     ax.legend(fontsize="small")
     return fig
-
-
-def attention_heatmap(matrix: np.ndarray, *, tokens: Sequence[str] | None = None,
-                      title: str = "Attention") -> Figure:
-    """One attention map (query rows × key columns), labelled with the tokens when given.
-
-    Parameters
-    ----------
-    matrix : ndarray of shape (n, n)
-        Attention weights; row ``i`` is query token ``i`` (token 0 is CLS).
-    tokens : sequence of str, optional
-        Token strings for the axes (k-mers); for short sequences only, else unreadable.
-    title : str
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    n = matrix.shape[0]
-    side = min(12.0, max(4.5, 0.28 * n + 2)) if tokens is not None else 6.0
-    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap="viridis", interpolation="nearest", vmin=0)
-    if tokens is not None:
-        ax.set_xticks(range(n), tokens, rotation=90, fontsize=7, family="monospace")
-        ax.set_yticks(range(n), tokens, fontsize=7, family="monospace")
-    ax.set(xlabel="key token", ylabel="query token", title=title)
-    fig.colorbar(image, ax=ax, label="attention weight", shrink=0.8)
-    return fig
-
-
-def cached_attention_figure(cache, sequence: str, *, layer: int, head: int, model=None,
-                            label_tokens_up_to: int = 64) -> Figure:
-    """The heatmap of one cached attention map of a sequence, with k-mer tokens on the axes.
-
-    Parameters
-    ----------
-    cache : embedcache.EmbeddingCache
-        The store holding the map (``embedcache build --attention LAYER:HEAD``).
-    sequence : str
-        The DNA sequence (normalized as at build time).
-    layer, head : int
-        Both 1-based.
-    model : str, optional
-        Model name or key; default the store's only model.
-    label_tokens_up_to : int
-        Label the axes with the token strings (``<cls>``, k-mers, single bases) when the
-        sequence has at most this many tokens; longer ones get plain indices.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from embedcache.sequences.alphabet import normalize
-    from embedcache.families.nt.tokenizer import tokenizer_for
-
-    matrix = cache.attention(sequence, model=model, layer=layer, head=head)
-    group = cache.group(model)
-    n = matrix.shape[0]
-    tokens = None
-    if n <= label_tokens_up_to:
-        tok = group.attrs["tokenizer"]
-        seq = normalize(sequence, alphabet=group.attrs.get("alphabet", "iupac-to-n"))
-        # A truncated row holds the first n tokens; label exactly those.
-        tokenizer = tokenizer_for(tok["variant"], int(tok["k"]))
-        tokens = tokenizer.token_strings(tokenizer.encode(seq)[:n])
-    title = (f"{group.model_name} (key {group.key}): layer {layer}, head {head} "
-             f"(1-based), {n} tokens")
-    if group.attrs.get("random_weights"):
-        title = f"RANDOM WEIGHTS (no biology) · {title}"
-    return attention_heatmap(matrix, tokens=tokens, title=title)
 
 
 def save_png(fig: Figure, path: str | PathLike, *, dpi: int = 110) -> None:

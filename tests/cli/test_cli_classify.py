@@ -12,7 +12,7 @@ import pytest
 from sklearn import metrics as skm
 
 from conftest import run_cli
-from classifiers.plots import cached_attention_figure
+from embedcache.attention_plot import attention_figure
 from cli import classify_app, embedcache_app
 from embedcache import EmbeddingCache
 from embedcache.families.nt.tokenizer import tokenizer_for
@@ -131,7 +131,7 @@ def test_attention_plot_labels_the_axes_with_kmer_tokens(built, tmp_path, monkey
         monkeypatch, capsys)
     assert code == 0, err
     assert (tmp_path / "att.png").read_bytes()[:4] == b"\x89PNG"
-    fig = cached_attention_figure(EmbeddingCache(built / "cache.zarr"), seq, layer=1, head=4)
+    fig = attention_figure(EmbeddingCache(built / "cache.zarr"), seq, layer=1, head=4)
     tokenizer = tokenizer_for("v2", 6)
     expected = tokenizer.token_strings(tokenizer.encode(seq))
     ax = fig.axes[0]
