@@ -223,10 +223,11 @@ def metric_by_layer_figure(rows: Sequence[Mapping], metric: str, *,
     return fig
 
 
-def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None = None
-                 ) -> Figure:
+def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None = None,
+                 baselines: Mapping[str, float | None] | None = None) -> Figure:
     """A sweep's metric by layer, one colour per pooling: test with its interval as a band,
-    validation dashed, the (layer, pooling) chosen on validation starred.
+    validation dashed, the (layer, pooling) chosen on validation starred, and the baselines'
+    test scores as horizontal reference lines; the legend sits beside the axes, off the data.
 
     Parameters
     ----------
@@ -235,12 +236,14 @@ def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None =
     metric : str
     best : mapping, optional
         ``layer`` and ``pool`` of the chosen row.
+    baselines : mapping of str to float, optional
+        Baseline name -> its test score on the same split (None: not defined, not drawn).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    fig = Figure(figsize=(6.4, 4), layout="constrained")
+    fig = Figure(figsize=(8.4, 4), layout="constrained")
     ax = fig.add_subplot()
     for i, pool in enumerate(dict.fromkeys(r["pool"] for r in rows)):
         pts = sorted((r for r in rows if r["pool"] == pool), key=lambda r: r["layer"])
@@ -266,9 +269,15 @@ def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None =
             chosen = next(r for r in pts if r["layer"] == best["layer"])
             ax.plot([best["layer"]], [chosen["metrics"]["validation"].get(metric)], marker="*",
                     ms=16, color=colour, ls="none", label="chosen on validation")
+    # Grey reference lines, not pooling colours: a baseline does not depend on the layer.
+    for (name, value), style in zip((baselines or {}).items(), (":", "-.", (0, (5, 2)))):
+        if value is not None and np.isfinite(value):
+            ax.axhline(value, color="0.35", ls=style, lw=1.3,
+                       label=f"baseline {name}: test {value:.3f}")
     ax.set(xlabel="layer", ylabel=metric.upper(), title=f"{metric.upper()} by layer")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize="x-small", framealpha=0.7)
+    # A figure legend "outside": constrained layout makes room for it beside the axes.
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="x-small")
     return fig
 
 
