@@ -17,7 +17,7 @@ import pandas as pd
 
 from embedcache.errors import InputError, MissingRowsError, StoreError
 
-__all__ = ["Backbone", "TaskSource", "read_task", "resolve_backbone", "sequence_of", "task_features"]
+__all__ = ["Backbone", "TaskSource", "read_task", "resolve_backbone", "task_features"]
 
 
 @dataclass(frozen=True)
@@ -195,28 +195,6 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
             source = TaskSource.of([source] if isinstance(source, (str, PathLike)) else source, reference)
         raise exc.for_source(source.paths, reference=source.reference,
                              ids=ids if ids is not None else source.ids or None) from None
-
-
-def sequence_of(path: str | PathLike, record_id: str, *, reference: str | PathLike | None = None) -> str:
-    """The (normalized) sequence of the record ``record_id`` in a sequence file.
-
-    Raises
-    ------
-    InputError
-        No record has that id, or several with different sequences do.
-    """
-    from embedcache.sequences.readers import read_records
-
-    table = read_records(path, reference=reference)
-    found = table.loc[table["id"] == record_id, "sequence"].unique()
-    if len(found) == 0:
-        shown = ", ".join(table["id"].head(5))
-        raise InputError(f"{path} has no record with id {record_id!r} (ids such as {shown}); "
-                         "check --sequence-id, or pass the sequence itself with --sequence.")
-    if len(found) > 1:
-        raise InputError(f"{path} holds {len(found)} different sequences with id {record_id!r}; "
-                         "pass the sequence itself with --sequence.")
-    return str(found[0])
 
 
 def _uniform_labels(labels: pd.Series) -> pd.Series:

@@ -27,14 +27,14 @@ from embedcache.sequences.alphabet import DEFAULT_ALPHABET, normalize_many
 from embedcache.build import BuildReport, build
 from embedcache.advice import advice_for_group, released_name
 from embedcache.request import DEFAULT_POOL, POOLS, Shard, check_choice
-from embedcache.errors import InputError, MissingRowsError, StoreError
+from embedcache.errors import MissingRowsError, StoreError
 from embedcache.store import ModelGroup, Problem, Store, attention_name, pooled_name, sequence_digest
 from embedcache.util.ranges import array_order, parse_layer
 from embedcache.store.index import keys_of_sequences
 
-__all__ = ["EmbeddingCache", "EXPORT_FORMATS"]
+from embedcache.export import EXPORT_FORMATS
 
-EXPORT_FORMATS = (".npz", ".parquet", ".h5", ".hdf5")
+__all__ = ["EmbeddingCache", "EXPORT_FORMATS"]
 
 
 class EmbeddingCache:
@@ -91,11 +91,10 @@ class EmbeddingCache:
         species
             The species of a post-trained NTv3 model (part of the model key).
         **options
-            ``batch_size``, ``token_budget``, ``dtype``, ``store_dtype``, ``alphabet``,
-            ``long``, ``window_overlap``, ``reference``, ``quiet``, ``lock_timeout``,
-            ``chunk_size``, ``cache_dir``, ``allow_random_weights``, ``shard``, ``dask``,
-            ``devices`` (the first N local accelerators; default all): see
-            :func:`embedcache.build.build`.
+            ``reference``, ``cache_dir``, ``allow_random_weights``, the rest of the request
+            (:class:`~embedcache.request.BuildRequest`) and how to run
+            (:class:`~embedcache.request.RunOptions`: ``batch_size``, ``devices``, ``dask``,
+            ``shard``...): see :func:`embedcache.build.build`.
 
         Returns
         -------
@@ -375,17 +374,14 @@ class EmbeddingCache:
             the Parquet key-value metadata under ``embedcache`` (JSON), in the HDF5 file's
             root attributes, or in the sidecar ``<out>.json`` of an npz.
         """
+        from embedcache.export import check_export_path, write_export
         from embedcache.sequences.readers import iter_records
 
-        out = Path(out)
-        suffix = out.suffix.lower()
-        if suffix not in EXPORT_FORMATS:
-            raise InputError(f"{out}: export writes {', '.join(EXPORT_FORMATS)}; choose one of those extensions")
         chosen = self.provenance(model=model, layer=layer, pool=pool, species=species)
         chosen.update(input=str(input_path), reference=None if reference is None else str(reference))
         key, layer, pool = chosen["model_key"], chosen["layer"], chosen["pool"]
-        alphabet = self.group(key).attrs.get("alphabet")
-        records = iter_records(input_path, reference=reference, alphabet=alphabet)
+        check_export_path(Path(out))
+        records = iter_records(input_path, reference=reference, alphabet=self.group(key).attrs.get("alphabet"))
 
         def frames():
             for df in records:
@@ -394,94 +390,8 @@ class EmbeddingCache:
                 except MissingRowsError as exc:
                     raise exc.for_source(input_path, reference=reference, ids=df["id"]) from None
 
-        tmp = out.with_name(f".{out.name}.partial")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            {".npz": _write_npz, ".parquet": _write_parquet}.get(suffix, _write_h5)(frames(), tmp, chosen)
-            if suffix == ".npz":
-                _write_sidecar(out, chosen)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return out
+        return write_export(frames(), Path(out), chosen)
 
 
 def _resolved(path) -> str | None:
     return str(Path(path).resolve()) if path else None
-
-
-# Reader columns that are not exported beside the features (the sequence is in the cache;
-# ``record`` is a line count of the input).
-_NOT_EXPORTED = ("id", "sequence", "record")
-
-
-def _columns(df) -> dict:
-    """The record columns of a chunk as arrays a writer takes: text as str, numbers as they are."""
-    out = {"id": df["id"].astype(str).to_numpy(dtype=str)}
-    for c in df.columns:
-        if c not in _NOT_EXPORTED:
-            values = df[c].to_numpy()
-            out[c] = values.astype(str) if values.dtype.kind in "OUS" else values
-    return out
-
-
-def _write_sidecar(out: Path, provenance: dict) -> None:
-    import json
-
-    sidecar = out.with_name(out.name + ".json")
-    tmp = sidecar.with_name(f".{sidecar.name}.partial")
-    tmp.write_text(json.dumps(provenance, indent=1, default=str) + "\n")
-    os.replace(tmp, sidecar)
-
-
-def _write_npz(frames, path: Path, provenance: dict) -> None:
-    parts: dict[str, list] = {}
-    for df, x in frames:
-        for c, values in {**_columns(df), "X": x}.items():
-            parts.setdefault(c, []).append(values)
-    arrays = {c: np.concatenate(v) for c, v in parts.items()}
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def _write_parquet(frames, path: Path, provenance: dict) -> None:
-    import json
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    writer = None
-    try:
-        for df, x in frames:
-            columns = _columns(df)
-            columns.update({f"f{j}": x[:, j] for j in range(x.shape[1])})
-            table = pa.table(columns)
-            if writer is None:
-                schema = table.schema.with_metadata({"embedcache": json.dumps(provenance, default=str)})
-                writer = pq.ParquetWriter(path, schema)
-            writer.write_table(table.cast(writer.schema))
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def _write_h5(frames, path: Path, provenance: dict) -> None:
-    import h5py
-
-    with h5py.File(path, "w") as f:
-        for k, v in provenance.items():
-            if v is not None:  # HDF5 attributes have no null
-                f.attrs[k] = v
-        n = 0
-        for df, x in frames:
-            b = len(df)
-            data = {"X": x, **_columns(df)}
-            if n == 0:
-                for name, values in data.items():
-                    dt = h5py.string_dtype() if values.dtype.kind in "OU" else values.dtype
-                    f.create_dataset(name, shape=(0, *values.shape[1:]), maxshape=(None, *values.shape[1:]),
-                                     dtype=dt, chunks=True)
-            for name, values in data.items():
-                f[name].resize((n + b, *f[name].shape[1:]))
-                f[name][n : n + b] = values.astype(object) if values.dtype.kind == "U" else values
-            n += b
