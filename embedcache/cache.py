@@ -253,7 +253,7 @@ class EmbeddingCache:
                    species: str | None = None) -> dict:
         """What a read of these arguments resolves to, as every export records it: model key
         and name, parameter digest, random-weights flag, layer, pooling, store and versions."""
-        from embedcache import __version__
+        from embedcache._version import __version__
 
         group, layer, pool = self._read_choice(model, layer, pool, species)
         a = group.attrs
