@@ -42,7 +42,7 @@ def multiclass(tmp_path_factory):
 def logistic_run(binary, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "logistic"
     fit_run(binary / "task.csv", cache=binary / "cache.zarr", out=out, model="logistic",
-            layer=2, n_bootstrap=200, command="classify fit --model logistic ...")
+            layer=2, n_bootstrap=200, command="classify fit --probe logistic ...")
     return out
 
 
@@ -117,7 +117,7 @@ def test_fit_reports_baselines_on_the_same_split_and_provenance(logistic_run, bi
     import hashlib
     assert data["sha256"] == hashlib.sha256((binary / "task.csv").read_bytes()).hexdigest()
     prov = run["provenance"]
-    assert prov["command"] == "classify fit --model logistic ..."
+    assert prov["command"] == "classify fit --probe logistic ..."
     assert {"embedcache", "scikit-learn", "numpy", "zarr", "xgboost"} <= set(prov["versions"])
     # Every package's real version, also where the distribution has another name (xgboost-cpu).
     assert None not in prov["versions"].values(), prov["versions"]

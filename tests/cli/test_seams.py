@@ -115,6 +115,16 @@ def test_a_bed_task_goes_from_build_to_classify_export_and_plot(bed_task, tmp_pa
     # The BED's split column was used: its test rows are the test split.
     assert sorted(predictions.loc[predictions["split"] == "test", "id"]) == sorted(
         f"r{i}" for i in range(30) if i % 5 == 0)
+    # The sweep reads it too, and its hint is a fit in the same vocabulary, BED and genome included.
+    code, out, err = run_cli(classify_app, ["sweep", "--data", bed, *common, "--cache", cache, "--model", CKPT,
+                                            "--layers", "1-2", "--pool", "mean", "--out", tmp_path / "sweep",
+                                            "--bootstrap", "20"], monkeypatch, capsys)
+    assert code == 0, err
+    hint = shlex.split(next(l for l in out.splitlines() if l.startswith("fit it with: ")).removeprefix("fit it with: "))
+    assert hint[:2] == ["classify", "fit"] and "--probe" in hint and hint[hint.index("--reference") + 1] == str(genome)
+    assert hint[hint.index("--model") + 1] == CKPT
+    code, out, err = run_cli(classify_app, hint[1:], monkeypatch, capsys)
+    assert code == 0 and "warning" not in err, err
     code, out, err = run_cli(classify_app, ["predict", tmp_path / "run", "--data", bed, *common,
                                             "--out", tmp_path / "scores.csv"], monkeypatch, capsys)
     assert code == 0, err
