@@ -50,9 +50,9 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 from embedcache.errors import StoreError, StoreVersionError
 
 ENCODING = "embedcache-store"
-ENCODING_VERSION = 2
+ENCODING_VERSION = 3
 #: Versions this release reads; older ones are upgraded by ``embedcache upgrade``.
-UPGRADABLE_VERSIONS = (1,)
+UPGRADABLE_VERSIONS = (1, 2)
 LOCK_NAME = "embedcache.lock"
 LEASE_NAME = "embedcache.lease"
 INDEX_GROUP = "index"
@@ -259,6 +259,17 @@ def create_array(g: zarr.Group, name: str, dtype, row_shape: tuple, dims: tuple,
         attributes=encoding_attrs(**attrs),
         overwrite=True,
     )
+
+
+def array_meta(name: str, dtype, row_shape: tuple, dims: tuple, *, rows: int, **attrs) -> dict:
+    """The Zarr metadata document (a dict) of a new array laid out as :func:`create_array` does;
+    format 3 keeps it in the group's manifest, not in a ``zarr.json`` of its own."""
+    from zarr.storage import MemoryStore
+
+    mem = MemoryStore()
+    create_array(zarr.open_group(store=mem, mode="w", zarr_format=3), "a", dtype, row_shape, dims,
+                 rows=rows, **attrs)
+    return json.loads(mem._store_dict["a/zarr.json"].to_bytes())
 
 
 def shard_rows(arr: zarr.Array) -> int:

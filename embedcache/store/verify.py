@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedcache.errors import StoreError
-from embedcache.store import chunks
+from embedcache.store import chunks, index
 from embedcache.store.layout import ROW_ARRAYS, mask_name, sequence_digest
 
 
@@ -95,12 +95,17 @@ class _Checker:
         """Yield ``(lo, hi, values, error, damage)`` per chunk (inner chunk of a shard) of the
         committed rows; a missing chunk is damage only where ``expect_file(lo, hi)``."""
         step = int(arr.metadata.chunk_grid.chunk_shape[0])
+        table = self.g.manifest.arrays[name]["chunks"]
         for lo, hi, block, state in chunks.units(arr, self.n):
-            chunk = arr.metadata.encode_chunk_key((lo // step,) + (0,) * (arr.ndim - 1))
-            if state == "ok" or (state == "missing" and not expect_file(lo, hi)):
+            entry = table.get(str(lo // step))
+            chunk = f"{self.g.key}/{entry[0]}" if entry else f"{self.g.key}/{name} #{lo // step} (never written)"
+            if state == "ok" or (state == "absent" and not expect_file(lo, hi)):
                 yield lo, hi, block, None, ""
-            elif state == "missing":
-                yield lo, hi, None, f"chunk file {chunk} is missing", state
+            elif state in ("missing", "absent"):
+                yield lo, hi, None, f"chunk file {chunk} is missing", "missing"
+            elif state == "foreign":
+                yield lo, hi, None, (f"chunk {chunk} is not the one committed (size or checksum differs from "
+                                     "the manifest's: a stale, moved or foreign chunk)"), state
             else:
                 yield lo, hi, None, f"chunk file {chunk} is unreadable (truncated or corrupted)", state
 
@@ -131,6 +136,8 @@ class _Checker:
         wrong_digest, wrong_length, duplicate, seen = [], [], [], set()
         for i, (seq, dig, length) in enumerate(zip(rows["sequence"].tolist(), rows["digest"].tolist(),
                                                    rows["length"].tolist())):
+            if dig == "" and seq == "":
+                continue  # a row dropped by a repair: no lookup finds it
             try:
                 ok = sequence_digest(str(seq)) == str(dig)
             except UnicodeEncodeError:
@@ -152,15 +159,18 @@ class _Checker:
 
     def index(self, digests: np.ndarray) -> None:
         covered = sum(b - a for a, b in self.g.runs)
-        if covered != self.n or any(r[0] != (p[1] if p else 0) for p, r in zip([None] + self.g.runs, self.g.runs)):
+        if covered != self.n or any(r[0] != (p[1] if p else 0) for p, r in zip([None] + self.g.runs, self.g.runs)) \
+                or any(index.run_path(a, b) not in self.g.manifest.arrays for a, b in self.g.runs):
             self.report("index", (), f"index runs {self.g.runs} do not cover rows 0-{self.n - 1} once")
             return
         try:
-            found = self.g.rows_of(digests.tolist()) if self.n else np.zeros(0, dtype=np.int64)
+            found = self.g.rows_of(["0" * 64 if d == "" else d for d in digests.tolist()]) \
+                if self.n else np.zeros(0, dtype=np.int64)
         except Exception as exc:  # noqa: BLE001 - an unreadable index run is damage to report
             self.report("index", (), f"index unreadable ({type(exc).__name__}: {exc})")
             return
-        wrong = np.flatnonzero(found != np.arange(self.n))
+        expect = np.where(digests == "", -1, np.arange(self.n))  # dropped rows are not indexed
+        wrong = np.flatnonzero(found != expect)
         if wrong.size:
             self.report("index", wrong, "index does not find the row at its number")
 
