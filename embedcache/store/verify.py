@@ -211,6 +211,8 @@ def verify_group(group, *, max_problems_per_array: int = 20) -> list[Problem]:
     list of Problem
         Empty when the group is sound.
     """
+    if group.generation < 0:  # a group whose creation was interrupted: nothing committed
+        return []
     c = _Checker(group, max_problems_per_array)
     rows = c.rows()
     if rows is None:

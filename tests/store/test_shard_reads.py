@@ -3,6 +3,7 @@ itself decodes, in any row order, and damage named as before, down to the inner 
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import google_crc32c
@@ -13,7 +14,7 @@ from embedcache.errors import DamagedChunkError
 from embedcache.store import Store, mask_name, sequence_digest
 from embedcache.store import chunks
 
-from test_store import CLS2, _seqs, _write
+from test_store import CLS2, _seqs, _write, chunk_file
 
 N_SEQS = 9000  # inner chunks of masks hold 4096 rows: three of them, the last one partial
 
@@ -56,9 +57,10 @@ def test_masks_and_row_numbers_read_what_zarr_decodes(built):
 
 
 def _rewrite_shard(store, key, name, edit):
-    """Apply ``edit(raw, index)`` to shard 0 of ``name``, keeping every checksum valid."""
+    """Apply ``edit(raw, index)`` to shard 0 of ``name``, keeping every checksum valid, the
+    manifest's included: a shard committed so (an upgraded store's may lack inner chunks)."""
     arr = store.group(key).array(name)
-    path = store.path / chunks.chunk_key(arr, 0)
+    path = chunk_file(store, key, name, 0)
     raw = np.frombuffer(path.read_bytes(), dtype="B").copy()
     n_inner = int(arr.metadata.chunk_grid.chunk_shape[0]) // int(arr.metadata.codecs[0].chunk_shape[0])
     index = raw[-(n_inner * 16 + 4):-4].view("<u8").reshape(n_inner, 2)
@@ -66,6 +68,10 @@ def _rewrite_shard(store, key, name, edit):
     tail = raw[-(n_inner * 16 + 4):]
     tail[-4:] = np.frombuffer(np.uint32(google_crc32c.value(tail[:-4].tobytes())).tobytes(), dtype="B")
     path.write_bytes(raw.tobytes())
+    head = store.path / key / "commits" / f"{store.group(key).generation:012d}.json"
+    doc = json.loads(head.read_text())
+    doc["arrays"][name]["chunks"]["0"][1:] = [int(google_crc32c.value(raw.tobytes())), int(raw.size)]
+    head.write_text(json.dumps(doc))
 
 
 def _drop_inner_1(raw, index):
@@ -111,15 +117,16 @@ def test_an_inner_chunk_that_does_not_decode_is_named(copy):
 
 def test_a_checksum_mismatch_is_named_even_where_the_rows_need_no_values(copy):
     store, key, _ = copy
-    path = store.path / chunks.chunk_key(store.group(key).array(mask_name(CLS2)), 0)
+    path = chunk_file(store, key, mask_name(CLS2), 0)
     raw = bytearray(path.read_bytes())
     raw[20] ^= 0xFF  # inside inner chunk 0
     path.write_bytes(bytes(raw))
     g = store.group(key)
-    assert g.filled(CLS2, np.array([4096, g.n_rows - 1])).all()
-    with pytest.raises(DamagedChunkError) as err:
-        g.filled(CLS2, np.array([5000, 3]))
-    assert err.value.rows == (0, 4095) and "checksum" in err.value.what
+    # The shard is not the one committed (the manifest's checksum): none of it is read as data.
+    for rows in ([4096, g.n_rows - 1], [5000, 3]):
+        with pytest.raises(DamagedChunkError) as err:
+            g.filled(CLS2, np.array(rows))
+        assert err.value.rows == (0, g.n_rows - 1) and "checksum" in err.value.what
 
 
 def test_a_few_rows_of_a_long_array_are_read_without_a_table_of_its_chunks(tmp_path):
