@@ -129,11 +129,13 @@ class ChunkWriter:
         for name, indices in by_array.items():
             entry = self.target.arrays[name]
             for c, data in zip(indices, _encode(entry["meta"], {c: self._blocks[(name, c)] for c in indices})):
-                obj = new_object_name(name, c)
-                puts.append((f"{self.key}/{obj}", data))
-                old = entry["chunks"].get(str(c))
+                old = entry["chunks"].pop(str(c), None)
                 if old is not None:
                     self.superseded.append(old[0])
+                if data is None:  # fill values only: unlisted, it reads so
+                    continue
+                obj = new_object_name(name, c)
+                puts.append((f"{self.key}/{obj}", data))
                 entry["chunks"][str(c)] = [obj, int(google_crc32c.value(data)), len(data)]
                 self.written.append(obj)
         _put_all(self.store.zstore, puts)
@@ -148,8 +150,9 @@ class ChunkWriter:
         self.written.clear()
 
 
-def _encode(meta: dict, blocks: dict) -> list[bytes]:
-    """Bytes of chunks ``{index: block}`` of an array with metadata ``meta``, in order."""
+def _encode(meta: dict, blocks: dict) -> list:
+    """Bytes of chunks ``{index: block}`` of an array with metadata ``meta``, in order
+    (``None`` for a chunk Zarr would not store: fill values only)."""
     step, n = chunk_step(meta), int(meta["shape"][0])
     if is_plain_meta(meta):
         out = []
@@ -166,7 +169,9 @@ def _encode(meta: dict, blocks: dict) -> list[bytes]:
     with zarr.config.set({"array.write_empty_chunks": True}):
         for c, block in blocks.items():
             arr[c * step:(c + 1) * step] = block
-    return [mem._store_dict[checked_chunks.chunk_key(arr, c)].to_bytes() for c in blocks]
+    # A shard of fill values only is not written by Zarr: such a chunk needs no object.
+    held = [mem._store_dict.get(checked_chunks.chunk_key(arr, c)) for c in blocks]
+    return [None if b is None else b.to_bytes() for b in held]
 
 
 def _put_all(zstore, puts: list) -> None:

@@ -1,10 +1,12 @@
 """Verification: read back every committed byte of a store and report what is wrong.
 
-Every chunk that should exist is read back, inner chunk by inner chunk (each carries a
-CRC32C, so a truncated or corrupted one fails; a problem names only its rows); each
-row's digest is recomputed from its sequence; every filled value must be finite; the
-index must find every row at its own number. Problems are reported here, and repaired
-by :mod:`.repair`.
+Every chunk the committed manifest lists is read back and checked against it (size and
+CRC32C of the whole object: a lost, truncated, corrupted, stale, moved or foreign chunk
+is damage, named with its rows and object), then decoded inner chunk by inner chunk;
+each row's digest is recomputed from its sequence; every filled value must be finite;
+the index must find every row at its own number. Streaming the arrays shard by shard
+keeps only the per-row arrays in memory. Problems are reported here, and repaired by
+:mod:`.repair`; leftovers (objects no commit names) are listed by :mod:`.gc`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class Problem:
     array: str
     rows: tuple
     what: str
-    #: Damage of stored chunks: "missing", "corrupted" or "nonfinite" ("" for other problems).
+    #: Damage of stored chunks: "missing", "corrupted", "foreign" (not the chunk committed) or
+    #: "nonfinite" ("" for other problems).
     damage: str = ""
 
     def __str__(self) -> str:
@@ -91,17 +94,17 @@ class _Checker:
             self.report(name, (), str(exc))
             return None
 
-    def shards(self, name, arr, expect_file):
+    def shards(self, name, arr):
         """Yield ``(lo, hi, values, error, damage)`` per chunk (inner chunk of a shard) of the
-        committed rows; a missing chunk is damage only where ``expect_file(lo, hi)``."""
+        committed rows (``values`` ``None`` for a chunk never written)."""
         step = int(arr.metadata.chunk_grid.chunk_shape[0])
         table = self.g.manifest.arrays[name]["chunks"]
         for lo, hi, block, state in chunks.units(arr, self.n):
             entry = table.get(str(lo // step))
             chunk = f"{self.g.key}/{entry[0]}" if entry else f"{self.g.key}/{name} #{lo // step} (never written)"
-            if state == "ok" or (state == "absent" and not expect_file(lo, hi)):
+            if state in ("ok", "absent"):  # absent: never written, fill values as committed
                 yield lo, hi, block, None, ""
-            elif state in ("missing", "absent"):
+            elif state == "missing":
                 yield lo, hi, None, f"chunk file {chunk} is missing", "missing"
             elif state == "foreign":
                 yield lo, hi, None, (f"chunk {chunk} is not the one committed (size or checksum differs from "
@@ -109,7 +112,7 @@ class _Checker:
             else:
                 yield lo, hi, None, f"chunk file {chunk} is unreadable (truncated or corrupted)", state
 
-    def load(self, name, expect_file=lambda lo, hi: True):
+    def load(self, name):
         """The committed rows of ``name``; unreadable shards are reported and read as fill."""
         arr = self.array(name)
         if arr is None:
@@ -117,7 +120,7 @@ class _Checker:
         out = np.empty((self.n, *arr.shape[1:]), dtype=object if arr.dtype.kind in "OTU" else arr.dtype)
         out[:] = "" if out.dtype == object else arr.fill_value
         bad = []
-        for lo, hi, block, err, damage in self.shards(name, arr, expect_file):
+        for lo, hi, block, err, damage in self.shards(name, arr):
             if err:
                 _add(bad, lo, hi, err, damage)
             elif block is not None:
@@ -182,14 +185,13 @@ class _Checker:
             if mask_name(name) not in self.names:
                 self.report(name, (), f"fill mask {mask_name(name)} missing")
                 continue
-            mask = self.load(mask_name(name), expect_file=lambda lo, hi: False)  # see ModelGroup.filled
+            mask = self.load(mask_name(name))
             arr = self.array(name)
             if mask is None or arr is None:
                 continue
             mask = np.asarray(mask, dtype=bool)
             bad = []
-            # A shard holding no filled row may legitimately never have been written.
-            for lo, hi, block, err, damage in self.shards(name, arr, lambda lo, hi: mask[lo:hi].any()):
+            for lo, hi, block, err, damage in self.shards(name, arr):
                 if err:
                     _add(bad, lo, hi, err, damage)
                     continue

@@ -78,21 +78,28 @@ def _drop_inner_1(raw, index):
     index[1] = 2**64 - 1
 
 
-def test_an_absent_inner_chunk_is_not_filled_and_its_numbers_are_damage(copy):
+def test_an_absent_inner_chunk_of_a_committed_shard_reads_as_fill_values(copy):
+    # Zarr leaves out inner chunks of fill values only; a shard the manifest vouches for
+    # is the one committed, so its absent inner chunk is fill values, not damage.
     store, key, seqs = copy
     for name in (mask_name(CLS2), "length"):
         _rewrite_shard(store, key, name, _drop_inner_1)
     g = store.group(key)
     rows = _rows(g.n_rows)
     inside = (rows >= 4096) & (rows < 8192)
-    # The safe direction: the rows are reported missing, and the next build recomputes them.
     np.testing.assert_array_equal(g.filled(CLS2, rows), ~inside)
-    np.testing.assert_array_equal(g._values("length", g.array("length"), rows[~inside]),
-                                  np.asarray([len(s) for s in seqs])[rows[~inside]])
+    lengths = np.asarray([len(s) for s in seqs])[rows]
+    lengths[inside] = 0
+    np.testing.assert_array_equal(g._values("length", g.array("length"), rows), lengths)
+
+
+def test_a_lost_shard_is_damage_even_where_the_rows_need_no_values(copy):
+    store, key, _ = copy
+    chunk_file(store, key, mask_name(CLS2), 0).unlink()
     with pytest.raises(DamagedChunkError) as err:
-        g._values("length", g.array("length"), rows)
-    assert err.value.rows == (4096, 8191) and err.value.what == "missing"
-    assert err.value.array == f"{key}/length"
+        store.group(key).filled(CLS2, np.array([3]))
+    assert err.value.rows == (0, store.group(key).n_rows - 1) and err.value.what == "missing"
+    assert err.value.array == f"{key}/{mask_name(CLS2)}"
 
 
 def test_an_inner_chunk_that_does_not_decode_is_named(copy):
