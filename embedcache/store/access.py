@@ -196,7 +196,8 @@ def list_with_times(store, prefix: str) -> dict[str, float]:
         return out
     fs, base = store.fs, store.path.rstrip("/")
     try:
-        found = fs.find(f"{base}/{prefix}", detail=True)
+        found = (sync(fs._find(f"{base}/{prefix}", detail=True)) if fs.async_impl
+                 else fs.find(f"{base}/{prefix}", detail=True))
     except FileNotFoundError:
         return {}
     out = {}

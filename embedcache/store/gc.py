@@ -36,10 +36,13 @@ def group_leftovers(store, key: str) -> dict[str, float]:
     keep = {f"{key}/zarr.json", f"{key}/{manifest.HINT}"}
     if head is not None:
         keep |= {f"{key}/{obj}" for obj in head.objects()}
-        # Recent manifests stay: readers of a recent snapshot, and the probe from the hint.
-        keep |= {manifest.manifest_key(key, g) for g in range(max(0, head.generation - manifest.KEEP),
-                                                               head.generation + 1)}
-    return {k: t for k, t in listed.items() if k not in keep}
+
+    def is_manifest(k: str) -> bool:
+        # Every generation's name stays taken (a stub once old): see manifest.retire.
+        folder, _, name = k.rpartition("/")
+        return folder == f"{key}/{manifest.COMMITS}" and name.endswith(".json") and name[:-5].isdigit()
+
+    return {k: t for k, t in listed.items() if k not in keep and not is_manifest(k)}
 
 
 def leftovers(store) -> Leftovers:

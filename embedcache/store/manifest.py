@@ -17,7 +17,7 @@ the swap or died are garbage that ``embedcache gc`` removes.
 Keys under ``<model key>/``::
 
     zarr.json                   the group's descriptive attributes, written once
-    commits/<generation>.json   the manifests (the last :data:`KEEP` are kept)
+    commits/<generation>.json   the manifests (older than the last :data:`KEEP`: stubs)
     head.json                   a hint: a recent generation (readers probe forward from it)
     <array>/<chunk>.<token>     chunk objects
 """
@@ -39,6 +39,8 @@ HINT = "head.json"
 KEEP = 8
 #: Commits a superseded object outlives its last manifest before it is deleted.
 GRACE = 2
+#: What an old manifest is replaced by (see :func:`retire`).
+STUB = b'{"superseded":true}'
 
 
 def manifest_key(key: str, generation: int) -> str:
@@ -143,8 +145,13 @@ def publish(store, key: str, manifest: Manifest) -> bool:
 
 def retire(store, key: str, manifest: Manifest, dropped: list) -> None:
     """After committing ``manifest``: delete objects superseded :data:`GRACE` commits ago
-    (``dropped``, taken out of its garbage list) and the manifest :data:`KEEP` behind."""
+    (``dropped``, taken out of its garbage list), and empty the manifest :data:`KEEP` behind.
+
+    An old manifest is replaced by a stub, never deleted: its name must stay taken, or a
+    writer stopped since it read the generation before could create it again and believe
+    it had committed.
+    """
     for obj in dropped:
         access.delete_key(store.zstore, f"{key}/{obj}")
     if manifest.generation > KEEP:
-        access.delete_key(store.zstore, manifest_key(key, manifest.generation - KEEP - 1))
+        access.put_bytes(store.zstore, manifest_key(key, manifest.generation - KEEP - 1), STUB)

@@ -85,7 +85,8 @@ class Store:
             return True
         from embedcache.store.layout import LEASE_NAME, LOCK_NAME
 
-        return not set(access.list_dir(self.zstore, "")) - {LOCK_NAME, LEASE_NAME}
+        # Hidden names: another writer's root document being written (access.create_exclusive).
+        return not {n for n in access.list_dir(self.zstore, "") if not n.startswith(".")} - {LOCK_NAME, LEASE_NAME}
 
     def root_attrs(self) -> dict:
         """The root's attributes, after checking it is a store this release reads."""
