@@ -104,7 +104,10 @@ class Store:
             meta = access.get_json(self.zstore, "zarr.json")
         except ValueError as exc:  # a damaged zarr.json is a store problem, not a bug
             raise StoreError(f"cannot open the store {self.path}: {exc}. Run `embedcache verify {self.path}`.") from exc
-        attrs = meta.get("attributes", {})
+        attrs = meta.get("attributes") if isinstance(meta, dict) else None
+        if not isinstance(attrs, dict):
+            raise StoreError(f"cannot open the store {self.path}: its zarr.json is not a Zarr group document. "
+                             f"Run `embedcache verify {self.path}`.")
         check_encoding(attrs, f"store {self.path}", store=str(self.path))
         return attrs
 
@@ -126,8 +129,8 @@ class Store:
             except ValueError:
                 out.append(child)
                 continue
-            if meta is not None and meta.get("node_type") == node_type:
-                out.append(child)
+            if meta is not None and (not isinstance(meta, dict) or meta.get("node_type") == node_type):
+                out.append(child)  # not a document at all: damage, reported when read
         return out
 
     def groups(self) -> list["ModelGroup"]:
@@ -294,9 +297,20 @@ class ModelGroup:
         A commit may retire an index run between reading this snapshot and reading the
         run; the lookup then starts again from the group as committed now.
         """
+        self._check_runs()
         rows = self._settled(lambda g: index.lookup(g._open, g.runs, keys, where=(self.store.path, self.key)))
         rows[rows >= self.n_rows] = -1  # rows committed after this snapshot
         return rows
+
+    def _check_runs(self) -> None:
+        """Refuse an index whose runs do not cover the committed rows once each: a lookup
+        would miss rows, and a build store them twice."""
+        ends = [0] + [b for _, b in self.runs]
+        if any(a != e for (a, _), e in zip(self.runs, ends)) or ends[-1] != self.n_rows or any(
+                index.run_path(a, b) not in self.manifest.arrays for a, b in self.runs):
+            raise StoreError(f"the digest index of {self.store.path}/{self.key} is damaged (its runs {self.runs} "
+                             f"do not cover rows 0-{self.n_rows - 1} once). It is derived data: rebuild it with "
+                             f"`embedcache verify {self.store.path} --repair`, then rerun.")
 
     def rows_of(self, digests: Sequence[str]) -> np.ndarray:
         """Row of each hex digest, ``-1`` where absent."""

@@ -61,7 +61,7 @@ class StoreWriting:
         if store.exists():
             store.root_attrs()
             return
-        if not store._is_empty():
+        if not store._is_empty() and not store.exists():  # exists: another writer created it meanwhile
             raise StoreError(f"{store.path} exists but is not an embedcache store (no zarr.json); "
                              "choose a new path for the cache.")
         root = {"zarr_format": 3, "node_type": "group", "attributes": encoding_attrs()}
