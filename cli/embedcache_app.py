@@ -262,7 +262,9 @@ def verify(path: str = typer.Argument(..., help="The cache (Zarr store): a path 
             typer.echo(f"{path}: {len(report.unrepaired)} problem(s) cannot be repaired in place; build the "
                        "inputs into a new cache", err=True)
             raise typer.Exit(1)
-        if report.unfilled or report.dropped or report.index_rebuilt:
+        if "zarr.json" in report.rewritten:
+            typer.echo(f"repaired: the root document zarr.json of {path} rewritten")
+        if report.unfilled or report.dropped or report.index_rebuilt or report.rewritten:
             typer.echo(f"{path}: repaired. Rerun the same `embedcache build` to recompute those rows.")
         else:
             typer.echo(f"{path}: nothing to repair")
