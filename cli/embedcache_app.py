@@ -273,7 +273,9 @@ def verify(path: str = typer.Argument(..., help="The cache (Zarr store): a path 
     for p in problems:
         typer.echo(f"problem: {p}", err=True)
     if problems:
-        typer.echo(f"{path}: {len(problems)} problem(s) found", err=True)
+        typer.echo(f"{path}: {len(problems)} problem(s) found. Repair them with `embedcache verify {path} --repair` "
+                   "(lost values and rows are marked for recomputation, the index rebuilt), then rerun the same "
+                   "`embedcache build`.", err=True)
         raise typer.Exit(1)
     rows = sum(m["rows"] for m in cache.models())
     typer.echo(f"{path}: ok ({rows} rows checked)")

@@ -134,6 +134,8 @@ def lookup(open_array: Callable[[str], zarr.Array], runs: list, keys: np.ndarray
 def _search_run(arr: zarr.Array, keys: np.ndarray, where) -> np.ndarray:
     """Rows of ``keys`` (sorted by first word) in one run, reading only the chunks that
     may hold them, one at a time (:func:`~.chunks.stream_blocks`)."""
+    if arr.shape[0] == 0:  # a run of rows a repair dropped, all of them
+        return np.full(len(keys), -1, dtype=np.int64)
     if not checked_chunks.is_plain(arr):  # not laid out by this version: Zarr reads it
         return _search(np.asarray(arr[...]), keys)
     fences = np.asarray(arr.attrs["fences"], dtype=np.uint64)

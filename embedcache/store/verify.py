@@ -83,6 +83,7 @@ class _Checker:
         self.n = group.n_rows
         self.problems: list[Problem] = []
         self.names = group.members()
+        self.damaged: dict[str, set] = {}  # rows of unreadable chunks, per array (reported once)
 
     def report(self, name, rows, what, damage="") -> None:
         self.problems.append(Problem(self.g.key, name, tuple(int(r) for r in rows), what, damage))
@@ -127,6 +128,7 @@ class _Checker:
                 out[lo:hi] = block
         for rows, what, damage in bad[: self.limit]:
             self.report(name, rows, what, damage)
+        self.damaged[name] = {r for rows, _, _ in bad for r in rows}
         return out
 
     def rows(self) -> dict | None:
@@ -137,10 +139,11 @@ class _Checker:
         if len(rows) < len(ROW_ARRAYS) or any(v is None for v in rows.values()):
             return None
         wrong_digest, wrong_length, duplicate, seen = [], [], [], set()
+        lost = self.damaged.get("digest", set()) | self.damaged.get("sequence", set())
         for i, (seq, dig, length) in enumerate(zip(rows["sequence"].tolist(), rows["digest"].tolist(),
                                                    rows["length"].tolist())):
-            if dig == "" and seq == "":
-                continue  # a row dropped by a repair: no lookup finds it
+            if (dig == "" and seq == "") or i in lost:
+                continue  # a row dropped by a repair (no lookup finds it), or one whose chunk is reported
             try:
                 ok = sequence_digest(str(seq)) == str(dig)
             except UnicodeEncodeError:
