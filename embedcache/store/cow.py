@@ -26,7 +26,7 @@ from zarr.storage import MemoryStore
 
 from embedcache.errors import DamagedChunkError
 from embedcache.store import chunks as checked_chunks
-from embedcache.store.manifest import Manifest, new_object_name
+from embedcache.store.manifest import Manifest, identity, new_object_name
 from embedcache.store.view import chunk_step, is_plain_meta
 
 __all__ = ["ChunkWriter"]
@@ -136,7 +136,7 @@ class ChunkWriter:
                     continue
                 obj = new_object_name(name, c)
                 puts.append((f"{self.key}/{obj}", data))
-                entry["chunks"][str(c)] = [obj, int(google_crc32c.value(data)), len(data)]
+                entry["chunks"][str(c)] = [obj, identity(data), len(data)]
                 self.written.append(obj)
         _put_all(self.store.zstore, puts)
         self._blocks.clear()

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import uuid
+
+import google_crc32c
 from dataclasses import dataclass, field
 
 from embedcache.errors import StoreError
@@ -106,6 +108,16 @@ class Manifest:
     def objects(self) -> set[str]:
         """Every chunk object this state refers to (names relative to the group)."""
         return {c[0] for e in self.arrays.values() for c in e["chunks"].values()}
+
+
+def identity(data) -> int:
+    """The checksum a manifest records for an object: CRC32C of all but its last 4 bytes.
+
+    Not of the whole object: every object ends with a CRC32C, of its payload (a plain
+    chunk) or of its index (a shard), and the CRC32C of data followed by its own CRC32C
+    is the same constant for all data.
+    """
+    return int(google_crc32c.value(bytes(memoryview(data)[:-4]) if not hasattr(data, "dtype") else data[:-4]))
 
 
 def head(store, key: str) -> Manifest | None:

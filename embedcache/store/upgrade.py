@@ -22,7 +22,7 @@ import zarr
 from embedcache.errors import StoreError, StoreVersionError
 from embedcache.store import access, gc, index, manifest
 from embedcache.store.cow import ChunkWriter
-from embedcache.store.manifest import Manifest
+from embedcache.store.manifest import Manifest, identity
 from embedcache.store.layout import ENCODING, ENCODING_VERSION, UPGRADABLE_VERSIONS
 from embedcache.store.lock import commit_lock
 
@@ -83,7 +83,7 @@ def _upgrade_group(store, key: str, attrs: dict) -> None:
                 obj = f"{name}/{arr.metadata.encode_chunk_key((c,) + (0,) * (arr.ndim - 1))}"
                 raw = access.get_bytes(zs, f"{key}/{obj}")
                 if raw is not None:
-                    table[str(c)] = [obj, int(google_crc32c.value(raw)), len(raw)]
+                    table[str(c)] = [obj, identity(raw), len(raw)]
             arrays[name] = {"meta": meta, "chunks": table}
         first = Manifest(generation=0, n_rows=n, arrays=arrays)
         if n:
