@@ -58,7 +58,7 @@ from embedcache.errors import CheckpointError, InputError, SequenceTooLongError
 from embedcache.progress import Progress
 from embedcache.quality import IdConflicts
 from embedcache.request import BuildRequest, Output, check_devices
-from embedcache.store import ModelSpec, Store, sequence_digest
+from embedcache.store import ModelSpec, Store, StoreWriting, sequence_digest
 
 __all__ = ["BuildReport", "build"]
 
@@ -476,7 +476,7 @@ def _compute(store: Store, checkpoint, family, request: BuildRequest, spec: Mode
         "random_weights": bool(getattr(checkpoint, "random_weights", False)),
     }
     outputs = request.outputs
-    with store.writing(timeout=lock_timeout) as writing:
+    with StoreWriting(store, timeout=lock_timeout) as writing:
         writer = writing.group(spec, attrs, commit_seconds=float(os.environ.get("EMBEDCACHE_COMMIT_SECONDS", 2.0)))
         writer.ensure_arrays([o.name for o in outputs],
                              feature_dim={o.name: family.feature_dim(o.layer) for o in outputs if o.pool},

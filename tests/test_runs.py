@@ -18,7 +18,7 @@ from classifiers.metrics import SCALAR_METRICS
 from classifiers.runs import (RunVersionError, compare_runs, cross_validate, evaluate_run,
                               fit_run, predict_run, read_run)
 from embedcache.errors import InputError, StoreError
-from embedcache.store import ModelSpec, Store, pooled_name, sequence_digest
+from embedcache.store import ModelSpec, Store, StoreWriting, pooled_name, sequence_digest
 
 D = 16
 
@@ -38,7 +38,7 @@ def write_feature_store(path: Path, sequences, features: dict, *, name="planted"
     if random_weights is not None:
         attrs["random_weights"] = random_weights
     seen = set()
-    with Store(path).writing() as writing:
+    with StoreWriting(Store(path)) as writing:
         writer = writing.group(spec, attrs)
         writer.ensure_arrays([pooled_name(l, p) for l, p in features], feature_dim=dim)
         for i, seq in enumerate(sequences):

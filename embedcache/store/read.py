@@ -164,18 +164,6 @@ class Store:
     def zgroup(self, key: str = "", mode: str = "r") -> zarr.Group:
         return access.zarr_group(self.zstore, key, mode)
 
-    def writing(self, *, timeout: float = 600.0):
-        """A :class:`~embedcache.store.write.StoreWriting`: create model groups and write to them.
-
-        Writers never hold a lock for long: each commit takes it (a file lock, or a lease
-        object on object storage) for the time of its writes. ``timeout`` is how long one
-        commit waits for the others before :class:`StoreLockedError`. Usable as a context
-        manager, for compatibility.
-        """
-        from embedcache.store.write import StoreWriting
-
-        return StoreWriting(self, timeout=timeout)
-
     def disk_bytes(self, key: str | None = None) -> int:
         """Bytes stored in the whole store, or in one model group."""
         return access.size_of(self.zstore, key or "")

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from embedcache.store import ModelSpec, Store, pooled_name, sequence_digest
+from embedcache.store import ModelSpec, Store, StoreWriting, pooled_name, sequence_digest
 
 D = 8
 SPEC = ModelSpec(param_digest="fe" * 32, max_tokens=16)
@@ -34,7 +34,7 @@ def sequences(n: int, seed: int) -> list[str]:
 
 def write(location: str, seqs: list[str], block_rows: int) -> dict:
     store = Store(location)
-    writer = store.writing(timeout=120).group(SPEC, {"model_name": "fence"}, block_rows=block_rows,
+    writer = StoreWriting(store, timeout=120).group(SPEC, {"model_name": "fence"}, block_rows=block_rows,
                                               commit_seconds=1e9)
     writer.ensure_arrays(NAMES, feature_dim=D)
     snap = writer.snapshot()

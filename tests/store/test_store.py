@@ -23,6 +23,7 @@ from embedcache.store import (
     ENCODING_VERSION,
     ModelSpec,
     Store,
+    StoreWriting,
     attention_name,
     mask_name,
     pooled_name,
@@ -55,7 +56,7 @@ def _values(seq: str, name: str) -> np.ndarray:
 
 def _write(store: Store, seqs, names, spec=None, **writer_kw):
     spec = spec or _spec()
-    with store.writing(timeout=writer_kw.pop("timeout", 600.0)) as w:
+    with StoreWriting(store, timeout=writer_kw.pop("timeout", 600.0)) as w:
         gw = w.group(spec, {"model_name": "synthetic", "architecture": {"embed_dim": D}})
         for k, v in writer_kw.items():
             setattr(gw, k, v)
@@ -280,7 +281,7 @@ def test_unknown_versions_and_foreign_directories_are_refused(tmp_path):
     with pytest.raises(StoreVersionError, match="pip install -U embedcache"):
         store.keys()
     with pytest.raises(StoreVersionError):
-        with store.writing():
+        with StoreWriting(store):
             pass
 
     other = tmp_path / "other"
@@ -289,7 +290,7 @@ def test_unknown_versions_and_foreign_directories_are_refused(tmp_path):
     with pytest.raises(StoreError, match="not an embedcache store"):
         Store(other).keys()
     with pytest.raises(StoreError, match="not an embedcache store"):
-        with Store(other).writing():
+        with StoreWriting(Store(other)):
             pass
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
     with pytest.raises(StoreError, match="embedcache build"):
@@ -439,8 +440,8 @@ def test_rows_another_writer_committed_meanwhile_are_not_written_twice(tmp_path)
     seqs = _seqs(30, seed=11)
     spec = _spec()
     attrs = {"model_name": "synthetic", "architecture": {"embed_dim": D}}
-    first = store.writing().group(spec, attrs)
-    second = store.writing().group(spec, attrs)
+    first = StoreWriting(store).group(spec, attrs)
+    second = StoreWriting(store).group(spec, attrs)
     for w in (first, second):
         w.ensure_arrays([CLS2], feature_dim=D)
     # Both planned on the empty group, so both hold every row; the first commits rows 0-19.

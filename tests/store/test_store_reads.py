@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from embedcache.errors import DamagedChunkError
-from embedcache.store import Store, sequence_digest
+from embedcache.store import Store, StoreWriting, sequence_digest
 from embedcache.store.chunks import unique_rows
 
 from test_store import CLS2, _seqs, _values, _write, chunk_file
@@ -135,7 +135,7 @@ def test_a_lookup_finds_keys_whose_first_word_spans_index_chunks(tmp_path):
     keys = np.column_stack([hi, rng.integers(0, 2**63, n, dtype=np.uint64)])
     rows = rng.permutation(n)
     store = Store(tmp_path / "g.zarr")
-    key = store.writing().group(_spec(), {}).key
+    key = StoreWriting(store).group(_spec(), {}).key
     g = store.group(key)
     target = g.manifest.successor()
     writer = ChunkWriter(store, key, g, target)
