@@ -10,7 +10,7 @@ A manifest names, per array, its Zarr metadata and each chunk's object with the 
 and size of its bytes. Chunk objects are written once, under fresh names (copy-on-write),
 and only become data when a manifest naming them is committed; so a chunk read is checked
 against the manifest (:class:`~.view.GroupView`), and a stale, moved or foreign chunk is
-damage, never data. Objects a commit supersedes are deleted two commits later (readers of
+damage, never data. Objects a commit supersedes are deleted a commit later (readers of
 an older snapshot that miss them start again from the newest); objects of writers that lost
 the swap or died are garbage that ``embedcache gc`` removes.
 
@@ -40,7 +40,7 @@ HINT = "head.json"
 #: Manifests kept behind the newest: enough for readers of a recent snapshot.
 KEEP = 8
 #: Commits a superseded object outlives its last manifest before it is deleted.
-GRACE = 2
+GRACE = 1
 #: What an old manifest is replaced by (see :func:`retire`).
 STUB = b'{"superseded":true}'
 
@@ -104,6 +104,15 @@ class Manifest:
         arrays = {n: {"meta": dict(e["meta"]), "chunks": dict(e["chunks"])} for n, e in self.arrays.items()}
         return Manifest(self.generation + 1, self.n_rows, [list(r) for r in self.runs], arrays,
                         [list(g) for g in self.garbage])
+
+    def take_garbage(self, superseded: list) -> list:
+        """Record ``superseded`` (objects this commit replaces) for deletion later; return
+        the objects whose :data:`GRACE` has passed, to delete once this commit is in."""
+        due = [o for g, objs in self.garbage if g <= self.generation - GRACE for o in objs]
+        self.garbage = [[g, objs] for g, objs in self.garbage if g > self.generation - GRACE]
+        if superseded:
+            self.garbage.append([self.generation, list(superseded)])
+        return due
 
     def objects(self) -> set[str]:
         """Every chunk object this state refers to (names relative to the group)."""

@@ -161,10 +161,7 @@ def _repair_group(store, group, report: RepairReport) -> bool:
         _rebuild_index(writer, group)
         report.index_rebuilt.append(group.key)
     writer.finish()
-    gen = target.generation
-    dropped = [o for g, objs in target.garbage if g <= gen - manifest.GRACE for o in objs]
-    target.garbage = [[g, objs] for g, objs in target.garbage if g > gen - manifest.GRACE]
-    target.garbage.append([gen, writer.superseded])
+    dropped = target.take_garbage(writer.superseded)
     if not manifest.publish(store, group.key, target):
         writer.discard()
         return False

@@ -266,11 +266,7 @@ class GroupWriter:
         if new:
             self._append(writer, now, new, written)
         writer.finish()
-        gen = target.generation
-        dropped = [o for g, objs in target.garbage if g <= gen - manifest.GRACE for o in objs]
-        target.garbage = [[g, objs] for g, objs in target.garbage if g > gen - manifest.GRACE]
-        if writer.superseded:
-            target.garbage.append([gen, writer.superseded])
+        dropped = target.take_garbage(writer.superseded)
         pause.point("before_publish")
         if not manifest.publish(self.store, self.key, target):
             writer.discard()

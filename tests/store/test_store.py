@@ -486,3 +486,19 @@ def test_index_runs_merge_and_find_every_row(tmp_path):
     pending = {o for _, objs in g.manifest.garbage for o in objs}
     assert on_disk - pending == {o for n, e in g.manifest.arrays.items() if n.startswith("index/")
                                  for o, *_ in e["chunks"].values()}
+
+
+def test_a_small_store_takes_at_most_twice_its_data(tmp_path):
+    """300 rows of 12 layers x 2 pools, 512 wide, in three commits: plain chunks hold only
+    the rows written (not a whole 4,096-row chunk each), and superseded copies go a commit later."""
+    store = Store(tmp_path / "c.zarr")
+    names = [pooled_name(layer, pool) for layer in range(1, 13) for pool in ("cls", "mean")]
+    writer = StoreWriting(store).group(_spec(), {"model_name": "small"}, block_rows=100, commit_seconds=1e9)
+    writer.ensure_arrays(names, feature_dim=512)
+    rng = np.random.default_rng(0)
+    for s in dict.fromkeys(_seqs(300, seed=30)):
+        writer.add_new_row(sequence_digest(s), s, 3, 1, {n: rng.standard_normal(512).astype(np.float32) for n in names})
+    writer.flush()
+    g = store.group(writer.key)
+    data = g.n_rows * len(names) * 512 * 4
+    assert g.n_rows > 250 and store.disk_bytes() <= 2 * data, store.disk_bytes() / data
