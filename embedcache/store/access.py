@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore
 
-__all__ = ["open_store", "is_url", "list_dir", "get_bytes", "get_json", "delete_prefix", "size_of",
+__all__ = ["open_store", "is_url", "list_dir", "get_bytes", "get_json", "size_of",
            "create_exclusive", "put_bytes", "delete_key", "exists"]
 
 
@@ -133,10 +132,6 @@ def put_bytes(store, key: str, data: bytes) -> None:
     sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
 
 
-def delete_prefix(store, prefix: str) -> None:
-    sync(store.delete_dir(prefix))
-
-
 def delete_key(store, key: str) -> None:
     sync(store.delete(key))
 
@@ -205,7 +200,3 @@ def list_with_times(store, prefix: str) -> dict[str, float]:
         when = info.get("LastModified") or info.get("mtime") or info.get("created") or 0
         out[path[len(base) + 1:]] = when.timestamp() if hasattr(when, "timestamp") else float(when)
     return out
-
-
-def zarr_group(store, path: str = "", mode: str = "r") -> zarr.Group:
-    return zarr.open_group(store=store, path=path, mode=mode, zarr_format=3)

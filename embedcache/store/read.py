@@ -161,9 +161,6 @@ class Store:
         # A group being created has no commit yet: it reads as empty.
         return ModelGroup(self, key, attrs, manifest.head(self, key) or manifest.Manifest(generation=-1))
 
-    def zgroup(self, key: str = "", mode: str = "r") -> zarr.Group:
-        return access.zarr_group(self.zstore, key, mode)
-
     def disk_bytes(self, key: str | None = None) -> int:
         """Bytes stored in the whole store, or in one model group."""
         return access.size_of(self.zstore, key or "")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 
-import google_crc32c
 import numpy as np
 import zarr
 
