@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from classifiers.defaults import DEFAULT_POOL, DEFAULT_PROBE
+from classifiers import DEFAULT_POOL, DEFAULT_PROBE
 
 app = typer.Typer(
     name="classify",
@@ -75,7 +75,7 @@ def _run(verb: str, out: Path, workflow, show=None) -> None:
     """Run a workflow that writes the directory ``out``, print its summary (``show(result,
     out)``, default the run's), and answer Ctrl-C (exit 130) with what stopped and what is on
     disk: directories are written whole or not at all (classifiers.runs.directory.staged)."""
-    from classifiers.runs.directory import METRICS_FILE
+    from classifiers.runs import METRICS_FILE
     from cli.errors import EXIT_INTERRUPTED, Interrupted
 
     written = False
@@ -104,7 +104,7 @@ def _estimate(e) -> tuple[str, str]:
 
 def _print_run(run, out: Path) -> None:
     from classifiers.metrics import SCALAR_METRICS
-    from classifiers.runs.directory import METRICS_FILE, REPORT_FILE
+    from classifiers.runs import METRICS_FILE, REPORT_FILE
     from cli.tables import Column, print_table
 
     for warning in run["warnings"]:
@@ -128,7 +128,7 @@ def _print_run(run, out: Path) -> None:
 def _print_sweep(run, out: Path) -> None:
     """One line per (layer, pooling): validation and test MCC and AUROC, the choice marked;
     the baselines below. Every metric with its interval is in sweep.csv."""
-    from classifiers.runs.directory import SWEEP_FILE
+    from classifiers.runs import SWEEP_FILE
     from classifiers.runs.record import Estimate
     from cli.tables import Column, print_table
 
@@ -276,16 +276,14 @@ def compare(
 ) -> None:
     """Put runs side by side: a table of test metrics, a report, bar and metric-by-layer plots,
     ROC overlay."""
-    from classifiers.runs import compare_runs
-    from classifiers.runs.compare import default_compare_dir
+    from classifiers.runs import compare_runs, default_compare_dir
 
     target = out if out is not None else default_compare_dir(runs)
     _run("compare", target, lambda: compare_runs(runs, out=target, force=force), _print_compare)
 
 
 def _print_compare(table, out: Path) -> None:
-    from classifiers.runs.compare import COMPARE_FILE, COMPARE_HEADER, compare_cells
-    from classifiers.runs.directory import REPORT_FILE
+    from classifiers.runs import COMPARE_FILE, COMPARE_HEADER, REPORT_FILE, compare_cells
     from classifiers.runs.record import Estimate
     from cli.tables import Column, print_table
 

@@ -17,6 +17,9 @@ import pytest
 from conftest import planted_task, write_feature_store
 
 ROOT = Path(__file__).resolve().parents[2]
+# The command runs in a fresh interpreter, importing what this one imports.
+ENV = {**os.environ,
+       "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)]))}
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +34,12 @@ def task(tmp_path_factory):
 def interrupted(args, pause_at, *, release: Path | None = None):
     """Run `classify ARGS`, wait until it reports the pause point, send SIGINT; return the
     process's exit code and stderr."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CLASSIFY_PAUSE_AT": pause_at}
+    env = {**ENV, "CLASSIFY_PAUSE_AT": pause_at}
     if release is not None:
         env["CLASSIFY_PAUSE_UNTIL"] = str(release)
     proc = subprocess.Popen(
         [sys.executable, "-c", "from cli.classify_app import main; main()", *map(str, args)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=args[args.index("--out") + 1].parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = []
         for line in proc.stderr:  # blocks until the workflow reaches the point
@@ -85,8 +88,8 @@ def test_ctrl_c_in_a_forced_fit_keeps_the_run_already_there(task, tmp_path):
     out = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "-c", "from cli.classify_app import main; main()", "fit",
-         *map(str, common(task, out)), "--layer", "1"], cwd=ROOT, capture_output=True,
-        text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+         *map(str, common(task, out)), "--layer", "1"], cwd=tmp_path, capture_output=True,
+        text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
     before = (out / "metrics.json").read_text()
     code, err = interrupted(["fit", *common(task, out), "--layer", "2", "--force"], "fit:fitted")
