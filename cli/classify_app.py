@@ -71,7 +71,7 @@ def _tuples(value):
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def _run(verb: str, out: Path, workflow, show=None) -> None:
+def _run(verb: str, out: Path, workflow, show=None, what_written: str = "run") -> None:
     """Run a workflow that writes the directory ``out``, print its summary (``show(result,
     out)``, default the run's), and answer Ctrl-C (exit 130) with what stopped and what is on
     disk: directories are written whole or not at all (classifiers.runs.directory.staged)."""
@@ -85,11 +85,11 @@ def _run(verb: str, out: Path, workflow, show=None) -> None:
         (show or _print_run)(result, out)
     except (Interrupted, KeyboardInterrupt) as exc:
         if written or getattr(exc, "run_written", False):
-            what = f"the run was complete and is in {out}"
+            what = f"{out} was complete before it stopped"
         else:
-            what = f"no run was written to {out}"
-            if (out / METRICS_FILE).is_file():
-                what += " (the run already there is unchanged)"
+            what = f"no {what_written} was written to {out}"
+            if (out / METRICS_FILE).is_file() or out.is_file():
+                what += f" (the {what_written} already there is unchanged)"
         typer.secho(f"interrupted: classify {verb} stopped; {what}. Nothing is resumed: rerun "
                     "the command to run it again.", fg=typer.colors.YELLOW, err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -262,10 +262,12 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out."),
 ) -> None:
     """Score new sequences with a fitted probe (they must be in the cache: `embedcache build`)."""
-    from classifiers.runs import predict_run
+    from classifiers.runs import default_predictions_path, predict_run
 
-    written = predict_run(run_dir, data, out=out, cache=cache, force=force)
-    typer.echo(f"wrote {written}")
+    target = out if out is not None else default_predictions_path(run_dir, data)
+    _run("predict", target, lambda: predict_run(run_dir, data, out=target, cache=cache,
+                                                force=force),
+         lambda written, _: typer.echo(f"wrote {written}"), what_written="prediction file")
 
 
 @app.command()
@@ -279,7 +281,8 @@ def compare(
     from classifiers.runs import compare_runs, default_compare_dir
 
     target = out if out is not None else default_compare_dir(runs)
-    _run("compare", target, lambda: compare_runs(runs, out=target, force=force), _print_compare)
+    _run("compare", target, lambda: compare_runs(runs, out=target, force=force), _print_compare,
+         what_written="comparison")
 
 
 def _print_compare(table, out: Path) -> None:

@@ -8,7 +8,8 @@
   :mod:`~classifiers.runs.apply` (evaluate, predict), :mod:`~classifiers.runs.compare`.
 """
 
-from classifiers.runs.apply import default_evaluation_dir, evaluate_run, predict_run
+from classifiers.runs.apply import (default_evaluation_dir, default_predictions_path,
+                                    evaluate_run, predict_run)
 from classifiers.runs.compare import (COMPARE_FILE, COMPARE_HEADER, compare_cells, compare_runs,
                                       default_compare_dir)
 from classifiers.runs.cv import cross_validate
@@ -32,6 +33,7 @@ __all__ = [
     "cross_validate",
     "default_compare_dir",
     "default_evaluation_dir",
+    "default_predictions_path",
     "evaluate_run",
     "fit_run",
     "predict_run",
