@@ -89,11 +89,10 @@ class EmbeddingCache:
         species
             The species of a post-trained NTv3 model (part of the model key).
         **options
-            ``batch_size``, ``token_budget``, ``dtype``, ``store_dtype``, ``alphabet``,
-            ``long``, ``window_overlap``, ``reference``, ``quiet``, ``lock_timeout``,
-            ``chunk_size``, ``cache_dir``, ``allow_random_weights``, ``shard``, ``dask``,
-            ``devices`` (the first N local accelerators; default all): see
-            :func:`embedcache.build.build`.
+            ``reference``, ``cache_dir``, ``allow_random_weights``, the rest of the request
+            (:class:`~embedcache.request.BuildRequest`) and how to run
+            (:class:`~embedcache.request.RunOptions`: ``batch_size``, ``devices``, ``dask``,
+            ``shard``...): see :func:`embedcache.build.build`.
 
         Returns
         -------
