@@ -80,14 +80,14 @@ class _Progress:
         self.verb, self.noun, self.out, self.done = verb, noun, None, False
 
     def message(self, exc: BaseException) -> str:
-        from classifiers.runs import METRICS_FILE
-
         out = self.out
-        if out is None:
+        if out is None:  # stopped while importing: nothing is known, nothing was written
             said = "nothing was written"
         elif self.done or getattr(exc, "run_written", False):
             said = f"{out} was complete before it stopped"
         else:
+            from classifiers.runs import METRICS_FILE  # imported once out is known
+
             said = f"no {self.noun} was written to {out}"
             if out.is_file() or (out / METRICS_FILE).is_file():
                 said += f" (the {self.noun} already there is unchanged)"
