@@ -125,7 +125,7 @@ def test_xarray_opens_a_built_group(cache, seqs):
     key = cache.models()[0]["key"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the README's line opens the group without a warning
-        ds = xr.open_zarr(str(cache.path), group=key, consolidated=False)
+        ds = xr.open_zarr(cache.group(key).zarr_store(), consolidated=False)  # the README's line
     assert ds.sizes["row"] == 24 and ds["layer_2_cls"].dims == ("row", "feature")
     assert ds["attention_1_2"].dims == ("row", "query", "key") and ds.attrs["model_name"] == "checkpoint"
     # Each row carries its address, the sequence digest, as a coordinate of the data arrays.
