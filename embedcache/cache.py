@@ -26,9 +26,9 @@ import numpy as np
 from embedcache.sequences.alphabet import DEFAULT_ALPHABET, normalize_many
 from embedcache.build import BuildReport, build
 from embedcache.advice import advice_for_group, released_name
-from embedcache.request import DEFAULT_POOL, POOLS, Shard, check_choice
+from embedcache.request import DEFAULT_POOL, POOLS, check_choice
 from embedcache.errors import MissingRowsError, StoreError
-from embedcache.store import ModelGroup, Problem, Store, attention_name, pooled_name, sequence_digest
+from embedcache.store import ModelGroup, Problem, Store, attention_name, pooled_name
 from embedcache.util.ranges import array_order, parse_layer
 from embedcache.store.index import keys_of_sequences
 
@@ -123,9 +123,7 @@ class EmbeddingCache:
     def progress(self, input_path, *, reference=None, shards: int | None = None) -> list[dict]:
         """How much of an input is done, per model group: its unique sequences, and how many
         of them hold each array (``embedcache info --input``; e.g. while ``--shard`` jobs run).
-
-        Cheap: the input is read once per alphabet policy and looked up in the persisted
-        digest index; only the masks of the rows found are read.
+        Cheap: the input is looked up in the persisted digest index.
 
         Parameters
         ----------
@@ -136,29 +134,9 @@ class EmbeddingCache:
             ``"shards_left"``, the shard indices I (as :class:`embedcache.request.Shard`
             assigns sequences) holding a sequence that lacks a row or any of the group's arrays.
         """
-        from embedcache.sequences.readers import iter_records
+        from embedcache.coverage import input_coverage
 
-        out, digests_by_alphabet = [], {}
-        for group in self.store.groups():
-            alphabet = group.attrs.get("alphabet")
-            if alphabet not in digests_by_alphabet:
-                digests_by_alphabet[alphabet] = sorted({sequence_digest(s) for df in iter_records(
-                    input_path, reference=reference, alphabet=alphabet) for s in df["sequence"]})
-            digests = digests_by_alphabet[alphabet]
-            found = group.index(digests)
-            rows = np.fromiter(found.values(), dtype=np.int64)
-            names = sorted(group.array_names(), key=array_order)
-            summary = {"key": group.key, "name": group.model_name, "unique": len(digests), "rows": int(rows.size),
-                       "arrays": {n: int(group.filled(n, rows).sum()) for n in names}}
-            if shards is not None:
-                done = np.ones(rows.size, dtype=bool)
-                for name in names:
-                    done &= group.filled(name, rows)
-                complete = {d for d, ok in zip(found, done.tolist()) if ok}
-                Shard(0, shards)  # N checked as --shard checks it
-                summary["shards_left"] = sorted({Shard.index_of(d, shards) for d in digests if d not in complete})
-            out.append(summary)
-        return out
+        return input_coverage(self.store, input_path, reference=reference, shards=shards)
 
     def group(self, model=None, *, array: str | None = None, species: str | None = None) -> ModelGroup:
         """The model group ``model`` names (see the module docs); ``None`` if the store has one.
