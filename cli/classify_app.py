@@ -44,15 +44,19 @@ def _warn(message: str) -> None:
     typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
 
 
+def _is_probe_kind(name: str) -> bool:
+    from classifiers.persistence import ESTIMATORS  # imports the probes (JAX): only when asked
+
+    return name in ESTIMATORS
+
+
 def _probe_and_model(probe: str | None, model: str | None, backbone: str | None) -> tuple[str, str | None]:
     """The probe and the language model, from ``--probe`` and ``--model`` as in ``embedcache``.
 
     Deprecated spellings still work for one release, with a warning: ``--backbone M`` (now
     ``--model M``), and ``--model PROBE`` without ``--probe`` (a probe kind such as ``logistic``
     where the language model now goes, as before)."""
-    from classifiers.persistence import ESTIMATORS
-
-    if probe is None and model in ESTIMATORS:
+    if probe is None and model is not None and _is_probe_kind(model):
         _warn(f"--model {model} names a probe: the probe is now --probe, and --model names the language "
               f"model (as in `embedcache`); read as --probe {model}. The old form goes in the next release.")
         probe, model = model, None
