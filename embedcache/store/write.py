@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
@@ -125,16 +126,18 @@ class GroupWriter:
     timeout
         Seconds a commit waits for the commit lock.
     block_rows, block_bytes, commit_seconds
-        Commit thresholds: they bound memory and the work a crash can lose.
+        Commit thresholds: they bound memory and the work a crash can lose. ``block_rows``
+        defaults to ``EMBEDCACHE_COMMIT_ROWS`` or 4096.
     """
 
-    def __init__(self, store: Store, spec: ModelSpec, *, timeout: float = 600.0, block_rows: int = 4096,
+    def __init__(self, store: Store, spec: ModelSpec, *, timeout: float = 600.0, block_rows: int | None = None,
                  block_bytes: int = 64 << 20, commit_seconds: float = 2.0):
         self.store = store
         self.spec = spec
         self.key = spec.key
         self.timeout = timeout
-        self.block_rows = block_rows
+        # EMBEDCACHE_COMMIT_ROWS: tests make a build commit often whatever the machine's speed.
+        self.block_rows = int(os.environ.get("EMBEDCACHE_COMMIT_ROWS", 4096)) if block_rows is None else block_rows
         self.block_bytes = block_bytes
         self.commit_seconds = commit_seconds
         self.n_rows = store.group(self.key).n_rows

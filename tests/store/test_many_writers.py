@@ -47,7 +47,7 @@ def test_four_writers_one_killed_store_each_sequence_once_with_single_writer_val
     seqs = _seqs()
     inputs = _inputs(tmp_path, seqs)
     cache_path = tmp_path / "shared.zarr"
-    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.05"}
+    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.05", "EMBEDCACHE_COMMIT_ROWS": "8"}
 
     marker = tmp_path / "stopped"
     # Writer 1 stops itself in its third commit (chunks written, not swapped in) and is killed there.
