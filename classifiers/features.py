@@ -15,7 +15,7 @@ import pandas as pd
 
 from embedcache.errors import InputError, MissingRowsError, StoreError
 
-__all__ = ["Backbone", "read_task", "resolve_backbone", "sequence_of", "task_features"]
+__all__ = ["Backbone", "read_task", "resolve_backbone", "task_features"]
 
 
 class Backbone(dict):
@@ -79,7 +79,7 @@ def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: s
     Parameters
     ----------
     path : path
-        FASTA, CSV, TSV or Parquet (read by :func:`embedcache.readers.read_records`, as the
+        FASTA, CSV, TSV or Parquet (read by :func:`embedcache.sequences.readers.read_records`, as the
         build reads it, so sequences normalize to the same cache rows).
     alphabet : str
         The backbone's alphabet policy.
@@ -99,8 +99,8 @@ def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: s
         A missing label column, missing labels (the first ids are named), a missing
         ``group_by`` column, or anything the reader refuses.
     """
-    from embedcache.quality import duplicate_id_conflicts
-    from embedcache.readers import read_records
+    from embedcache.sequences.quality import duplicate_id_conflicts
+    from embedcache.sequences.readers import read_records
 
     path = Path(path)
     table = read_records(path, alphabet=alphabet)
@@ -160,28 +160,6 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
                                 pool=pool)
     except MissingRowsError as exc:
         raise exc.for_source(source) from None
-
-
-def sequence_of(path: str | PathLike, record_id: str) -> str:
-    """The (normalized) sequence of the record ``record_id`` in a sequence file.
-
-    Raises
-    ------
-    InputError
-        No record has that id, or several with different sequences do.
-    """
-    from embedcache.readers import read_records
-
-    table = read_records(path)
-    found = table.loc[table["id"] == record_id, "sequence"].unique()
-    if len(found) == 0:
-        shown = ", ".join(table["id"].head(5))
-        raise InputError(f"{path} has no record with id {record_id!r} (ids such as {shown}); "
-                         "check --sequence-id, or pass the sequence itself with --sequence.")
-    if len(found) > 1:
-        raise InputError(f"{path} holds {len(found)} different sequences with id {record_id!r}; "
-                         "pass the sequence itself with --sequence.")
-    return str(found[0])
 
 
 def _uniform_labels(labels: pd.Series) -> pd.Series:
