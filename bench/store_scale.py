@@ -8,7 +8,8 @@ store. It ends by printing one JSON line:
 * ``commit_median_ratio``: median commit time over the last tenth of the commits, over
   the first tenth; ``commit_max_s``: the longest a commit held the lock;
 * ``index_bytes_read_per_commit``: digest-index bytes a commit read (its lookup of the
-  new rows, and runs it merged), median over the last tenth;
+  new rows, outside the lock, and runs it merged), median over the last tenth, and
+  ``index_bytes_read_under_lock``: those read holding the lock;
 * ``verify_peak_rss_mb`` and ``verify_mb_per_s`` of ``embedcache verify`` (a child
   process), and ``verify_vs_raw``: that speed over a plain sequential read of the files;
 * ``write_vs_raw``: bytes of features written per second over ``numpy.tofile`` of the
@@ -56,8 +57,9 @@ class Probe:
     def __init__(self):
         from embedcache.store import chunks, write
 
-        self.commits, self.waits, self.index_bytes, self.current = [], [], [], 0
-        real_lock, real_fetch, real_commit = write.commit_lock, chunks.fetch, write.GroupWriter._commit
+        self.commits, self.waits, self.index_bytes, self.locked_bytes, self.current = [], [], [], [], 0
+        real_lock, real_fetch = write.commit_lock, chunks.fetch
+        real_commit, real_retries = write.GroupWriter._commit, write.GroupWriter._commit_with_retries
         probe = self
 
         @contextmanager
@@ -73,17 +75,26 @@ class Probe:
                 probe.current += sum(0 if r is None else r.nbytes for r in raws)
             return raws
 
-        def commit(self_, p):
-            probe.current = 0
+        def commit(self_, before, planned):
+            start = probe.current
             t0 = time.perf_counter()
             try:
-                return real_commit(self_, p)
+                return real_commit(self_, before, planned)
+            finally:
+                if planned[0]:
+                    probe.commits.append(time.perf_counter() - t0)
+                    probe.locked_bytes.append(probe.current - start)
+
+        def retries(self_, p):
+            probe.current = 0
+            try:
+                return real_retries(self_, p)
             finally:
                 if p.new:
-                    probe.commits.append(time.perf_counter() - t0)
                     probe.index_bytes.append(probe.current)
 
-        write.commit_lock, chunks.fetch, write.GroupWriter._commit = lock, fetch, commit
+        write.commit_lock, chunks.fetch = lock, fetch
+        write.GroupWriter._commit, write.GroupWriter._commit_with_retries = commit, retries
 
 
 def writer_for(path: Path, width: int, block: int):
@@ -225,6 +236,7 @@ def main(argv=None) -> int:
             "commit_max_s": round(max(probe.commits), 3),
             "commit_median_s": round(statistics.median(probe.commits), 4),
             "index_bytes_read_per_commit": int(statistics.median(probe.index_bytes[-tenth:])),
+            "index_bytes_read_under_lock": int(statistics.median(probe.locked_bytes[-tenth:])),
             "verify_peak_rss_mb": round(verify_rss, 1),
             "verify_mb_per_s": round(store_bytes / 2**20 / verify_s, 1),
             "verify_vs_raw": round(store_bytes / 2**20 / verify_s / raw_read, 3),
