@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from embedcache.checkpoints import random_checkpoint  # noqa: E402
-from embedcache.families.ntv3_forward import forward, prepare_params  # noqa: E402
+from embedcache.families.ntv3.forward import forward, prepare_params  # noqa: E402
 
 
 def peak_mb() -> float:

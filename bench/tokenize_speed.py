@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from embedcache.tokenizer import Tokenizer
+from embedcache.families.nt.tokenizer import Tokenizer
 
 TARGET_S = 5.0
 

@@ -336,7 +336,7 @@ def cached_attention_figure(cache, sequence: str, *, layer: int, head: int, mode
     matplotlib.figure.Figure
     """
     from embedcache.alphabet import normalize
-    from embedcache.tokenizer import tokenizer_for
+    from embedcache.families.nt.tokenizer import tokenizer_for
 
     matrix = cache.attention(sequence, model=model, layer=layer, head=head)
     group = cache.group(model)

@@ -2,7 +2,7 @@
 
 Used to check architectures the golden file does not cover (v1, the full 50M v2 shape).
 It processes one unpadded sequence at a time, loops over heads, and shares no code with
-embedcache.model, so a mistake would have to be made twice to go unnoticed.
+embedcache.families.nt.forward, so a mistake would have to be made twice to go unnoticed.
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ def test_progress_lines_without_a_terminal_and_quiet(tmp_path, capfd, monkeypatc
 def test_progress_bar_on_a_terminal():
     import os
 
-    from embedcache.progress import Progress
+    from embedcache.build.progress import Progress
 
     master, replica = os.openpty()
     with os.fdopen(replica, "w") as tty:

@@ -15,7 +15,7 @@ from sklearn import metrics as skm
 from classifiers.plots import cached_attention_figure
 from cli import classify_app, embedcache_app
 from embedcache import EmbeddingCache
-from embedcache.tokenizer import tokenizer_for
+from embedcache.families.nt.tokenizer import tokenizer_for
 
 
 def run_cli(module, args, monkeypatch, capsys):

@@ -18,7 +18,7 @@ from distributed import Client, LocalCluster, WorkerPlugin
 
 from conftest import TINY_V2
 from embedcache import EmbeddingCache
-from embedcache.distributed import worker_loads
+from embedcache.engine.dask import worker_loads
 from embedcache.errors import InputError
 from embedcache.store import Store, sequence_digest
 

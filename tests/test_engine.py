@@ -9,7 +9,7 @@ from embedcache.checkpoints import load_checkpoint
 from embedcache.request import BuildRequest
 from embedcache.engine import Embedder, Planner, bucket_lengths
 from embedcache.errors import InputError, SequenceTooLongError
-from embedcache.model import forward, prepare_params
+from embedcache.families.nt.forward import forward, prepare_params
 
 LAYERS = (1, 2)
 MAPS = [(1, 3), (2, 1)]

@@ -11,11 +11,11 @@ import pytest
 from conftest import TINY_V2
 from test_build import FAST, short_seqs
 
-import embedcache.model
+import embedcache.families.nt.forward
 from embedcache import EmbeddingCache
 from embedcache.checkpoints import load_checkpoint
 from embedcache.errors import CheckpointError
-from embedcache.model import forward, prepare_params
+from embedcache.families.nt.forward import forward, prepare_params
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
@@ -101,7 +101,7 @@ def test_golden_outputs_with_the_official_epsilon(jax_copy, esm_dir, monkeypatch
                                        atol=1e-4, rtol=1e-4)
     # config.json says layer_norm_eps 1e-12 (transformers' ESM default); the released JAX
     # models use 1e-5, and so do we. Measure what the config's value would change here.
-    monkeypatch.setattr(embedcache.model, "_LAYER_NORM_EPS", 1e-12)
+    monkeypatch.setattr(embedcache.families.nt.forward, "_LAYER_NORM_EPS", 1e-12)
     other = forward(prepare_params(esm.params), GOLD["tokens"], config=esm.config, layers=layers)
     n = GOLD["n_real_tokens"]
     diff = max(float(np.abs(np.asarray(other["embeddings"][2][i, :k]) - np.asarray(out["embeddings"][2][i, :k])).max())

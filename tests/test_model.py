@@ -13,7 +13,7 @@ import reference_nt
 from embedcache.checkpoints import load_checkpoint
 from embedcache.request import BuildRequest
 from embedcache.engine import Embedder
-from embedcache.model import forward, prepare_params
+from embedcache.families.nt.forward import forward, prepare_params
 
 GOLD = np.load(TINY_V2 / "golden.npz")
 N_REAL = GOLD["n_real_tokens"]

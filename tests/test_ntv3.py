@@ -17,9 +17,9 @@ import pytest
 from embedcache.alphabet import normalize
 from embedcache.checkpoints import load_checkpoint, random_checkpoint
 from embedcache.errors import AlphabetError, CheckpointError
-from embedcache.families.ntv3 import NTv3Config, NTv3Tokenizer
-from embedcache.families.ntv3_forward import forward as _forward
-from embedcache.families.ntv3_forward import prepare_params
+from embedcache.families.ntv3.config import NTv3Config, NTv3Tokenizer
+from embedcache.families.ntv3.forward import forward as _forward
+from embedcache.families.ntv3.forward import prepare_params
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -132,7 +132,7 @@ def _random_model(tmp_path: Path, config: dict, seed: int = 0):
     """A checkpoint directory in the NTv3 hub layout with random weights, read back by the loader."""
     from safetensors.numpy import save_file
 
-    from embedcache.families.ntv3 import parameter_shapes
+    from embedcache.families.ntv3.config import parameter_shapes
 
     cfg = NTv3Config.from_hub_config(config)
     rng = np.random.default_rng(seed)

@@ -13,7 +13,7 @@ import pytest
 
 from embedcache.alphabet import IUPAC_AMBIGUITY_CODES, normalize, normalize_many
 from embedcache.errors import AlphabetError
-from embedcache.tokenizer import Tokenizer, tokenizer_for
+from embedcache.families.nt.tokenizer import Tokenizer, tokenizer_for
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "tokenizer_cases.json").read_text())
 VARIANTS = ("v2", "v1")

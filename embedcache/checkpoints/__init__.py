@@ -28,8 +28,8 @@ from embedcache.checkpoints.resolve import (
     embedcache_home, released_models, resolve,
 )
 from embedcache.errors import CheckpointError
-from embedcache.families import ntv3
-from embedcache.families.nt import normalize_hyperparams, parameter_shapes
+from embedcache.families.ntv3 import config as ntv3
+from embedcache.families.nt.config import normalize_hyperparams, parameter_shapes
 
 __all__ = [
     "RELEASED",

@@ -10,7 +10,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from embedcache.errors import CheckpointError
-from embedcache.families import nt, ntv3
+from embedcache.families.nt import config as nt
+from embedcache.families.ntv3 import config as ntv3
 
 __all__ = ["Checkpoint", "parameter_digest", "expected_shapes", "check_architecture", "V3"]
 
@@ -30,7 +31,7 @@ class Checkpoint:
         The directory it was read from.
     hyperparams
         The architecture: for v1/v2 the official ``hyperparams.json`` with defaults filled in
-        (:func:`embedcache.families.nt.normalize_hyperparams`), for v3
+        (:func:`embedcache.families.nt.config.normalize_hyperparams`), for v3
         :meth:`NTv3Config.to_dict`.
     variant
         ``"v1"``, ``"v2"`` (6-mer families) or ``"v3"`` (NTv3).
@@ -59,11 +60,11 @@ class Checkpoint:
 
     @property
     def config(self):
-        """The model configuration: :class:`embedcache.model.NTConfig` or :class:`NTv3Config`."""
+        """The model configuration: :class:`embedcache.families.nt.forward.NTConfig` or :class:`NTv3Config`."""
         if self.variant == V3:
             return ntv3.NTv3Config.from_hub_config(self.hyperparams)
         # Imported here: loading, converting and digesting must not need JAX.
-        from embedcache.model import NTConfig
+        from embedcache.families.nt.forward import NTConfig
 
         return NTConfig.from_hyperparams(self.hyperparams, self.variant)
 
@@ -71,7 +72,7 @@ class Checkpoint:
         """The tokenizer of this checkpoint's vocabulary."""
         if self.variant == V3:
             return ntv3.NTv3Tokenizer(int(self.hyperparams["num_downsamples"]))
-        from embedcache.tokenizer import tokenizer_for
+        from embedcache.families.nt.tokenizer import tokenizer_for
 
         return tokenizer_for(self.variant, int(self.hyperparams["k_for_kmers"]))
 

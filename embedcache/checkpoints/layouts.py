@@ -30,7 +30,8 @@ from embedcache.checkpoints.resolve import (
 )
 from embedcache.checkpoints.safe_pickle import read_pickle
 from embedcache.errors import CheckpointError
-from embedcache.families import nt, ntv3
+from embedcache.families.nt import config as nt
+from embedcache.families.ntv3 import config as ntv3
 
 __all__ = ["read_directory", "read_hyperparams", "canonical_params", "CONVERTED_FORMAT", "CONVERTED_FORMAT_VERSION"]
 

@@ -1,7 +1,7 @@
 """Model families: what the engine, the store and the CLI ask of a model, answered per family.
 
 Each family module holds its tokenizer, config and parameter layout (``nt``: v1/v2 6-mer
-models, forward in :mod:`embedcache.model`; ``ntv3``: single-base U-Net, forward in
+models, forward in :mod:`embedcache.families.nt.forward`; ``ntv3``: single-base U-Net, forward in
 :mod:`.ntv3_forward`). A family object wraps a loaded checkpoint and answers what the
 pipeline asks, so the request, the engine and the build need not branch on the family
 (:func:`family_for` picks it):
@@ -21,17 +21,14 @@ pipeline asks, so the request, the engine and the build need not branch on the f
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
-import numpy as np
+from typing import Any
 
 from embedcache.errors import InputError
+from embedcache.families.nt.family import NTFamily
+from embedcache.families.ntv3.family import NTv3Family
 
 __all__ = ["NTFamily", "NTv3Family", "family_for"]
 
-# A whole NTv3 context (1 Mb) is rarely wanted by default: windows of this many bases are.
-_NTV3_DEFAULT_TOKENS = 131_072
-_NTV3_CONTEXT = 1_048_576
 
 
 def family_for(checkpoint: Any, *, species: str | None = None):
@@ -42,232 +39,3 @@ def family_for(checkpoint: Any, *, species: str | None = None):
         raise InputError(f"{checkpoint.name} is a Nucleotide Transformer {checkpoint.variant}: it takes no "
                          "species (--species is for post-trained NTv3 models); drop --species.")
     return NTFamily(checkpoint)
-
-
-class NTFamily:
-    """NT v1/v2: 6-mer tokens with CLS first; layers 1..num_layers; ``cls`` and ``mean``.
-
-    Numerics are :mod:`embedcache.model`'s; this adapter only answers the pipeline.
-    """
-
-    name = "nt"
-    pools = ("cls", "mean")
-    prefix = 1  # CLS leads every window
-    masks_padding = True  # any padded length gives the same outputs: batches may mix buckets
-    token_note = ", CLS included"
-    default_max_tokens = 512
-    attention_stride = 1
-    species = None
-    key_extra: dict = {}
-
-    def __init__(self, checkpoint: Any) -> None:
-        self.config = checkpoint.config
-        self.tokenizer = checkpoint.tokenizer()
-        self.num_layers = int(self.config.num_layers)
-        self.max_tokens = int(self.config.max_tokens)
-        self.pad_id = int(self.config.pad_token_id)
-
-    @property
-    def layer_names(self) -> list:
-        return list(range(1, self.num_layers + 1))
-
-    def check(self, layers: Sequence, pools: Sequence[str], attention: Sequence[tuple[int, int]]) -> None:
-        n_layers, n_heads = self.num_layers, int(self.config.attention_heads)
-        for layer in layers:
-            if not (isinstance(layer, (int, np.integer)) and 1 <= layer <= n_layers):
-                raise InputError(f"layer {layer} does not exist: the model has layers 1..{n_layers}; "
-                                 "pass --layers within that range ('final' is NTv3's).")
-        for layer, head in attention:
-            if not (1 <= layer <= n_layers and 1 <= head <= n_heads):
-                raise InputError(f"attention map {layer}:{head} does not exist: the model has layers 1..{n_layers} "
-                                 f"and heads 1..{n_heads} (both 1-based); fix --attention.")
-
-    def count_tokens(self, seqs: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.tokenizer.count_tokens(seqs))
-
-    def encode_batch(self, seqs: Sequence[str]) -> list:
-        return self.tokenizer.encode_batch(seqs)
-
-    def ladder(self, max_tokens: int) -> tuple[int, ...]:
-        from embedcache.engine import bucket_lengths
-
-        return bucket_lengths(max_tokens)
-
-    def feature_dim(self, layer) -> int:
-        return int(self.config.embed_dim)
-
-    def attention_size(self, max_tokens: int) -> int:
-        return int(max_tokens)
-
-    def attrs(self) -> dict:
-        tok = self.tokenizer
-        return {"tokenizer": {"variant": tok.variant, "k": tok.k, "vocab_size": tok.vocab_size},
-                "feature_dim": int(self.config.embed_dim), "num_layers": self.num_layers,
-                "attention_heads": int(self.config.attention_heads), "attention_stride": 1}
-
-    def prepare_params(self, params, dtype):
-        from embedcache.model import prepare_params
-
-        return prepare_params(params, dtype)
-
-    def filler(self, length: int) -> np.ndarray:
-        """A padding row: a lone CLS, so that no softmax row is entirely masked."""
-        row = np.full(length, self.pad_id, dtype=np.int32)
-        row[0] = self.tokenizer.cls_id
-        return row
-
-    def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str] = pools,
-                attention: Sequence[tuple[int, int]] = (), dtype: Any = None) -> dict:
-        """Forward plus pooling on a padded (B, T) batch; jit-able. ``cls`` is position 0,
-        ``mean`` the mean over real tokens after CLS (CLS itself for a CLS-only row)."""
-        import jax.numpy as jnp
-
-        from embedcache.model import forward
-
-        kwargs = {} if dtype is None else {"dtype": dtype}
-        out = forward(params, tokens, config=self.config, layers=sorted(set(layers)), attention=list(attention),
-                      **kwargs)
-        real = tokens != self.pad_id
-        body = real.at[:, 0].set(False)
-        n_body = jnp.sum(body, axis=1, keepdims=True)
-        pooled = {}
-        for layer in layers:
-            h = out["embeddings"][layer]
-            if "cls" in pools:
-                pooled[f"{layer}/cls"] = h[:, 0]
-            if "mean" in pools:
-                mean = jnp.sum(jnp.where(body[..., None], h, 0.0), axis=1) / jnp.maximum(n_body, 1)
-                pooled[f"{layer}/mean"] = jnp.where(n_body > 0, mean, h[:, 0])
-        pair = (real[:, :, None] & real[:, None, :]).astype(jnp.float32)
-        return {"pooled": pooled, "attention": {k: a * pair for k, a in out["attention"].items()}}
-
-
-class NTv3Family:
-    """NTv3: single-base tokens, core layers 1..num_layers plus ``final``, ``mean`` pooling only."""
-
-    name = "ntv3"
-    pools = ("mean",)
-    prefix = 0  # no CLS
-    masks_padding = False  # padding flows through the convolutions: one padded length per row
-    token_note = " (bases)"
-
-    def __init__(self, checkpoint: Any, *, species: str | None = None) -> None:
-        from embedcache.checkpoints.resolve import RELEASED
-
-        self.config = checkpoint.config
-        self.tokenizer = checkpoint.tokenizer()
-        self.num_layers = int(self.config.num_layers)
-        self.pad_id = self.tokenizer.pad_id  # N: padding flows through the convolutions
-        released = RELEASED.get(str(checkpoint.name).removeprefix("random-"))
-        self.max_tokens = int(released.context) if released is not None else _NTV3_CONTEXT
-        self.default_max_tokens = min(self.max_tokens, _NTV3_DEFAULT_TOKENS)
-        try:
-            self.species_token = self.config.species_token(species)
-        except ValueError as exc:
-            raise InputError(f"{checkpoint.name}: {exc} (--species NAME)") from None
-        self.species = species if self.species_token is not None else None
-
-    @property
-    def key_extra(self) -> dict:
-        """What besides the parameters identifies the model's outputs: the species."""
-        return {"species": self.species} if self.species else {}
-
-    @property
-    def layer_names(self) -> list:
-        return [*range(1, self.config.num_layers + 1), "final"]
-
-    @property
-    def attention_stride(self) -> int:
-        """Bases per attention-map position (the core's resolution)."""
-        return self.config.block
-
-    def count_tokens(self, seqs: Sequence[str]) -> np.ndarray:
-        return np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-
-    def encode_batch(self, seqs: Sequence[str]) -> list:
-        return [self.tokenizer.encode(s) for s in seqs]
-
-    def ladder(self, max_tokens: int) -> tuple[int, ...]:
-        """Every multiple of 2**num_downsamples up to the padded ``max_tokens``: a sequence is
-        only ever batched at its own padded length (its outputs are defined there)."""
-        return tuple(range(self.config.block, self.padded_length(max_tokens) + 1, self.config.block))
-
-    def feature_dim(self, layer) -> int:
-        """``final`` has the stem's width, core layers the core's."""
-        return int(self.config.filters[0] if layer == "final" else self.config.embed_dim)
-
-    def attention_size(self, max_tokens: int) -> int:
-        return self.padded_length(max_tokens) // self.config.block
-
-    def attrs(self) -> dict:
-        cfg = self.config
-        return {"tokenizer": {"variant": "v3", "k": 1, "vocab_size": len(self.tokenizer.vocabulary),
-                              "pad": "N", "block": cfg.block},
-                "feature_dim": int(cfg.embed_dim), "final_dim": int(cfg.filters[0]), "num_layers": self.num_layers,
-                "attention_heads": int(cfg.attention_heads), "attention_stride": int(cfg.block)}
-
-    def prepare_params(self, params, dtype):
-        from embedcache.families.ntv3_forward import prepare_params
-
-        return prepare_params(params, self.config, dtype)
-
-    def filler(self, length: int) -> np.ndarray:
-        """A padding row (all ``N``); rows never mix, so its content does not matter."""
-        return np.full(length, self.pad_id, dtype=np.int32)
-
-    def padded_length(self, n_tokens: int) -> int:
-        """The one padded length whose outputs define the sequence's (never another)."""
-        return self.tokenizer.padded_length(n_tokens)
-
-    def positions(self, n_tokens: int, layer) -> int:
-        """Output positions of ``layer`` that cover ``n_tokens`` bases."""
-        return n_tokens if layer == "final" else -(-n_tokens // self.config.block)
-
-    def check(self, layers: Sequence, pools: Sequence[str], attention: Sequence[tuple[int, int]]) -> None:
-        if "cls" in pools:
-            raise InputError(
-                "pool 'cls' does not exist for NTv3: it has no CLS token. Use --pool mean (the mean "
-                "over the positions that cover the sequence)."
-            )
-        unknown = set(pools) - set(self.pools)
-        if unknown:
-            raise InputError(f"unknown pooling {sorted(unknown)} for NTv3; choose from {list(self.pools)}")
-        from embedcache.families.ntv3 import check_request
-
-        try:
-            check_request(self.config, list(layers), list(attention))
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-
-    def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str] = pools,
-                attention: Sequence[tuple[int, int]] = (), dtype: Any = None) -> dict:
-        """Forward plus pooling on a (B, P) batch of equal padded length; jit-able.
-
-        Returns ``{"pooled": {"L/mean": (B, D)}, "attention": {(l, h): (B, T, T)}}`` with
-        ``L`` a layer number or ``final``; attention is zero outside the covered positions.
-        """
-        import jax.numpy as jnp
-
-        from embedcache.families.ntv3_forward import forward
-
-        b = tokens.shape[0]
-        species = None if self.species_token is None else jnp.full((b,), self.species_token, jnp.int32)
-        kwargs = {} if dtype is None else {"dtype": dtype}
-        out = forward(params, tokens, config=self.config, layers=list(layers), attention=list(attention),
-                      species=species, **kwargs)
-        n = jnp.asarray(n_tokens)[:, None]
-        covered = -(-n // self.config.block)
-        pooled = {}
-        for layer in layers:
-            h, count = (out["final"], n) if layer == "final" else (out["embeddings"][layer], covered)
-            mask = jnp.arange(h.shape[1])[None, :] < count
-            pooled[f"{layer}/mean"] = jnp.sum(jnp.where(mask[..., None], h, 0.0), axis=1) / jnp.maximum(count, 1)
-        t = jnp.arange(tokens.shape[1] // self.config.block)[None, :] < covered
-        pair = (t[:, :, None] & t[:, None, :]).astype(jnp.float32)
-        maps = {key: a * pair for key, a in out["attention"].items()}
-        return {"pooled": pooled, "attention": maps}
-
-    def plan(self, n_tokens: Sequence[int]) -> dict[int, np.ndarray]:
-        """Row indices grouped by padded length: the only batches NTv3 may form."""
-        lengths = np.array([self.padded_length(int(n)) for n in n_tokens])
-        return {int(p): np.flatnonzero(lengths == p) for p in np.unique(lengths)}

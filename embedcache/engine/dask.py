@@ -21,7 +21,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from embedcache.engine import EmbeddingBatch, Planner
+from embedcache.engine.local import EmbeddingBatch
+from embedcache.engine.planner import Planner
 from embedcache.errors import CheckpointError, InputError
 from embedcache.request import BuildRequest, Output
 
@@ -94,7 +95,7 @@ def worker_loads() -> int:
 
 def _embedder(ref: _CheckpointRef, request: BuildRequest, outputs: tuple, token_budget, batch_size):
     from embedcache.checkpoints import load_checkpoint
-    from embedcache.engine import Embedder
+    from embedcache.engine.local import Embedder
 
     if ref not in _CHECKPOINTS:
         checkpoint = load_checkpoint(ref.model, cache_dir=ref.cache_dir)

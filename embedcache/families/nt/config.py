@@ -1,7 +1,7 @@
 """Nucleotide Transformer v1/v2: architecture (hyperparameters), parameter layout, family object.
 
-The forward pass lives in :mod:`embedcache.model` and the 6-mer tokenizer in
-:mod:`embedcache.tokenizer`; this module holds what the checkpoint readers need to know
+The forward pass lives in :mod:`embedcache.families.nt.forward` and the 6-mer tokenizer in
+:mod:`embedcache.families.nt.tokenizer`; this module holds what the checkpoint readers need to know
 about the architecture (the official defaults, the names and shapes of every parameter)
 without importing JAX, and :class:`NTFamily`, what the engine asks of the family.
 

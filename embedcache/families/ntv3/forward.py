@@ -1,4 +1,4 @@
-"""The NTv3 forward pass in plain JAX (architecture and layout: :mod:`embedcache.families.ntv3`)."""
+"""The NTv3 forward pass in plain JAX (architecture and layout: :mod:`embedcache.families.ntv3.config`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from embedcache.families.ntv3 import FINAL, NTv3Config, check_request, parameter_shapes
+from embedcache.families.ntv3.config import FINAL, NTv3Config, check_request, parameter_shapes
 
 __all__ = ["forward", "prepare_params"]
 

@@ -1,0 +1,112 @@
+"""The NT v1/v2 family object: what the pipeline asks of a 6-mer model, answered from its config.
+
+Numerics are :mod:`.forward`'s, tokens :mod:`.tokenizer`'s, the architecture :mod:`.config`'s.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from embedcache.errors import InputError
+
+__all__ = ["NTFamily"]
+
+
+class NTFamily:
+    """NT v1/v2: 6-mer tokens with CLS first; layers 1..num_layers; ``cls`` and ``mean``.
+
+    Numerics are :mod:`embedcache.families.nt.forward`'s; this adapter only answers the pipeline.
+    """
+
+    name = "nt"
+    pools = ("cls", "mean")
+    prefix = 1  # CLS leads every window
+    masks_padding = True  # any padded length gives the same outputs: batches may mix buckets
+    token_note = ", CLS included"
+    default_max_tokens = 512
+    attention_stride = 1
+    species = None
+    key_extra: dict = {}
+
+    def __init__(self, checkpoint: Any) -> None:
+        self.config = checkpoint.config
+        self.tokenizer = checkpoint.tokenizer()
+        self.num_layers = int(self.config.num_layers)
+        self.max_tokens = int(self.config.max_tokens)
+        self.pad_id = int(self.config.pad_token_id)
+
+    @property
+    def layer_names(self) -> list:
+        return list(range(1, self.num_layers + 1))
+
+    def check(self, layers: Sequence, pools: Sequence[str], attention: Sequence[tuple[int, int]]) -> None:
+        n_layers, n_heads = self.num_layers, int(self.config.attention_heads)
+        for layer in layers:
+            if not (isinstance(layer, (int, np.integer)) and 1 <= layer <= n_layers):
+                raise InputError(f"layer {layer} does not exist: the model has layers 1..{n_layers}; "
+                                 "pass --layers within that range ('final' is NTv3's).")
+        for layer, head in attention:
+            if not (1 <= layer <= n_layers and 1 <= head <= n_heads):
+                raise InputError(f"attention map {layer}:{head} does not exist: the model has layers 1..{n_layers} "
+                                 f"and heads 1..{n_heads} (both 1-based); fix --attention.")
+
+    def count_tokens(self, seqs: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.tokenizer.count_tokens(seqs))
+
+    def encode_batch(self, seqs: Sequence[str]) -> list:
+        return self.tokenizer.encode_batch(seqs)
+
+    def ladder(self, max_tokens: int) -> tuple[int, ...]:
+        from embedcache.families.base import bucket_lengths
+
+        return bucket_lengths(max_tokens)
+
+    def feature_dim(self, layer) -> int:
+        return int(self.config.embed_dim)
+
+    def attention_size(self, max_tokens: int) -> int:
+        return int(max_tokens)
+
+    def attrs(self) -> dict:
+        tok = self.tokenizer
+        return {"tokenizer": {"variant": tok.variant, "k": tok.k, "vocab_size": tok.vocab_size},
+                "feature_dim": int(self.config.embed_dim), "num_layers": self.num_layers,
+                "attention_heads": int(self.config.attention_heads), "attention_stride": 1}
+
+    def prepare_params(self, params, dtype):
+        from embedcache.families.nt.forward import prepare_params
+
+        return prepare_params(params, dtype)
+
+    def filler(self, length: int) -> np.ndarray:
+        """A padding row: a lone CLS, so that no softmax row is entirely masked."""
+        row = np.full(length, self.pad_id, dtype=np.int32)
+        row[0] = self.tokenizer.cls_id
+        return row
+
+    def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str] = pools,
+                attention: Sequence[tuple[int, int]] = (), dtype: Any = None) -> dict:
+        """Forward plus pooling on a padded (B, T) batch; jit-able. ``cls`` is position 0,
+        ``mean`` the mean over real tokens after CLS (CLS itself for a CLS-only row)."""
+        import jax.numpy as jnp
+
+        from embedcache.families.nt.forward import forward
+
+        kwargs = {} if dtype is None else {"dtype": dtype}
+        out = forward(params, tokens, config=self.config, layers=sorted(set(layers)), attention=list(attention),
+                      **kwargs)
+        real = tokens != self.pad_id
+        body = real.at[:, 0].set(False)
+        n_body = jnp.sum(body, axis=1, keepdims=True)
+        pooled = {}
+        for layer in layers:
+            h = out["embeddings"][layer]
+            if "cls" in pools:
+                pooled[f"{layer}/cls"] = h[:, 0]
+            if "mean" in pools:
+                mean = jnp.sum(jnp.where(body[..., None], h, 0.0), axis=1) / jnp.maximum(n_body, 1)
+                pooled[f"{layer}/mean"] = jnp.where(n_body > 0, mean, h[:, 0])
+        pair = (real[:, :, None] & real[:, None, :]).astype(jnp.float32)
+        return {"pooled": pooled, "attention": {k: a * pair for k, a in out["attention"].items()}}
