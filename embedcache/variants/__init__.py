@@ -1,0 +1,1 @@
+"""Variant effect scoring over the cache: windows, alleles and scores (embedcache variants)."""
