@@ -79,7 +79,7 @@ def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: s
     Parameters
     ----------
     path : path
-        FASTA, CSV, TSV or Parquet (read by :func:`embedcache.readers.read_records`, as the
+        FASTA, CSV, TSV or Parquet (read by :func:`embedcache.sequences.readers.read_records`, as the
         build reads it, so sequences normalize to the same cache rows).
     alphabet : str
         The backbone's alphabet policy.
@@ -99,8 +99,8 @@ def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: s
         A missing label column, missing labels (the first ids are named), a missing
         ``group_by`` column, or anything the reader refuses.
     """
-    from embedcache.quality import duplicate_id_conflicts
-    from embedcache.readers import read_records
+    from embedcache.sequences.quality import duplicate_id_conflicts
+    from embedcache.sequences.readers import read_records
 
     path = Path(path)
     table = read_records(path, alphabet=alphabet)
@@ -170,7 +170,7 @@ def sequence_of(path: str | PathLike, record_id: str) -> str:
     InputError
         No record has that id, or several with different sequences do.
     """
-    from embedcache.readers import read_records
+    from embedcache.sequences.readers import read_records
 
     table = read_records(path)
     found = table.loc[table["id"] == record_id, "sequence"].unique()

@@ -335,7 +335,7 @@ def cached_attention_figure(cache, sequence: str, *, layer: int, head: int, mode
     -------
     matplotlib.figure.Figure
     """
-    from embedcache.alphabet import normalize
+    from embedcache.sequences.alphabet import normalize
     from embedcache.families.nt.tokenizer import tokenizer_for
 
     matrix = cache.attention(sequence, model=model, layer=layer, head=head)

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from embedcache.alphabet import DEFAULT_ALPHABET, normalize_many
+from embedcache.sequences.alphabet import DEFAULT_ALPHABET, normalize_many
 from embedcache.build import BuildReport, build
 from embedcache.request import POOLS, check_choice
 from embedcache.errors import InputError, MissingRowsError, StoreError
@@ -123,7 +123,7 @@ class EmbeddingCache:
         Cheap: the input is read once per alphabet policy and looked up in the persisted
         digest index; only the masks of the rows found are read.
         """
-        from embedcache.readers import iter_records
+        from embedcache.sequences.readers import iter_records
         from embedcache.store import sequence_digest
 
         out, digests_by_alphabet = [], {}
@@ -326,7 +326,7 @@ class EmbeddingCache:
         Path
             ``out``, written through a temporary file so that a failure leaves nothing.
         """
-        from embedcache.readers import iter_records
+        from embedcache.sequences.readers import iter_records
 
         out = Path(out)
         suffix = out.suffix.lower()

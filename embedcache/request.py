@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from embedcache.alphabet import ALPHABET_POLICIES, DEFAULT_ALPHABET
+from embedcache.sequences.alphabet import ALPHABET_POLICIES, DEFAULT_ALPHABET
 from embedcache.errors import InputError
 from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attention_name, layer_label, pooled_name
 

@@ -166,7 +166,7 @@ def test_inputs_of_every_format_share_rows(tmp_path):
                    f"chr1\t{start}\t{start + len(seqs[1])}\tminus\t0\t-\n")
     cache = EmbeddingCache(tmp_path / "c.zarr")
     report = cache.build([fa, csv, pq, bed], model=CKPT, layers=[2], reference=tmp_path / "genome.fa", **FAST)
-    from embedcache.alphabet import reverse_complement
+    from embedcache.sequences.alphabet import reverse_complement
 
     expected = set(seqs[:5]) | {reverse_complement(seqs[1])}
     assert report.records == 9 and report.unique == len(expected) == report.computed

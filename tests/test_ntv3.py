@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from embedcache.alphabet import normalize
+from embedcache.sequences.alphabet import normalize
 from embedcache.checkpoints import load_checkpoint, random_checkpoint
 from embedcache.errors import AlphabetError, CheckpointError
 from embedcache.families.ntv3.config import NTv3Config, NTv3Tokenizer

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cli.embedcache_app import app
 from cli.errors import run_app
 from embedcache import EmbeddingCache
-from embedcache.alphabet import normalize
+from embedcache.sequences.alphabet import normalize
 from embedcache.errors import InputError, SequenceTooLongError
 from embedcache.store import sequence_digest
 

@@ -5,7 +5,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from embedcache.quality import DuplicateIdWarning, IdConflicts, duplicate_id_conflicts
+from embedcache.sequences.quality import DuplicateIdWarning, IdConflicts, duplicate_id_conflicts
 
 
 def test_conflicts_across_chunks_are_counted_once_and_named():

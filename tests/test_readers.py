@@ -1,4 +1,4 @@
-"""Tests of embedcache.readers: every input format, chunking, normalization and each input error."""
+"""Tests of embedcache.sequences.readers: every input format, chunking, normalization and each input error."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from embedcache import readers
+from embedcache.sequences import readers
+from embedcache.sequences.readers import bed as bed_reader
 from embedcache.errors import AlphabetError, InputError
-from embedcache.readers import FORMATS, detect_format, iter_records, read_records
+from embedcache.sequences.readers import FORMATS, detect_format, iter_records, read_records
 
 # A two-chromosome genome, 60-bp lines, soft-masked (lower-case) stretch on chr1.
 CHR1 = "ACGTTGCAAGGCTTAACCGGATCGATCGTTAGCCATGGACTTAGCCGATAGCTAGGCTAACGGTTACGATCGAT"
@@ -485,7 +486,7 @@ def test_bed_index_goes_to_temp_dir_when_genome_dir_is_read_only(tmp_path, genom
         return made[-1]
 
     monkeypatch.setattr(pyfaidx.Faidx, "_open_fai", read_only_beside_genome)
-    monkeypatch.setattr(readers.tempfile, "mkdtemp", spy_mkdtemp)
+    monkeypatch.setattr(bed_reader.tempfile, "mkdtemp", spy_mkdtemp)
     path = tmp_path / "r.bed"
     path.write_text("chr2\t0\t4\n")
     assert read_records(path, reference=genome)["sequence"].tolist() == [CHR2[:4]]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedcache.alphabet import IUPAC_AMBIGUITY_CODES, normalize, normalize_many
+from embedcache.sequences.alphabet import IUPAC_AMBIGUITY_CODES, normalize, normalize_many
 from embedcache.errors import AlphabetError
 from embedcache.families.nt.tokenizer import Tokenizer, tokenizer_for
 

@@ -4,7 +4,7 @@ The pipeline, per input chunk (memory is bounded by a chunk and the writer's buf
 by the input):
 
 1. **Scan** (first pass, nothing written): read and normalize every record
-   (:func:`embedcache.readers.iter_records`), count its tokens, apply the long-sequence
+   (:func:`embedcache.sequences.readers.iter_records`), count its tokens, apply the long-sequence
    policy, and collect the digests of the unique sequences. Every input error surfaces
    here, before the store is touched, so bad input leaves the store's bytes unchanged.
 2. **Plan**: compare the unique digests with the committed rows of the model group; a
@@ -47,7 +47,7 @@ import time
 from typing import Sequence
 
 
-from embedcache.alphabet import DEFAULT_ALPHABET
+from embedcache.sequences.alphabet import DEFAULT_ALPHABET
 from embedcache.build.inputs import open_sources, scan_sources
 from embedcache.build.plan import plan_rows, settle
 from embedcache.build.report import BuildReport
@@ -104,7 +104,7 @@ def build(
         model has; NTv3 has ``mean`` only), ``(layer, head)`` maps, tokens per pass (CLS
         included; default 512, NTv3: bases, default 131,072 or the context), compute and
         stored dtypes, alphabet policy
-        (:mod:`embedcache.alphabet`), long-sequence policy (``"error"``, ``"truncate"``,
+        (:mod:`embedcache.sequences.alphabet`), long-sequence policy (``"error"``, ``"truncate"``,
         ``"tile"``) and the windows' overlap (default ``max_tokens // 8``).
     species
         The species a post-trained NTv3 model is conditioned on (part of the model key);

@@ -135,7 +135,7 @@ class ModelSpec:
         Longest token sequence embedded in one pass (CLS included); also the size of
         the attention arrays' query and key dimensions.
     alphabet
-        Alphabet policy of :mod:`embedcache.alphabet`.
+        Alphabet policy of :mod:`embedcache.sequences.alphabet`.
     long
         Long-sequence policy: ``"error"``, ``"truncate"`` or ``"tile"``.
     window_overlap
@@ -158,7 +158,7 @@ class ModelSpec:
     species: str | None = None
 
     def __post_init__(self):
-        from embedcache.alphabet import ALPHABET_POLICIES
+        from embedcache.sequences.alphabet import ALPHABET_POLICIES
 
         _choose("alphabet", self.alphabet, ALPHABET_POLICIES)
         _choose("long", self.long, LONG_POLICIES)

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from embedcache.alphabet import reverse_complement
+from embedcache.sequences.alphabet import reverse_complement
 
 __all__ = ["VariantWindows", "default_flank", "half_width", "reverse_complement_windows", "variant_windows"]
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from embedcache.alphabet import reverse_complement
+from embedcache.sequences.alphabet import reverse_complement
 from embedcache.variants.windows import (default_flank, half_width, reverse_complement_windows,
                                          variant_windows)
 

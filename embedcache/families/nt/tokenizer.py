@@ -21,7 +21,7 @@ produced.
 Input policy, and how it differs from the official tokenizer on purpose
 ----------------------------------------------------------------------
 The tokenizer takes sequences already normalized by
-:func:`embedcache.alphabet.normalize`: upper-case ``A``, ``C``, ``G``, ``T``, ``N`` only.
+:func:`embedcache.sequences.alphabet.normalize`: upper-case ``A``, ``C``, ``G``, ``T``, ``N`` only.
 That normalization is where the project's alphabet policy lives:
 
 * Sequences are upper-cased, so soft-masked (lower-case) genome regions are embedded
@@ -146,7 +146,7 @@ class Tokenizer:
         ----------
         seq
             Upper-case ``A``/``C``/``G``/``T``/``N`` (see
-            :func:`embedcache.alphabet.normalize`).
+            :func:`embedcache.sequences.alphabet.normalize`).
 
         Returns
         -------
@@ -307,7 +307,7 @@ def _unnormalized(seqs: Sequence[str], joined_pos: int) -> AlphabetError:
     return AlphabetError(
         f"tokenizer input #{index + 1}: position {pos + 1} holds {char!r}; the tokenizer "
         "takes only upper-case A, C, G, T and N. Normalize sequences first with "
-        "embedcache.alphabet.normalize (it upper-cases and applies the IUPAC policy)."
+        "embedcache.sequences.alphabet.normalize (it upper-cases and applies the IUPAC policy)."
     )
 
 

@@ -159,7 +159,7 @@ class NTv3Config:
 class NTv3Tokenizer:
     """One token per base: ``A`` 6, ``T`` 7, ``C`` 8, ``G`` 9, ``N`` 10; no CLS, BOS or EOS.
 
-    Input must be normalized by :func:`embedcache.alphabet.normalize` (upper case, ACGTN).
+    Input must be normalized by :func:`embedcache.sequences.alphabet.normalize` (upper case, ACGTN).
     Unlike the official tokenizer, which silently turns lower case and IUPAC codes into
     ``<unk>``, soft-masked regions therefore embed as their bases, and any other character
     raises :class:`~embedcache.errors.AlphabetError` instead of becoming ``<unk>``.
@@ -181,7 +181,7 @@ class NTv3Tokenizer:
         if bad.size:
             raise AlphabetError(
                 f"position {bad[0] + 1} holds {seq[bad[0]]!r}: NTv3 takes normalized A, C, G, T, N "
-                "(pass sequences through embedcache.alphabet.normalize)"
+                "(pass sequences through embedcache.sequences.alphabet.normalize)"
             )
         return ids.astype(np.int32)
 

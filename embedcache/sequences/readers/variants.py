@@ -38,7 +38,8 @@ from typing import Iterator, Mapping
 import pandas as pd
 
 from embedcache.errors import InputError
-from embedcache.readers import _check_file, _genome
+from embedcache.sequences.readers.bed import open_genome
+from embedcache.sequences.readers.common import check_file
 
 __all__ = ["REF_MISMATCH_POLICIES", "VariantSet", "read_variants", "variant_format"]
 
@@ -93,14 +94,14 @@ def read_variants(path, reference, *, label_field: str | None = None, ref_mismat
     path, reference = Path(path), Path(reference)
     if ref_mismatch not in REF_MISMATCH_POLICIES:
         raise InputError(f"ref_mismatch {ref_mismatch!r}: choose one of {', '.join(REF_MISMATCH_POLICIES)}.")
-    _check_file(path, "variant")
-    _check_file(reference, "reference")
+    check_file(path, "variant")
+    check_file(reference, "reference")
     kind = variant_format(path)
     raw = _vcf_alleles(path, label_field) if kind == "vcf" else _table_alleles(path, kind, label_field)
     rows: dict[str, list] = {c: [] for c in COLUMNS}
     skipped = {"symbolic": 0, "missing": 0, "ref_mismatch": 0}
     mismatches: list[str] = []
-    with _genome(reference) as genome:
+    with open_genome(reference) as genome:
         contigs = {name: len(genome[name]) for name in genome.keys()}
         for vid, chrom, pos, ref, alt, label, where in raw:
             kind_of_alt = _allele_kind(alt, where)
