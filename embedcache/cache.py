@@ -78,7 +78,8 @@ class EmbeddingCache:
             1-based layers to pool (default: the last layer); NTv3 also has ``"final"``,
             its full-resolution output.
         pools
-            ``"cls"`` and/or ``"mean"`` (default: every pooling the model has; NTv3 has no
+            ``"cls"``, ``"mean"`` and/or ``"center"`` (the token holding the sequence's middle
+            base; NTv3: the position covering it). Default ``cls`` and ``mean`` (NTv3 has no
             CLS, so ``mean`` only).
         attention
             ``(layer, head)`` attention maps to store, both 1-based (NTv3: maps of its core,

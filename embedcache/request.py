@@ -23,7 +23,7 @@ from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attent
 
 __all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "Shard", "check_choice", "check_devices"]
 
-POOLS = ("cls", "mean")
+POOLS = ("cls", "mean", "center")
 # The options with a fixed set of values, by their command-line names.
 CHOICES = {"--pool": POOLS, "--alphabet": ALPHABET_POLICIES, "--long": LONG_POLICIES,
            "--dtype": COMPUTE_DTYPES, "--store-dtype": STORE_DTYPES}
@@ -110,7 +110,8 @@ class BuildRequest:
         (see :meth:`for_model`).
     pools
         Any of ``"cls"`` (position 0) and ``"mean"`` (real tokens after CLS); ``None`` for
-        every pooling the model family has (NTv3: ``mean`` only, it has no CLS).
+        the family's default poolings (v1/v2: ``cls`` and ``mean``; NTv3: ``mean``, it has no CLS);
+        ``center`` (the token holding the middle base) on request.
     attention
         ``(layer, head)`` maps, both 1-based.
     max_tokens
@@ -163,7 +164,7 @@ class BuildRequest:
         if layers is not None and not layers and not attention:
             raise InputError("nothing to compute: pass layers (--layers) and/or attention maps (--attention)")
         if layers and pools is not None and not pools:
-            raise InputError("layers were requested with no pooling; pass --pool cls and/or mean")
+            raise InputError("layers were requested with no pooling; pass --pool cls, mean and/or center")
         for name, value in (("pools", None if pools is None else tuple(p for p in POOLS if p in pools)), ("layers", layers),
                             ("attention", attention), ("max_tokens", max_tokens), ("window_overlap", overlap)):
             object.__setattr__(self, name, value)
@@ -172,7 +173,7 @@ class BuildRequest:
         """This request checked against a model family object (:func:`embedcache.families.family_for`):
         layers, pools, maps, ``max_tokens`` and species; the defaults filled in."""
         layers = (family.num_layers,) if self.layers is None else self.layers
-        pools = tuple(family.pools) if self.pools is None else self.pools
+        pools = tuple(family.default_pools) if self.pools is None else self.pools
         family.check(layers, pools if layers else (), self.attention)
         max_tokens = family.default_max_tokens if self.max_tokens is None else self.max_tokens
         if max_tokens > family.max_tokens:

@@ -11,17 +11,29 @@ import numpy as np
 
 from embedcache.errors import InputError
 
-__all__ = ["NTFamily"]
+__all__ = ["NTFamily", "center_token"]
+
+
+def center_token(bases):
+    """Per row, the index of the token holding the middle base (offset ``n_bases // 2``).
+
+    ``bases`` (B, T) holds the bases each token covers (0 for CLS, padding and specials); the
+    middle base lies in the first token whose cumulative base count exceeds ``n_bases // 2``.
+    Works on NumPy and JAX arrays alike.
+    """
+    ends = bases.cumsum(axis=1)
+    return (ends <= ends[:, -1:] // 2).sum(axis=1)
 
 
 class NTFamily:
-    """NT v1/v2: 6-mer tokens with CLS first; layers 1..num_layers; ``cls`` and ``mean``.
+    """NT v1/v2: 6-mer tokens with CLS first; layers 1..num_layers; ``cls``, ``mean`` and ``center``.
 
     Numerics are :mod:`embedcache.families.nt.forward`'s; this adapter only answers the pipeline.
     """
 
     name = "nt"
-    pools = ("cls", "mean")
+    pools = ("cls", "mean", "center")
+    default_pools = ("cls", "mean")  # what a build without --pool stores
     prefix = 1  # CLS leads every window
     masks_padding = True  # any padded length gives the same outputs: batches may mix buckets
     token_note = ", CLS included"
@@ -36,6 +48,10 @@ class NTFamily:
         self.num_layers = int(self.config.num_layers)
         self.max_tokens = int(self.config.max_tokens)
         self.pad_id = int(self.config.pad_token_id)
+        # Bases each token id covers (k for a k-mer, 1 for a single base or N, 0 for specials):
+        # the ``center`` pool finds the token holding a row's middle base from these.
+        self.bases_per_token = np.array([len(t) if set(t) <= set("ACGTN") else 0 for t in self.tokenizer.tokens],
+                                        dtype=np.int32)
 
     @property
     def layer_names(self) -> list:
@@ -86,10 +102,11 @@ class NTFamily:
         row[0] = self.tokenizer.cls_id
         return row
 
-    def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str] = pools,
+    def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str] = default_pools,
                 attention: Sequence[tuple[int, int]] = (), dtype: Any = None) -> dict:
         """Forward plus pooling on a padded (B, T) batch; jit-able. ``cls`` is position 0,
-        ``mean`` the mean over real tokens after CLS (CLS itself for a CLS-only row)."""
+        ``mean`` the mean over real tokens after CLS (CLS itself for a CLS-only row), ``center``
+        the token holding the row's middle base (0-based base offset ``n_bases // 2``)."""
         import jax.numpy as jnp
 
         from embedcache.families.nt.forward import forward
@@ -101,8 +118,12 @@ class NTFamily:
         body = real.at[:, 0].set(False)
         n_body = jnp.sum(body, axis=1, keepdims=True)
         pooled = {}
+        if "center" in pools:
+            center = center_token(jnp.asarray(self.bases_per_token)[tokens])
         for layer in layers:
             h = out["embeddings"][layer]
+            if "center" in pools:
+                pooled[f"{layer}/center"] = jnp.take_along_axis(h, center[:, None, None], axis=1)[:, 0]
             if "cls" in pools:
                 pooled[f"{layer}/cls"] = h[:, 0]
             if "mean" in pools:

@@ -22,7 +22,8 @@ class NTv3Family:
     """NTv3: single-base tokens, core layers 1..num_layers plus ``final``, ``mean`` pooling only."""
 
     name = "ntv3"
-    pools = ("mean",)
+    pools = ("mean", "center")
+    default_pools = ("mean",)  # what a build without --pool stores
     prefix = 0  # no CLS
     masks_padding = False  # padding flows through the convolutions: one padded length per row
     token_note = " (bases)"
@@ -115,12 +116,14 @@ class NTv3Family:
         except ValueError as exc:
             raise InputError(str(exc)) from None
 
-    def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str] = pools,
+    def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str] = default_pools,
                 attention: Sequence[tuple[int, int]] = (), dtype: Any = None) -> dict:
         """Forward plus pooling on a (B, P) batch of equal padded length; jit-able.
 
-        Returns ``{"pooled": {"L/mean": (B, D)}, "attention": {(l, h): (B, T, T)}}`` with
-        ``L`` a layer number or ``final``; attention is zero outside the covered positions.
+        Returns ``{"pooled": {"L/mean": (B, D), "L/center": (B, D)}, "attention": {(l, h): (B, T, T)}}``
+        with ``L`` a layer number or ``final``; ``center`` is the middle base's position
+        (``final``) or the bottleneck position covering it (core layers); attention is zero
+        outside the covered positions.
         """
         import jax.numpy as jnp
 
@@ -137,7 +140,12 @@ class NTv3Family:
         for layer in layers:
             h, count = (out["final"], n) if layer == "final" else (out["embeddings"][layer], covered)
             mask = jnp.arange(h.shape[1])[None, :] < count
-            pooled[f"{layer}/mean"] = jnp.sum(jnp.where(mask[..., None], h, 0.0), axis=1) / jnp.maximum(count, 1)
+            if "mean" in pools:
+                pooled[f"{layer}/mean"] = jnp.sum(jnp.where(mask[..., None], h, 0.0), axis=1) / jnp.maximum(count, 1)
+            if "center" in pools:
+                # The middle base (offset n // 2), or the bottleneck position covering it.
+                mid = n // 2 if layer == "final" else (n // 2) // self.config.block
+                pooled[f"{layer}/center"] = jnp.take_along_axis(h, mid[:, :, None], axis=1)[:, 0]
         t = jnp.arange(tokens.shape[1] // self.config.block)[None, :] < covered
         pair = (t[:, :, None] & t[:, None, :]).astype(jnp.float32)
         maps = {key: a * pair for key, a in out["attention"].items()}
