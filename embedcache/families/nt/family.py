@@ -96,6 +96,25 @@ class NTFamily:
 
         return prepare_params(params, dtype)
 
+    def center_positions(self, tokens: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:
+        """Per row of a padded (B, T) batch, the token holding the middle base (see :func:`center_token`)."""
+        return np.asarray(center_token(self.bases_per_token[np.asarray(tokens)]))
+
+    def masked_logits(self, params, tokens, centers, *, dtype: Any = None):
+        """LM-head logits at ``centers`` (B,) with those tokens replaced by ``<mask>``; jit-able.
+
+        The forward is the official one on the masked input, token dropout's rescaling
+        included where the hyperparameters enable it (one masked token of the row's real ones).
+        """
+        import jax.numpy as jnp
+
+        from embedcache.families.nt.forward import forward
+
+        rows = jnp.arange(tokens.shape[0])
+        masked = tokens.at[rows, centers].set(self.tokenizer.mask_id)
+        kwargs = {} if dtype is None else {"dtype": dtype}
+        return forward(params, masked, config=self.config, logits=True, **kwargs)["logits"][rows, centers]
+
     def filler(self, length: int) -> np.ndarray:
         """A padding row: a lone CLS, so that no softmax row is entirely masked."""
         row = np.full(length, self.pad_id, dtype=np.int32)

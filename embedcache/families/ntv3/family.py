@@ -92,6 +92,24 @@ class NTv3Family:
         """A padding row (all ``N``); rows never mix, so its content does not matter."""
         return np.full(length, self.pad_id, dtype=np.int32)
 
+    def center_positions(self, tokens: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:
+        """Per row, the middle base's position (``n // 2``; one token per base)."""
+        return np.asarray(n_tokens, dtype=np.int64) // 2
+
+    def masked_logits(self, params, tokens, centers, *, dtype: Any = None):
+        """LM-head logits at ``centers`` (B,) with those bases replaced by ``<mask>``; jit-able."""
+        import jax.numpy as jnp
+
+        from embedcache.families.ntv3.forward import forward
+
+        b = tokens.shape[0]
+        rows = jnp.arange(b)
+        masked = tokens.at[rows, centers].set(self.tokenizer.vocabulary.index("<mask>"))
+        species = None if self.species_token is None else jnp.full((b,), self.species_token, jnp.int32)
+        kwargs = {} if dtype is None else {"dtype": dtype}
+        out = forward(params, masked, config=self.config, species=species, logits=True, **kwargs)
+        return out["logits"][rows, centers]
+
     def padded_length(self, n_tokens: int) -> int:
         """The one padded length whose outputs define the sequence's (never another)."""
         return self.tokenizer.padded_length(n_tokens)
