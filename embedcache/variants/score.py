@@ -27,7 +27,7 @@ from embedcache.variants.masked import masked_center_logits, snv_llr
 from embedcache.variants.scores import SCORE_KINDS, cosine_distance, l2_distance, mean_strands, score_column
 from embedcache.variants.windows import default_flank, reverse_complement_windows, variant_windows
 
-__all__ = ["STRANDS", "ScoreRun", "parse_region", "saturation_variants", "score_variants"]
+__all__ = ["STRANDS", "ScoreRun", "parse_region", "saturation_variants", "score_variants", "write_scores"]
 
 STRANDS = ("forward", "both")
 RANDOM_WEIGHTS_NOTE = "random weights: these scores show the pipeline, not biology"
@@ -207,3 +207,23 @@ def _cut_windows(table: pd.DataFrame, reference, contigs, h: int, count, max_tok
             except ValueError as exc:
                 raise InputError(f"{record}: {exc}; raise --max-tokens.") from None
     return windows
+
+
+def write_scores(table: pd.DataFrame, path) -> Path:
+    """Write a score table as Parquet, CSV or TSV (optionally .gz) by the file's suffix."""
+    path = Path(path)
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".parquet", ".pq")):
+        writer = table.to_parquet
+    elif name.endswith(".csv"):
+        writer = table.to_csv
+    elif name.endswith((".tsv", ".txt")):
+        def writer(p, **kw):
+            table.to_csv(p, sep="\t", **kw)
+    else:
+        raise InputError(f"--out {path}: give a .parquet, .csv or .tsv file (optionally .gz for text).")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    writer(tmp, index=False)
+    tmp.replace(path)  # nothing half-written under the final name
+    return path
