@@ -128,13 +128,14 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
     distance = [s for s in scores if s != "llr"]
     request = BuildRequest(layers=None if layers is None else tuple(layers),
                            pools=tuple(pools) if distance else None, max_tokens=max_tokens, species=species)
-    checkpoint, family, request, spec = settle(
-        cache.store, model, request, cache_dir=build_options.get("cache_dir"),
-        allow_random_weights=build_options.get("allow_random_weights", False))
+    # Input first: a bad record stops the run before a checkpoint is loaded or the store touched.
     vset = (saturation_variants(saturate, reference) if saturate is not None else
             read_variants(variants, reference, label_field=label_field, ref_mismatch=ref_mismatch))
     if not len(vset):
         raise InputError(f"no variants to score in {variants or saturate} (skipped: {dict(vset.skipped)}).")
+    checkpoint, family, request, spec = settle(
+        cache.store, model, request, cache_dir=build_options.get("cache_dir"),
+        allow_random_weights=build_options.get("allow_random_weights", False))
 
     def count(seq: str) -> int:
         return int(family.count_tokens([seq])[0])
