@@ -173,7 +173,8 @@ class BuildRequest:
         """This request checked against a model family object (:func:`embedcache.families.family_for`):
         layers, pools, maps, ``max_tokens`` and species; the defaults filled in."""
         layers = (family.num_layers,) if self.layers is None else self.layers
-        pools = tuple(family.default_pools) if self.pools is None else self.pools
+        # A family may store fewer poolings by default than it offers (``center`` on request).
+        pools = tuple(getattr(family, "default_pools", family.pools)) if self.pools is None else self.pools
         family.check(layers, pools if layers else (), self.attention)
         max_tokens = family.default_max_tokens if self.max_tokens is None else self.max_tokens
         if max_tokens > family.max_tokens:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -21,6 +23,23 @@ TINY_V2_HP = json.loads((TINY_V2 / "hyperparams.json").read_text())
 TINY_CKPT = TINY_V2 / "checkpoint"
 TINY_BUILD_ARGS = ["--model", str(TINY_CKPT), "--max-tokens", "64", "--layers", "1,2", "--batch-size", "4", "--quiet"]
 TINY_BUILD_API = dict(model=TINY_CKPT, max_tokens=64, layers=[1, 2], batch_size=4, quiet=True)
+
+# Small builds: one padded length, one compilation.
+FAST = dict(max_tokens=64, quiet=True, batch_size=8)
+
+
+def short_seqs(n: int, seed: int) -> list[str]:
+    """Random sequences of 30-84 bp: at most 15 tokens, one padded length, one compilation."""
+    rng = np.random.default_rng(seed)
+    return ["".join(rng.choice(list("ACGT"), size=int(rng.integers(30, 85)))) for _ in range(n)]
+
+
+def tree_hash(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
 
 # A v1-style model: learned positions, GELU, FFN biases, token dropout at inference.
 TINY_V1_HP = {

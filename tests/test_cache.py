@@ -11,7 +11,7 @@ import embedcache.checkpoints
 from conftest import TINY_V2
 from embedcache import EmbeddingCache
 from embedcache.errors import AlphabetError, InputError, StoreError
-from test_build import FAST, short_seqs
+from conftest import FAST, short_seqs
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from embedcache.checkpoints.base import V3, Checkpoint, parameter_digest
+from embedcache.checkpoints.base import Checkpoint, expected_shapes, parameter_digest
 from embedcache.checkpoints.convert import convert_checkpoint
-from embedcache.checkpoints.layouts import CONVERTED_FORMAT, CONVERTED_FORMAT_VERSION, read_directory
+from embedcache.checkpoints.layouts import read_directory
+from embedcache.families.nt.layouts import CONVERTED_FORMAT, CONVERTED_FORMAT_VERSION
 from embedcache.checkpoints.resolve import (
-    CONVERTED_FILE, HUB_CONFIG_FILE, HYPERPARAMS_FILE, PICKLE_FILE, RELEASED, RELEASED_MODELS, SAFETENSORS_FILE,
+    ALIASES, CONVERTED_FILE, HUB_CONFIG_FILE, HYPERPARAMS_FILE, PICKLE_FILE, RELEASED, RELEASED_MODELS, SAFETENSORS_FILE,
     embedcache_home, released_models, resolve,
 )
 from embedcache.errors import CheckpointError
@@ -32,6 +33,7 @@ from embedcache.families.ntv3 import config as ntv3
 from embedcache.families.nt.config import normalize_hyperparams, parameter_shapes
 
 __all__ = [
+    "ALIASES",
     "RELEASED",
     "RELEASED_MODELS",
     "RELEASED_ARCHITECTURES",
@@ -161,13 +163,12 @@ def random_checkpoint(name: str, *, seed: int = 0) -> Checkpoint:
             f"{', '.join(sorted(RELEASED_ARCHITECTURES))}"
         )
     if name.startswith("NTv3"):
-        variant = V3
+        variant = "v3"
         hp = ntv3.NTv3Config.from_hub_config(RELEASED_ARCHITECTURES[name]).to_dict()
-        shapes = ntv3.parameter_shapes(ntv3.NTv3Config.from_hub_config(hp))
     else:
         variant = "v2" if name.endswith("_v2") else "v1"
         hp = normalize_hyperparams(RELEASED_ARCHITECTURES[name])
-        shapes = parameter_shapes(hp, variant)
+    shapes = expected_shapes(hp, variant)
     params: dict[str, dict[str, np.ndarray]] = {}
     for (module, pname), shape in shapes.items():
         tag = hashlib.sha256(f"{seed}|{module}|{pname}|{shape}".encode()).digest()

@@ -10,12 +10,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from embedcache.errors import CheckpointError
-from embedcache.families.nt import config as nt
-from embedcache.families.ntv3 import config as ntv3
+from embedcache.families.base import family_class
 
-__all__ = ["Checkpoint", "parameter_digest", "expected_shapes", "check_architecture", "V3"]
+__all__ = ["Checkpoint", "parameter_digest", "expected_shapes", "check_architecture"]
 
-V3 = "v3"
 _DIGEST_TAG = b"embedcache-checkpoint-digest/1\n"
 
 
@@ -60,30 +58,12 @@ class Checkpoint:
 
     @property
     def config(self):
-        """The model configuration: :class:`embedcache.families.nt.forward.NTConfig` or :class:`NTv3Config`."""
-        if self.variant == V3:
-            return ntv3.NTv3Config.from_hub_config(self.hyperparams)
-        # Imported here: loading, converting and digesting must not need JAX.
-        from embedcache.families.nt.forward import NTConfig
-
-        return NTConfig.from_hyperparams(self.hyperparams, self.variant)
+        """The model configuration, as its family reads it (e.g. ``NTConfig``, ``NTv3Config``)."""
+        return family_class(self.variant).config_of(self.hyperparams, self.variant)
 
     def tokenizer(self):
         """The tokenizer of this checkpoint's vocabulary."""
-        if self.variant == V3:
-            return ntv3.NTv3Tokenizer(int(self.hyperparams["num_downsamples"]))
-        from embedcache.families.nt.tokenizer import tokenizer_for
-
-        return tokenizer_for(self.variant, int(self.hyperparams["k_for_kmers"]))
-
-
-def _architecture(hyperparams: Mapping[str, Any], variant: str) -> dict:
-    if variant == V3:
-        return ntv3.NTv3Config.from_hub_config(hyperparams).to_dict()
-    hp = nt.normalize_hyperparams(hyperparams)
-    # Only what defines the computation: run options in a hyperparams.json (layers to
-    # save ...) must not make the same weights from another layout another model.
-    return {k: hp[k] for k in nt.architecture_keys() if k in hp}
+        return family_class(self.variant).tokenizer_of(self.hyperparams, self.variant)
 
 
 def parameter_digest(hyperparams: Mapping[str, Any], variant: str, params: Mapping[str, Mapping[str, np.ndarray]]) -> str:
@@ -106,7 +86,7 @@ def parameter_digest(hyperparams: Mapping[str, Any], variant: str, params: Mappi
         name order, so it does not depend on how the tree was ordered or named on disk.
     """
     h = hashlib.sha256(_DIGEST_TAG)
-    architecture = {"hyperparams": _architecture(hyperparams, variant), "variant": variant}
+    architecture = {"hyperparams": family_class(variant).architecture(hyperparams, variant), "variant": variant}
     h.update(json.dumps(architecture, sort_keys=True).encode() + b"\n")
     for module in sorted(params):
         for name in sorted(params[module]):
@@ -118,9 +98,7 @@ def parameter_digest(hyperparams: Mapping[str, Any], variant: str, params: Mappi
 
 def expected_shapes(hyperparams: Mapping[str, Any], variant: str) -> dict[tuple[str, str], tuple[int, ...]]:
     """``{(module, param): shape}`` the architecture implies, for any family."""
-    if variant == V3:
-        return ntv3.parameter_shapes(ntv3.NTv3Config.from_hub_config(hyperparams))
-    return nt.parameter_shapes(hyperparams, variant)
+    return family_class(variant).parameter_shapes(hyperparams, variant)
 
 
 def check_architecture(params, hyperparams, variant: str, source, *, extra_ok: tuple[str, ...] = ()) -> None:

@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from embedcache.checkpoints.layouts import CONVERTED_FORMAT, CONVERTED_FORMAT_VERSION, read_directory, read_hyperparams
+from embedcache.checkpoints.layouts import read_directory
+from embedcache.families.nt.layouts import CONVERTED_FORMAT, CONVERTED_FORMAT_VERSION, read_hyperparams
 from embedcache.checkpoints.resolve import CONVERTED_FILE, HYPERPARAMS_FILE, embedcache_home, is_directory_argument, resolve
 from embedcache.errors import CheckpointError
 

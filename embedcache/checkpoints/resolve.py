@@ -15,7 +15,7 @@ from pathlib import Path
 
 from embedcache.errors import CheckpointError
 
-__all__ = ["RELEASED", "RELEASED_MODELS", "Released", "embedcache_home", "resolve", "is_directory_argument", "released_models"]
+__all__ = ["ALIASES", "RELEASED", "RELEASED_MODELS", "Released", "embedcache_home", "resolve", "is_directory_argument", "released_models"]
 
 HYPERPARAMS_FILE = "jax_model/hyperparams.json"
 PICKLE_FILE = "jax_model/pytree_ckpt.joblib"
@@ -62,6 +62,11 @@ RELEASED: dict[str, Released] = {
     "500M_1000G": Released(f"{_NT}500m-1000G", "nt-v1", "500M", 24, 1280, 5994, "6-mer", _JAX),
     "2B5_1000G": Released(f"{_NT}2.5b-1000G", "nt-v1", "2.5B", 32, 2560, 5994, "6-mer", _JAX),
     "2B5_multi_species": Released(f"{_NT}2.5b-multi-species", "nt-v1", "2.5B", 32, 2560, 5994, "6-mer", _JAX),
+    # AgroNT (plant genomes) and Codon-NT (3-mer tokens), released beside the NT models.
+    "1B_agro_nt": Released("InstaDeepAI/agro-nucleotide-transformer-1b", "nt (AgroNT)", "1B", 40, 1500, 6000,
+                           "6-mer", _JAX),
+    "codon_nt": Released(f"{_NT}v2-50m-3mer-multi-species", "nt-v2 (Codon-NT)", "50M", 12, 512, 6141, "3-mer",
+                         _JAX),
     "NTv3_8M_pre": _v3("NTv3_8M_pre", "8M", 2, 256, 1_048_576, 7),
     "NTv3_100M_pre": _v3("NTv3_100M_pre", "100M", 6, 768, 1_048_576, 7),
     "NTv3_650M_pre": _v3("NTv3_650M_pre", "650M", 12, 1536, 1_048_576, 7),
@@ -78,6 +83,9 @@ RELEASED: dict[str, Released] = {
     "NTv3_5downsample_post_131kb": _v3("NTv3_5downsample_post_131kb", "592M", 0, 0, 131_072, 5),
 }
 """Every released model embedcache reads, by released name."""
+
+ALIASES: dict[str, str] = {"50M_3mer_multi_species_v2": "codon_nt"}
+"""Other names the official code lists for a released model."""
 
 RELEASED_MODELS: dict[str, str] = {name: r.repo for name, r in RELEASED.items()}
 """Released model name -> Hugging Face repository."""
@@ -122,7 +130,7 @@ def resolve(model: str | os.PathLike, cache_dir) -> tuple[Path, str]:
         # abspath, not resolve: a symlinked checkpoint keeps the name the user gave it.
         path = Path(os.path.abspath(path))
         return path, path.name
-    name = str(model)
+    name = ALIASES.get(str(model), str(model))
     if name not in RELEASED:
         raise CheckpointError(
             f"{name!r} is neither a checkpoint directory nor a released model name. "

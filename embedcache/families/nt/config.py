@@ -3,7 +3,7 @@
 The forward pass lives in :mod:`embedcache.families.nt.forward` and the 6-mer tokenizer in
 :mod:`embedcache.families.nt.tokenizer`; this module holds what the checkpoint readers need to know
 about the architecture (the official defaults, the names and shapes of every parameter)
-without importing JAX, and :class:`NTFamily`, what the engine asks of the family.
+without importing JAX (the family object is :class:`.family.NTFamily`).
 
 Parameter trees are ``{module_path: {param_name: array}}`` with the on-disk names of the
 released JAX checkpoints (``esm_transformer/attention_layer_0/~/mha/query`` ...).
@@ -11,11 +11,13 @@ released JAX checkpoints (``esm_transformer/attention_layer_0/~/mha/query`` ...)
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from embedcache.errors import CheckpointError
 
-__all__ = ["PREFIX", "normalize_hyperparams", "parameter_shapes", "infer_variant", "architecture_keys"]
+__all__ = ["NTConfig", "PREFIX", "normalize_hyperparams", "parameter_shapes", "infer_variant", "architecture_keys"]
 
 PREFIX = "esm_transformer"
 
@@ -168,3 +170,103 @@ def infer_variant(params: Mapping[str, Mapping[str, Any]], hyperparams: Mapping[
             if table.shape[0] == kmers + special + 5:
                 return variant
     return "v2" if hyperparams["use_rotary_embedding"] else "v1"
+
+
+@dataclass(frozen=True)
+class NTConfig:
+    """Architecture of a Nucleotide Transformer, as read from ``hyperparams.json``.
+
+    Build it with :meth:`from_hyperparams`; the field names follow the released
+    hyperparameter files.
+    """
+
+    variant: str
+    alphabet_size: int
+    embed_dim: int
+    attention_heads: int
+    key_size: int
+    ffn_embed_dim: int
+    num_layers: int
+    max_positions: int
+    positional_embedding: str | None
+    use_rotary_embedding: bool
+    add_bias_kv: bool
+    add_bias_ffn: bool
+    use_glu_in_ffn: bool
+    ffn_activation_name: str
+    emb_layer_norm_before: bool
+    embed_scale: float
+    token_dropout: bool
+    masking_ratio: float
+    masking_prob: float
+    k_for_kmers: int
+    pad_token_id: int = 1
+    mask_token_id: int = 2
+
+    @classmethod
+    def from_hyperparams(cls, hp: Mapping[str, Any], variant: str) -> "NTConfig":
+        """Read a released ``hyperparams.json`` dict, filling the official defaults.
+
+        Parameters
+        ----------
+        hp
+            The hyperparameters (``embed_dim``, ``num_layers``, ...).
+        variant
+            ``"v1"`` or ``"v2"``: the vocabulary family, which fixes the alphabet size
+            (``4**k + 9`` rows for v1, ``4**k + 11`` for v2).
+        """
+        if variant not in ("v1", "v2"):
+            raise ValueError(f"variant must be 'v1' or 'v2', not {variant!r}")
+        k = int(hp.get("k_for_kmers", 6))
+        heads = int(hp["attention_heads"])
+        embed_dim = int(hp["embed_dim"])
+        key_size = hp.get("key_dim")
+        if key_size is None:
+            if embed_dim % heads:
+                raise ValueError(f"embed_dim {embed_dim} is not divisible by {heads} heads")
+            key_size = embed_dim // heads
+        default_alphabet = 4**k + (11 if variant == "v2" else 9)
+        return cls(
+            variant=variant,
+            alphabet_size=int(hp.get("alphabet_size", default_alphabet)),
+            embed_dim=embed_dim,
+            attention_heads=heads,
+            key_size=int(key_size),
+            ffn_embed_dim=int(hp["ffn_embed_dim"]),
+            num_layers=int(hp["num_layers"]),
+            max_positions=int(hp["max_positions"]),
+            positional_embedding=hp.get("positional_embedding", "learned"),
+            use_rotary_embedding=bool(hp.get("use_rotary_embedding", False)),
+            add_bias_kv=bool(hp.get("add_bias_kv", False)),
+            add_bias_ffn=bool(hp.get("add_bias_ffn", True)),
+            use_glu_in_ffn=bool(hp.get("use_glu_in_ffn", False)),
+            ffn_activation_name=str(hp.get("ffn_activation_name", "gelu-no-approx")),
+            emb_layer_norm_before=bool(hp.get("emb_layer_norm_before", False)),
+            embed_scale=float(hp.get("embed_scale", 1.0)),
+            token_dropout=bool(hp.get("token_dropout", False)),
+            masking_ratio=float(hp.get("masking_ratio", 0.1)),
+            masking_prob=float(hp.get("masking_prob", 0.8)),
+            k_for_kmers=k,
+        )
+
+    def to_dict(self) -> dict:
+        """The configuration as a plain JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest token sequence (CLS included) the model accepts.
+
+        Learned positional tables have ``max_positions + 2`` rows, the first two unused by
+        real tokens; rotary models were trained on ``max_positions`` tokens too.
+        """
+        return self.max_positions
+
+    def flops_per_token(self, n_tokens: int) -> float:
+        """Multiply-add FLOPs (2 per MAC) of the encoder for one token of an
+        ``n_tokens``-long sequence: projections, attention scores and the FFN.
+        The LM head is excluded (embedding runs do not compute it)."""
+        d, hk, f = self.embed_dim, self.attention_heads * self.key_size, self.ffn_embed_dim
+        fc1 = 2 * f if self.use_glu_in_ffn else f
+        per_layer = 2 * (3 * d * hk + hk * d + d * fc1 + f * d) + 2 * 2 * n_tokens * hk
+        return float(per_layer * self.num_layers)

@@ -10,6 +10,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from embedcache.errors import InputError
+from embedcache.families.base import bucket_lengths
+from embedcache.families.nt import config as nt_config
+from embedcache.families.nt.layouts import LAYOUTS
+from embedcache.families.nt.tokenizer import tokenizer_for
 
 __all__ = ["NTFamily", "center_token"]
 
@@ -32,6 +36,8 @@ class NTFamily:
     """
 
     name = "nt"
+    variants = ("v1", "v2")
+    layouts = LAYOUTS
     pools = ("cls", "mean", "center")
     default_pools = ("cls", "mean")  # what a build without --pool stores
     prefix = 1  # CLS leads every window
@@ -42,7 +48,29 @@ class NTFamily:
     species = None
     key_extra: dict = {}
 
-    def __init__(self, checkpoint: Any) -> None:
+    @classmethod
+    def config_of(cls, hyperparams, variant: str) -> nt_config.NTConfig:
+        return nt_config.NTConfig.from_hyperparams(hyperparams, variant)
+
+    @classmethod
+    def tokenizer_of(cls, hyperparams, variant: str):
+        return tokenizer_for(variant, int(hyperparams["k_for_kmers"]))
+
+    @classmethod
+    def architecture(cls, hyperparams, variant: str) -> dict:
+        """Only what defines the computation: run options in a hyperparams.json (layers to
+        save ...) must not make the same weights from another layout another model."""
+        hp = nt_config.normalize_hyperparams(hyperparams)
+        return {k: hp[k] for k in nt_config.architecture_keys() if k in hp}
+
+    @classmethod
+    def parameter_shapes(cls, hyperparams, variant: str) -> dict:
+        return nt_config.parameter_shapes(hyperparams, variant)
+
+    def __init__(self, checkpoint: Any, *, species: str | None = None) -> None:
+        if species is not None:
+            raise InputError(f"{checkpoint.name} is a Nucleotide Transformer {checkpoint.variant}: it takes no "
+                             "species (--species is for post-trained NTv3 models); drop --species.")
         self.config = checkpoint.config
         self.tokenizer = checkpoint.tokenizer()
         self.num_layers = int(self.config.num_layers)
@@ -75,8 +103,6 @@ class NTFamily:
         return self.tokenizer.encode_batch(seqs)
 
     def ladder(self, max_tokens: int) -> tuple[int, ...]:
-        from embedcache.families.base import bucket_lengths
-
         return bucket_lengths(max_tokens)
 
     def feature_dim(self, layer) -> int:

@@ -10,6 +10,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from embedcache.errors import InputError
+from embedcache.families.ntv3 import config as v3
+from embedcache.families.ntv3.layouts import LAYOUTS
 
 __all__ = ["NTv3Family"]
 
@@ -22,11 +24,29 @@ class NTv3Family:
     """NTv3: single-base tokens, core layers 1..num_layers plus ``final``, ``mean`` pooling only."""
 
     name = "ntv3"
+    variants = ("v3",)
+    layouts = LAYOUTS
     pools = ("mean", "center")
     default_pools = ("mean",)  # what a build without --pool stores
     prefix = 0  # no CLS
     masks_padding = False  # padding flows through the convolutions: one padded length per row
     token_note = " (bases)"
+
+    @classmethod
+    def config_of(cls, hyperparams, variant: str) -> v3.NTv3Config:
+        return v3.NTv3Config.from_hub_config(hyperparams)
+
+    @classmethod
+    def tokenizer_of(cls, hyperparams, variant: str) -> v3.NTv3Tokenizer:
+        return v3.NTv3Tokenizer(int(hyperparams["num_downsamples"]))
+
+    @classmethod
+    def architecture(cls, hyperparams, variant: str) -> dict:
+        return v3.NTv3Config.from_hub_config(hyperparams).to_dict()
+
+    @classmethod
+    def parameter_shapes(cls, hyperparams, variant: str) -> dict:
+        return v3.parameter_shapes(v3.NTv3Config.from_hub_config(hyperparams))
 
     def __init__(self, checkpoint: Any, *, species: str | None = None) -> None:
         from embedcache.checkpoints.resolve import RELEASED
@@ -127,10 +147,8 @@ class NTv3Family:
         unknown = set(pools) - set(self.pools)
         if unknown:
             raise InputError(f"unknown pooling {sorted(unknown)} for NTv3; choose from {list(self.pools)}")
-        from embedcache.families.ntv3.config import check_request
-
         try:
-            check_request(self.config, list(layers), list(attention))
+            v3.check_request(self.config, list(layers), list(attention))
         except ValueError as exc:
             raise InputError(str(exc)) from None
 

@@ -21,7 +21,7 @@ from embedcache.families.ntv3.config import NTv3Config, NTv3Tokenizer
 from embedcache.families.ntv3.forward import forward as _forward
 from embedcache.families.ntv3.forward import prepare_params
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 
 
 def forward(params, tokens, *, config, layers=(), attention=(), species=None, logits=False):
@@ -231,7 +231,7 @@ def test_bad_requests_and_bad_files_are_refused(tmp_path):
 
 def test_family_pools_the_covered_positions_and_answers_the_pipeline():
     from embedcache.errors import InputError
-    from embedcache.families import NTv3Family
+    from embedcache.families.ntv3.family import NTv3Family
 
     ckpt = load_checkpoint(GOLDEN / "ntv3_tiny_post")
     with pytest.raises(InputError, match="arabidopsis, human, mouse"):

@@ -27,7 +27,7 @@ boto3 = pytest.importorskip("boto3")
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
 CKPT = TINY_V2 / "checkpoint"
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 API = dict(model=CKPT, max_tokens=64, layers=[2], batch_size=4, quiet=True)
 
 

@@ -23,7 +23,7 @@ from embedcache.store import sequence_digest
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 N = 240
 NAMES = ["layer_1_cls", "layer_1_mean", "layer_2_cls", "layer_2_mean"]
 

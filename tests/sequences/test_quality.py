@@ -48,7 +48,7 @@ def test_build_and_classify_warn(tmp_path, jax_compile_cache):
     # On the command line it reads as a warning, not as a Python warning line.
     from embedcache import EmbeddingCache
 
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     with pytest.warns(DuplicateIdWarning, match=r"t.csv: 1 id\(s\)"):  # the build warns too
         EmbeddingCache(tmp_path / "c.zarr").build(str(task), model=str(root / "tests/golden/tiny_v2/checkpoint"),
                                                   max_tokens=64, quiet=True)

@@ -23,7 +23,7 @@ from embedcache.sequences.alphabet import normalize
 from embedcache.errors import InputError, SequenceTooLongError
 from embedcache.store import sequence_digest
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 HEADS = (1, 2, 3, 4)
 MAPS = [(layer, h) for layer in (1, 2) for h in HEADS]
 BLOCK = 8  # 2**num_downsamples of both tiny models

@@ -17,7 +17,7 @@ import typer
 from cli.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, environment_message, run_app
 from embedcache.errors import InputError
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def _cli(*args: str, app: str = "cli.embedcache_app", **kw) -> subprocess.CompletedProcess:

@@ -213,7 +213,7 @@ def test_arrays_that_do_not_match_the_manifest_are_refused(fitted, tmp_path):
 def test_models_saved_by_the_previous_release_still_load(kind):
     from pathlib import Path
 
-    golden = Path(__file__).parent / "golden" / "classifier_v1"
+    golden = Path(__file__).parents[1] / "golden" / "classifier_v1"
     expected = json.loads((golden / "expected.json").read_text())
     loaded = load_estimator(golden / kind)
     assert loaded.classes_.tolist() == ["a", "b", "c"]

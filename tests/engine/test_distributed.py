@@ -26,7 +26,7 @@ from embedcache.store import Store, sequence_digest
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 CKPT = TINY_V2 / "checkpoint"
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 API = dict(model=CKPT, max_tokens=64, layers=[1, 2], batch_size=4, quiet=True)
 NAMES = ["layer_1_cls", "layer_1_mean", "layer_2_cls", "layer_2_mean"]
 

@@ -22,7 +22,7 @@ from embedcache.store import Store
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 N = 300
 BUILD = dict(model=TINY_V2 / "checkpoint", max_tokens=64, layers=[1, 2], attention=[(1, 1)], batch_size=16,
              quiet=True)

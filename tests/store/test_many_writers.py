@@ -17,7 +17,7 @@ from embedcache.store import sequence_digest
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 N = 320
 # Four inputs that overlap pairwise and all together (rows 100-139 are in every one).
 SLICES = [(0, 140), (60, 220), (100, 320), (0, 40), (180, 320)]

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from embedcache.sequences import readers
 from embedcache.sequences.readers import bed as bed_reader
 from embedcache.errors import AlphabetError, InputError
 from embedcache.sequences.readers import FORMATS, detect_format, iter_records, read_records

@@ -15,7 +15,7 @@ from embedcache.sequences.alphabet import IUPAC_AMBIGUITY_CODES, normalize, norm
 from embedcache.errors import AlphabetError
 from embedcache.families.nt.tokenizer import Tokenizer, tokenizer_for
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "tokenizer_cases.json").read_text())
+GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "tokenizer_cases.json").read_text())
 VARIANTS = ("v2", "v1")
 
 

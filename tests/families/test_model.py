@@ -133,6 +133,19 @@ def test_v1_architecture_matches_reference(tiny_v1_checkpoint):
     assert np.abs(np.asarray(other["embeddings"][1][0]) - np.asarray(out["embeddings"][1][0, : len(ids[0])])).max() > 1e-2
 
 
+def test_3mer_v2_checkpoint_tokenizes_codons_and_matches_reference(tmp_path):
+    """Codon-NT's shape: a v2 model over 3-mer tokens (k_for_kmers 3), given as a directory."""
+    from conftest import TINY_V2_HP
+
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "codon", {**TINY_V2_HP, "k_for_kmers": 3}, seed=7))
+    tok = ckpt.tokenizer()
+    assert ckpt.variant == "v2" and tok.k == 3
+    ids = tok.encode_batch(["ACGTACGA"])[0]
+    # CLS, ACG, TAC, then the remainder G and A as single-base tokens.
+    assert len(ids) == 5 and ids[0] == tok.cls_id
+    _reference_compare(ckpt, ["ACGTACGGTACCAGT", "TTGACNNACGTAGGCATTAC", "G"], layers=(1, 2), atol=1e-4)
+
+
 def test_full_50m_v2_architecture_matches_reference(tmp_path):
     ckpt_dir = write_checkpoint(tmp_path / "nt50m", NT50M_V2_HP, seed=3)
     ckpt = load_checkpoint(ckpt_dir)

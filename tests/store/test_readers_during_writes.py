@@ -20,7 +20,7 @@ from embedcache.store import Store, sequence_digest
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 ARGS = ["--model", str(TINY_V2 / "checkpoint"), "--max-tokens", "64", "--layers", "2", "--attention", "1:1",
         "--batch-size", "4", "--quiet"]
 N, WRITERS, MIN_READS = 240, 4, 300

@@ -24,7 +24,7 @@ from embedcache.store import Store
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 ARGS = ["--model", str(TINY_V2 / "checkpoint"), "--max-tokens", "64", "--layers", "1,2", "--attention", "1:1",
         "--batch-size", "4", "--quiet"]
 N = 400

@@ -17,13 +17,13 @@ from cli.embedcache_app import app
 from conftest import TINY_V2
 from embedcache import EmbeddingCache
 from embedcache.errors import InputError, SequenceTooLongError
-from test_build import short_seqs, tree_hash
+from conftest import short_seqs, tree_hash
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
 CKPT = str(TINY_V2 / "checkpoint")
 FAST = ["--model", CKPT, "--max-tokens", "64", "--batch-size", "8"]
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 runner = CliRunner()
 
 

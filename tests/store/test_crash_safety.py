@@ -68,7 +68,7 @@ def test_sigkill_mid_build_leaves_whole_rows_and_resumes_to_the_same_content(tmp
 
     crashed = tmp_path / "crashed.zarr"
     env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.1"}
-    proc = subprocess.Popen(_build_cmd(fasta, crashed), env=env, cwd=Path(__file__).parents[1],
+    proc = subprocess.Popen(_build_cmd(fasta, crashed), env=env, cwd=Path(__file__).parents[2],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -98,7 +98,7 @@ def test_sigkill_mid_build_leaves_whole_rows_and_resumes_to_the_same_content(tmp
             np.testing.assert_allclose(value, want[name][digest], atol=1e-5)
 
     done = subprocess.run(_build_cmd(fasta, crashed), env={**os.environ, **jax_compile_cache},
-                          cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=300)
+                          cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{N - rows} computed, {rows} reused" in done.stdout
     assert cache.verify() == []
@@ -137,7 +137,7 @@ def test_second_writer_fails_clearly_or_waits(tmp_path, jax_compile_cache):
         # The command line waits for the lock (10 s by default) and then does its work.
         t0 = time.monotonic()
         done = subprocess.run(_build_cmd(fasta, cache.path), env={**os.environ, **jax_compile_cache},
-                              cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=300)
+                              cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         assert holder.poll() is not None and time.monotonic() - t0 > 1.0
     finally:

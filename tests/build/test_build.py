@@ -4,7 +4,6 @@ policies, inputs, and bad input that leaves the store's bytes as they were."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import re
 import shutil
@@ -16,7 +15,7 @@ import pytest
 import zarr
 
 import embedcache.engine as engine_mod
-from conftest import TINY_V2, write_checkpoint
+from conftest import FAST, short_seqs, tree_hash, TINY_V2, write_checkpoint
 from embedcache import EmbeddingCache
 from embedcache.checkpoints import load_checkpoint
 from embedcache.request import BuildRequest
@@ -33,22 +32,6 @@ from embedcache.store import sequence_digest
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
 CKPT = TINY_V2 / "checkpoint"
-FAST = dict(max_tokens=64, quiet=True, batch_size=8)
-
-
-def short_seqs(n: int, seed: int) -> list[str]:
-    """Random sequences of 30-84 bp: at most 15 tokens, one padded length, one compilation."""
-    rng = np.random.default_rng(seed)
-    return ["".join(rng.choice(list("ACGT"), size=int(rng.integers(30, 85)))) for _ in range(n)]
-
-
-def tree_hash(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
-
-
 def write_fasta(path: Path, records: dict[str, str], width: int = 60) -> Path:
     lines = []
     for name, seq in records.items():

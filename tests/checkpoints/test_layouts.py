@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY_V2
-from test_build import FAST, short_seqs
+from conftest import FAST, short_seqs
 
 import embedcache.families.nt.forward
 from embedcache import EmbeddingCache
@@ -170,7 +170,7 @@ def test_ntv3_names_resolve_offline_from_the_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("EMBEDCACHE_HOME", str(tmp_path / "home"))
-    src = Path(__file__).parent / "golden" / "ntv3_tiny_post"
+    src = Path(__file__).parents[1] / "golden" / "ntv3_tiny_post"
     hub = tmp_path / "hf"
     snapshot = _fake_hub_snapshot(hub, RELEASED_MODELS["NTv3_100M_post"],
                                   {f: src / f for f in ("config.json", "model.safetensors")})

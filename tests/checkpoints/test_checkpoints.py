@@ -354,6 +354,32 @@ def test_released_name_resolves_from_the_local_hub_cache(tiny_v2_checkpoint, tmp
     assert ckpt.digest == load_checkpoint(tiny_v2_checkpoint).digest
 
 
+@pytest.mark.parametrize("name, k", [("1B_agro_nt", 6), ("codon_nt", 3), ("50M_3mer_multi_species_v2", 3)])
+def test_agront_and_codon_nt_resolve_by_name_offline(name, k, tmp_path, monkeypatch):
+    """AgroNT and Codon-NT (also under the official code's other name) resolve like the others:
+    from the local Hugging Face cache, with the hub offline, to the same model as the directory."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = write_checkpoint(tmp_path / "src", {**TINY_V2_HP, "k_for_kmers": k}, seed=5)
+    canonical = checkpoints.ALIASES.get(name, name)
+    snapshot = _fake_hub_cache(tmp_path / "hf", canonical, source)
+    assert resolve_checkpoint(name, cache_dir=tmp_path / "hf") == snapshot
+    ckpt = load_checkpoint(name, cache_dir=tmp_path / "hf")
+    assert ckpt.name == canonical and ckpt.digest == load_checkpoint(source).digest
+    assert ckpt.tokenizer().k == k
+
+
+def test_models_command_lists_agront_and_codon_nt(monkeypatch, tmp_path):
+    from cli.embedcache_app import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:-1] if line.strip()}
+    assert "AgroNT" in lines["1B_agro_nt"] and "6-mer" in lines["1B_agro_nt"]
+    assert "Codon-NT" in lines["codon_nt"] and "3-mer" in lines["codon_nt"]
+
+
 def test_offline_without_a_copy_says_what_to_download(tmp_path):
     cache = tmp_path / "empty_hf"
     with pytest.raises(CheckpointError) as err:

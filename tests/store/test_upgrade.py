@@ -20,8 +20,8 @@ from embedcache.store import ENCODING_VERSION
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
-FIXTURE = Path(__file__).parent / "fixtures" / "store_v1"
-ROOT = Path(__file__).parents[1]
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "store_v1"
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from embedcache.request import check_devices
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 CKPT = str(TINY_V2 / "checkpoint")
 V2 = dict(layers=[1, 2], attention=[(1, 3), (2, 1)], max_tokens=64)
 V3 = dict(layers=[1, "final"], attention=[(2, 3)], max_tokens=64)
