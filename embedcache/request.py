@@ -23,7 +23,7 @@ from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attent
 
 __all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "Shard", "check_choice", "check_devices"]
 
-POOLS = ("cls", "mean", "center")
+POOLS = ("cls", "mean", "center", "mlm")
 # The options with a fixed set of values, by their command-line names.
 CHOICES = {"--pool": POOLS, "--alphabet": ALPHABET_POLICIES, "--long": LONG_POLICIES,
            "--dtype": COMPUTE_DTYPES, "--store-dtype": STORE_DTYPES}

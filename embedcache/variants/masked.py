@@ -1,16 +1,12 @@
-"""Masked-LM logits at the middle of reference windows, and the llr of SNVs from them.
+"""The llr of SNVs from masked-LM logits cached per reference window (the ``mlm`` pool).
 
-One masked forward per reference window: the token holding the window's middle base (v1/v2:
-its k-mer or single-base token; NTv3: the base) is replaced by ``<mask>`` and the LM head's
-logits at that position are kept. Every allele at that position reads its ``llr`` from the
-same row: ``logit[alt token] - logit[ref token]``, where the alt token is the token at the
-same position of the alt window (v1/v2: the same k-mer with the variant base substituted).
-The family's :meth:`masked_logits` is the official forward on the masked input, token
-dropout's rescaling included.
-
-Windows are batched by padded length (v1/v2: the family's bucket ladder, padded keys masked;
-NTv3: each window's own padded length, its outputs being defined there), so one compiled
-program serves each length.
+The ``mlm`` pool of a window is the LM head's logits at the token holding its middle base,
+with that token replaced by ``<mask>`` (v1/v2: its k-mer or single-base token; NTv3: the base),
+computed by the family's ``masked_logits`` in the ordinary build and stored like any pooled
+output: one masked forward per reference window, shared by every allele at that position,
+free on a rerun. Each allele's ``llr`` is ``logit[alt token] - logit[ref token]`` in its
+reference window's row, the alt token being the one at the same position of the alt window
+(v1/v2: the same k-mer with the variant base substituted).
 """
 
 from __future__ import annotations
@@ -19,81 +15,39 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["MaskedLogits", "masked_center_logits", "snv_llr"]
+__all__ = ["lm_layer", "middle_tokens", "snv_llr"]
 
 
-class MaskedLogits:
-    """Logits at the masked middle token of each reference window.
-
-    Attributes
-    ----------
-    logits : ndarray (n, vocabulary) float32
-    centers : ndarray (n,) int
-        Token position of the middle base in each window's token row.
-    ref_tokens : ndarray (n,) int
-        The (unmasked) token at that position.
-    forwards : int
-        Masked forwards run (rows of real windows, padding rows not counted).
-    """
-
-    def __init__(self, logits, centers, ref_tokens, forwards: int):
-        self.logits, self.centers, self.ref_tokens, self.forwards = logits, centers, ref_tokens, forwards
+def lm_layer(family):
+    """The layer whose ``mlm`` pool the family stores: its last (NTv3: ``final``)."""
+    names = list(family.layer_names)
+    return "final" if "final" in names else names[-1]
 
 
-def _padded_lengths(family, n_tokens: np.ndarray) -> np.ndarray:
-    if hasattr(family, "padded_length"):  # NTv3: a window's outputs are defined at its own padded length
-        return np.array([family.padded_length(int(n)) for n in n_tokens])
-    ladder = np.array(family.ladder(int(n_tokens.max())))
-    return ladder[np.searchsorted(ladder, n_tokens)]
-
-
-def masked_center_logits(family, params, windows: Sequence[str], *, batch_size: int = 8) -> MaskedLogits:
-    """Masked forwards of ``windows`` (normalized sequences) with ``family`` and prepared ``params``."""
-    import jax
-
+def middle_tokens(family, windows: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per window, the token position of its middle base, and its token ids."""
     encoded = family.encode_batch(list(windows))
-    n_tokens = np.array([len(e) for e in encoded], dtype=np.int64)
-    lengths = _padded_lengths(family, n_tokens)
-    n = len(encoded)
-    centers = np.zeros(n, dtype=np.int64)
-    ref_tokens = np.zeros(n, dtype=np.int64)
-    logits = None
-    step = jax.jit(family.masked_logits)
-    for length in np.unique(lengths):
-        rows = np.flatnonzero(lengths == length)
-        for start in range(0, len(rows), batch_size):
-            part = rows[start:start + batch_size]
-            # Full batches only (a fixed shape per length); filler rows are dropped after.
-            tokens = np.stack([family.filler(int(length))] * batch_size)
-            for j, r in enumerate(part):
-                tokens[j, :n_tokens[r]] = encoded[r]
-            counts = np.ones(batch_size, dtype=np.int64)
-            counts[:len(part)] = n_tokens[part]
-            mid = family.center_positions(tokens, counts)
-            out = np.asarray(step(params, tokens, mid))[:len(part)]
-            if logits is None:
-                logits = np.zeros((n, out.shape[1]), dtype=np.float32)
-            logits[part] = out
-            centers[part] = mid[:len(part)]
-            ref_tokens[part] = tokens[np.arange(len(part)), mid[:len(part)]]
-    if logits is None:
-        logits = np.zeros((0, 0), dtype=np.float32)
-    return MaskedLogits(logits, centers, ref_tokens, forwards=n)
+    if not encoded:
+        return np.zeros(0, dtype=np.int64), encoded
+    n = np.array([len(e) for e in encoded])
+    tokens = np.full((len(encoded), int(n.max())), family.pad_id, dtype=np.int32)
+    for i, e in enumerate(encoded):
+        tokens[i, :len(e)] = e
+    return np.asarray(family.center_positions(tokens, n), dtype=np.int64), encoded
 
 
-def snv_llr(family, masked: MaskedLogits, window_row: np.ndarray, alt_windows: Sequence[str]) -> np.ndarray:
-    """``llr`` of SNV alleles: ``logit[alt token] - logit[ref token]`` at their reference window's masked position.
+def snv_llr(family, logits: np.ndarray, ref_windows: Sequence[str], alt_windows: Sequence[str]) -> np.ndarray:
+    """``logit[alt token] - logit[ref token]`` per SNV allele, ``logits`` being its reference window's ``mlm`` row.
 
-    ``window_row[i]`` is the row of ``masked`` for allele ``i``; ``alt_windows[i]`` its alt window.
     Callers pass SNVs whose REF and ALT are A/C/G/T: then both windows split into the same
     tokens but the middle one (an ``N`` would change how a k-mer tokenizer splits the window).
     """
-    window_row = np.asarray(window_row, dtype=np.int64)
-    out = np.full(len(window_row), np.nan)
-    if not len(window_row):
-        return out
-    encoded = family.encode_batch(list(alt_windows))
-    for i, (row, alt) in enumerate(zip(window_row, encoded)):
-        c = masked.centers[row]
-        out[i] = float(masked.logits[row, alt[c]]) - float(masked.logits[row, masked.ref_tokens[row]])
-    return out
+    logits = np.asarray(logits, dtype=np.float64)
+    centers, ref_tokens = middle_tokens(family, ref_windows)
+    alt_tokens = family.encode_batch(list(alt_windows))
+    rows = np.arange(len(centers))
+    ref_ids = np.array([t[c] for t, c in zip(ref_tokens, centers)], dtype=np.int64)
+    alt_ids = np.array([t[c] for t, c in zip(alt_tokens, centers)], dtype=np.int64)
+    if not len(rows):
+        return np.zeros(0)
+    return logits[rows, alt_ids] - logits[rows, ref_ids]

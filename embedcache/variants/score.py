@@ -5,7 +5,7 @@ every SNV of a region (``saturate``); cut each allele's windows (:mod:`.windows`
 unique windows through the ordinary build path (content-addressed: a reference window shared by
 several alleles, runs or tasks is embedded once); read their pooled embeddings back for the
 distance scores (:mod:`.scores`); run one masked forward per unique reference window of an
-SNV for ``llr`` (:mod:`.masked`). ``strands="both"`` does the same on the reverse-complement
+SNV for ``llr``, cached in the store as the window's ``mlm`` pool (:mod:`.masked`). ``strands="both"`` does the same on the reverse-complement
 windows and averages each score over the two strands.
 """
 
@@ -23,7 +23,7 @@ from embedcache.errors import InputError
 from embedcache.sequences.alphabet import normalize
 from embedcache.sequences.readers.bed import open_genome
 from embedcache.sequences.readers.variants import VariantSet, read_variants
-from embedcache.variants.masked import masked_center_logits, snv_llr
+from embedcache.variants.masked import lm_layer, snv_llr
 from embedcache.variants.scores import SCORE_KINDS, cosine_distance, l2_distance, mean_strands, score_column
 from embedcache.variants.windows import default_flank, reverse_complement_windows, variant_windows
 
@@ -45,7 +45,7 @@ class ScoreRun:
     windows: int = 0
     computed: int = 0
     reused: int = 0
-    masked_forwards: int = 0
+    masked_forwards: int = 0  # computed in this run; rows already cached cost none
     model_key: str = ""
     random_weights: bool = False
     flank: int = 0
@@ -54,7 +54,7 @@ class ScoreRun:
         skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.skipped.items() if v) or "none"
         text = (f"{self.variants} alleles scored (skipped: {skipped}); {self.windows} unique windows "
                 f"({self.computed} embedded, {self.reused} from the cache); {self.masked_forwards} masked "
-                f"forwards; model {self.model_key}, flank {self.flank}")
+                f"forwards run; model {self.model_key}, flank {self.flank}")
         return text + (f"; {RANDOM_WEIGHTS_NOTE}" if self.random_weights else "")
 
 
@@ -113,7 +113,7 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
                    layers: Sequence | None = None, pools: Sequence[str] = ("mean",),
                    scores: Sequence[str] = ("llr", "cosine", "l2"), strands: str = "forward",
                    label_field: str | None = None, ref_mismatch: str = "error", saturate: str | None = None,
-                   max_tokens: int | None = None, species: str | None = None, batch_size: int = 8,
+                   max_tokens: int | None = None, species: str | None = None,
                    **build_options) -> pd.DataFrame:
     """Score every allele of ``variants`` (a VCF or table path) or of ``saturate`` (a region).
 
@@ -168,19 +168,21 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
                         if kind in distance:
                             columns.setdefault(score_column(kind, layer, pool), []).append(fn(ref, alt))
     if "llr" in scores:
-        import jax.numpy as jnp
-
-        params = family.prepare_params(checkpoint.params, jnp.float32)
-        snv = np.array([len(r) == 1 and len(a) == 1 and r in _SNV_BASES and a in _SNV_BASES
-                        for r, a in zip(table["ref"], table["alt"])])
+        # One masked forward per unique reference window of an SNV, cached as its ``mlm`` row.
+        layer = lm_layer(family)
+        snv = np.flatnonzero([len(r) == 1 and len(a) == 1 and r in _SNV_BASES and a in _SNV_BASES
+                              for r, a in zip(table["ref"], table["alt"])])
+        refs = list(dict.fromkeys(w.ref for ws in strand_windows for w in (ws[i] for i in snv)))
+        if refs:
+            report = cache.build(refs, model=model, layers=[layer], pools=["mlm"], max_tokens=request.max_tokens,
+                                 species=species, **build_options)
+            run.masked_forwards, run.model_key = report.computed, report.model_key
         for ws in strand_windows:
-            refs = list(dict.fromkeys(ws[i].ref for i in np.flatnonzero(snv)))
-            masked = masked_center_logits(family, params, refs, batch_size=batch_size)
-            run.masked_forwards += masked.forwards
-            row_of = {s: i for i, s in enumerate(refs)}
             values = np.full(len(table), np.nan)
-            idx = np.flatnonzero(snv)
-            values[idx] = snv_llr(family, masked, [row_of[ws[i].ref] for i in idx], [ws[i].alt for i in idx])
+            if len(snv):
+                ref_w, alt_w = [ws[i].ref for i in snv], [ws[i].alt for i in snv]
+                logits = cache.embeddings(ref_w, model=run.model_key, layer=layer, pool="mlm")
+                values[snv] = snv_llr(family, logits, ref_w, alt_w)
             columns.setdefault("llr", []).append(values)
     ordered = (["llr"] if "llr" in columns else []) + [c for c in columns if c != "llr"]
     for name in ordered:

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from conftest import write_checkpoint
+from embedcache import EmbeddingCache
 from embedcache.checkpoints import load_checkpoint
 from embedcache.families import family_for
-from embedcache.variants.masked import masked_center_logits, snv_llr
+from embedcache.variants.masked import lm_layer, middle_tokens, snv_llr
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 MASKED = np.load(GOLDEN / "masked" / "masked_golden.npz")
@@ -29,24 +30,29 @@ CASES = json.loads(str(MASKED["cases_json"]))
 
 @pytest.fixture(scope="module")
 def ours(tmp_path_factory):
+    """The ``mlm`` pool of every window, built through the store, per case."""
     out = {}
     for case, spec in CASES.items():
-        ckpt = load_checkpoint(write_checkpoint(tmp_path_factory.mktemp(case), spec["hp"], seed=spec["seed"]))
-        family = family_for(ckpt)
-        masked = masked_center_logits(family, family.prepare_params(ckpt.params, jnp.float32), WINDOWS, batch_size=4)
-        out[case] = (family, masked)
+        ckpt_dir = write_checkpoint(tmp_path_factory.mktemp(case), spec["hp"], seed=spec["seed"])
+        family = family_for(load_checkpoint(ckpt_dir))
+        cache = EmbeddingCache(tmp_path_factory.mktemp(case) / "c.zarr")
+        report = cache.build(WINDOWS, model=ckpt_dir, layers=[lm_layer(family)], pools=["mlm"], max_tokens=64,
+                             batch_size=4, quiet=True)
+        assert set(report.arrays) == {f"layer_{lm_layer(family)}_mlm"} and report.computed == len(WINDOWS)
+        out[case] = (family, cache.embeddings(WINDOWS, layer=lm_layer(family), pool="mlm"))
     return out
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_masked_logits_equal_the_official(ours, case):
-    family, masked = ours[case]
-    assert masked.centers.tolist() == MASKED[f"{case}__center"].tolist()
-    assert masked.ref_tokens.tolist() == MASKED[f"{case}__ref_token"].tolist()
-    np.testing.assert_allclose(masked.logits, MASKED[f"{case}__logits"], atol=1e-4, rtol=1e-4)
+    family, logits = ours[case]
+    centers, tokens = middle_tokens(family, WINDOWS)
+    assert centers.tolist() == MASKED[f"{case}__center"].tolist()
+    assert [t[c] for t, c in zip(tokens, centers)] == MASKED[f"{case}__ref_token"].tolist()
+    np.testing.assert_allclose(logits, MASKED[f"{case}__logits"], atol=1e-4, rtol=1e-4)
     h = [len(w) // 2 for w in WINDOWS]
     alt_windows = [w[:i] + a + w[i + 1:] for w, i, a in zip(WINDOWS, h, ALTS)]
-    got = snv_llr(family, masked, np.arange(len(WINDOWS)), alt_windows)
+    got = snv_llr(family, logits, WINDOWS, alt_windows)
     rows = np.arange(len(WINDOWS))
     want = (MASKED[f"{case}__logits"][rows, MASKED[f"{case}__alt_token"]].astype(np.float64)
             - MASKED[f"{case}__logits"][rows, MASKED[f"{case}__ref_token"]])

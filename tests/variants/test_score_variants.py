@@ -81,6 +81,7 @@ def test_distances_are_those_of_the_defined_windows_and_a_rerun_computes_nothing
     assert run.windows == 11 and run.computed == 11 and run.masked_forwards == 3
     again = cache.score_variants(table, **kw)
     assert again.attrs["run"].computed == 0 and again.attrs["run"].reused == 11
+    assert again.attrs["run"].masked_forwards == 0  # the masked logits are cached too
     pd.testing.assert_frame_equal(again, out)
 
 

@@ -38,7 +38,7 @@ class NTFamily:
     name = "nt"
     variants = ("v1", "v2")
     layouts = LAYOUTS
-    pools = ("cls", "mean", "center")
+    pools = ("cls", "mean", "center", "mlm")
     default_pools = ("cls", "mean")  # what a build without --pool stores
     prefix = 1  # CLS leads every window
     masks_padding = True  # any padded length gives the same outputs: batches may mix buckets
@@ -91,6 +91,9 @@ class NTFamily:
             if not (isinstance(layer, (int, np.integer)) and 1 <= layer <= n_layers):
                 raise InputError(f"layer {layer} does not exist: the model has layers 1..{n_layers}; "
                                  "pass --layers within that range ('final' is NTv3's).")
+            if "mlm" in pools and layer != n_layers:
+                raise InputError(f"pool mlm (masked-LM logits at the middle token) comes from the LM head "
+                                 f"after the last layer: ask for it with --layers {n_layers} alone.")
         for layer, head in attention:
             if not (1 <= layer <= n_layers and 1 <= head <= n_heads):
                 raise InputError(f"attention map {layer}:{head} does not exist: the model has layers 1..{n_layers} "
@@ -107,6 +110,11 @@ class NTFamily:
 
     def feature_dim(self, layer) -> int:
         return int(self.config.embed_dim)
+
+    @property
+    def logits_dim(self) -> int:
+        """Width of the LM head's output: the ``mlm`` pool's."""
+        return int(self.config.alphabet_size)
 
     def attention_size(self, max_tokens: int) -> int:
         return int(max_tokens)
@@ -151,21 +159,25 @@ class NTFamily:
                 attention: Sequence[tuple[int, int]] = (), dtype: Any = None) -> dict:
         """Forward plus pooling on a padded (B, T) batch; jit-able. ``cls`` is position 0,
         ``mean`` the mean over real tokens after CLS (CLS itself for a CLS-only row), ``center``
-        the token holding the row's middle base (0-based base offset ``n_bases // 2``)."""
+        the token holding the row's middle base (0-based base offset ``n_bases // 2``), ``mlm``
+        the LM-head logits there with that token masked (:meth:`masked_logits`; last layer only)."""
         import jax.numpy as jnp
 
         from embedcache.families.nt.forward import forward
 
         kwargs = {} if dtype is None else {"dtype": dtype}
-        out = forward(params, tokens, config=self.config, layers=sorted(set(layers)), attention=list(attention),
-                      **kwargs)
+        embedded = [p for p in pools if p != "mlm"]
+        out = (forward(params, tokens, config=self.config, layers=sorted(set(layers)), attention=list(attention),
+                       **kwargs) if embedded or attention else {"embeddings": {}, "attention": {}})
         real = tokens != self.pad_id
         body = real.at[:, 0].set(False)
         n_body = jnp.sum(body, axis=1, keepdims=True)
         pooled = {}
-        if "center" in pools:
+        if "center" in pools or "mlm" in pools:
             center = center_token(jnp.asarray(self.bases_per_token)[tokens])
-        for layer in layers:
+        if "mlm" in pools:
+            pooled[f"{self.num_layers}/mlm"] = self.masked_logits(params, tokens, center, dtype=dtype)
+        for layer in layers if embedded else ():
             h = out["embeddings"][layer]
             if "center" in pools:
                 pooled[f"{layer}/center"] = jnp.take_along_axis(h, center[:, None, None], axis=1)[:, 0]

@@ -26,7 +26,7 @@ class NTv3Family:
     name = "ntv3"
     variants = ("v3",)
     layouts = LAYOUTS
-    pools = ("mean", "center")
+    pools = ("mean", "center", "mlm")
     default_pools = ("mean",)  # what a build without --pool stores
     prefix = 0  # no CLS
     masks_padding = False  # padding flows through the convolutions: one padded length per row
@@ -89,6 +89,11 @@ class NTv3Family:
         only ever batched at its own padded length (its outputs are defined there)."""
         return tuple(range(self.config.block, self.padded_length(max_tokens) + 1, self.config.block))
 
+    @property
+    def logits_dim(self) -> int:
+        """Width of the LM head's output: the ``mlm`` pool's."""
+        return int(self.config.alphabet_size)
+
     def feature_dim(self, layer) -> int:
         """``final`` has the stem's width, core layers the core's."""
         return int(self.config.filters[0] if layer == "final" else self.config.embed_dim)
@@ -147,6 +152,9 @@ class NTv3Family:
         unknown = set(pools) - set(self.pools)
         if unknown:
             raise InputError(f"unknown pooling {sorted(unknown)} for NTv3; choose from {list(self.pools)}")
+        if "mlm" in pools and list(layers) != ["final"]:
+            raise InputError("pool mlm (masked-LM logits at the middle base) comes from the LM head on the "
+                             "full-resolution output: ask for it with --layers final alone.")
         try:
             v3.check_request(self.config, list(layers), list(attention))
         except ValueError as exc:
@@ -158,8 +166,9 @@ class NTv3Family:
 
         Returns ``{"pooled": {"L/mean": (B, D), "L/center": (B, D)}, "attention": {(l, h): (B, T, T)}}``
         with ``L`` a layer number or ``final``; ``center`` is the middle base's position
-        (``final``) or the bottleneck position covering it (core layers); attention is zero
-        outside the covered positions.
+        (``final``) or the bottleneck position covering it (core layers); ``final/mlm`` the
+        LM-head logits at the middle base with that base masked; attention is zero outside the
+        covered positions.
         """
         import jax.numpy as jnp
 
@@ -168,12 +177,15 @@ class NTv3Family:
         b = tokens.shape[0]
         species = None if self.species_token is None else jnp.full((b,), self.species_token, jnp.int32)
         kwargs = {} if dtype is None else {"dtype": dtype}
-        out = forward(params, tokens, config=self.config, layers=list(layers), attention=list(attention),
-                      species=species, **kwargs)
+        embedded = [p for p in pools if p != "mlm"]
+        out = (forward(params, tokens, config=self.config, layers=list(layers), attention=list(attention),
+                       species=species, **kwargs) if embedded or attention else {"attention": {}})
         n = jnp.asarray(n_tokens)[:, None]
         covered = -(-n // self.config.block)
         pooled = {}
-        for layer in layers:
+        if "mlm" in pools:
+            pooled["final/mlm"] = self.masked_logits(params, tokens, n[:, 0] // 2, dtype=dtype)
+        for layer in layers if embedded else ():
             h, count = (out["final"], n) if layer == "final" else (out["embeddings"][layer], covered)
             mask = jnp.arange(h.shape[1])[None, :] < count
             if "mean" in pools:
