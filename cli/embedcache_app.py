@@ -340,7 +340,7 @@ def variants(
     allow_random_weights: bool = typer.Option(False, "--allow-random-weights", help="Use seeded random weights if a released model's are not available (scores then show the pipeline, not biology)."),
 ) -> None:
     """Score variants zero-shot: masked-LM llr and embedding distances of ref vs alt windows."""
-    from embedcache.variants.score import write_scores
+    from embedcache.variants.score import ScoreRun, write_scores
 
     table = _cache(cache, []).score_variants(
         variants, reference=reference, model=model, flank=flank,
@@ -349,7 +349,7 @@ def variants(
         strands=strands, label_field=label_field, ref_mismatch=ref_mismatch, saturate=saturate,
         max_tokens=max_tokens, species=species, quiet=quiet, allow_random_weights=allow_random_weights,
         **({} if batch_size is None else {"batch_size": batch_size}))
-    run = table.attrs["run"]
+    run = ScoreRun.of(table)
     write_scores(table, out)
     typer.echo(f"wrote {out}: {run.summary()}")
     if run.ref_mismatches:

@@ -143,7 +143,8 @@ class EmbeddingCache:
         -------
         pandas.DataFrame
             ``id, chrom, pos, ref, alt, flank``, ``llr``, ``cosine_L{L}_{P}``, ``l2_L{L}_{P}``
-            and ``label`` when labels were read; ``attrs["run"]`` describes the run.
+            and ``label`` when labels were read; ``embedcache.variants.score.ScoreRun.of(table)``
+            describes the run (counts, windows embedded and reused, masked forwards, flank).
         """
         from embedcache.variants.score import score_variants
 

@@ -12,7 +12,7 @@ windows and averages each score over the two strands.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -37,7 +37,7 @@ _SNV_BASES = set("ACGT")
 
 @dataclass
 class ScoreRun:
-    """What a scoring run did, beside its table (``DataFrame.attrs["run"]``)."""
+    """What a scoring run did, beside its table (``ScoreRun.of(table)``)."""
 
     variants: int = 0
     skipped: dict = field(default_factory=dict)
@@ -49,6 +49,11 @@ class ScoreRun:
     model_key: str = ""
     random_weights: bool = False
     flank: int = 0
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> "ScoreRun":
+        """The run of a table :func:`score_variants` returned (kept JSON-able in ``table.attrs["run"]``)."""
+        return cls(**table.attrs["run"])
 
     def summary(self) -> str:
         skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.skipped.items() if v) or "none"
@@ -190,7 +195,7 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
         out[name] = parts[0] if len(parts) == 1 else mean_strands(*parts)
     if label_field is not None or table["label"].notna().any():
         out["label"] = table["label"].to_numpy()
-    out.attrs["run"] = run
+    out.attrs["run"] = {**asdict(run), "ref_mismatches": list(run.ref_mismatches)}  # JSON-able: Parquet keeps attrs
     return out
 
 

@@ -20,6 +20,7 @@ from embedcache import EmbeddingCache
 from embedcache.checkpoints import load_checkpoint
 from embedcache.errors import InputError
 from embedcache.sequences.alphabet import reverse_complement
+from embedcache.variants.score import ScoreRun
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_V2 = ROOT / "tests" / "golden" / "tiny_v2" / "checkpoint"
@@ -64,7 +65,7 @@ def test_distances_are_those_of_the_defined_windows_and_a_rerun_computes_nothing
     out = cache.score_variants(table, **kw)
     assert list(out.columns[:6]) == ["id", "chrom", "pos", "ref", "alt", "flank"] and out.columns[-1] == "label"
     assert out.columns[6] == "llr" and "cosine_L2_center" in out and "l2_L1_mean" in out
-    run = out.attrs["run"]
+    run = ScoreRun.of(out)
     for row in out.itertuples():
         h, ref_w, alt_w = hand_windows(seq, row.pos, row.ref, row.alt, FLANK)
         assert row.flank == h
@@ -80,8 +81,8 @@ def test_distances_are_those_of_the_defined_windows_and_a_rerun_computes_nothing
     # s1 and s2 share their reference window: 5 positions, 6 alleles; 3 SNV positions, 3 masked forwards.
     assert run.windows == 11 and run.computed == 11 and run.masked_forwards == 3
     again = cache.score_variants(table, **kw)
-    assert again.attrs["run"].computed == 0 and again.attrs["run"].reused == 11
-    assert again.attrs["run"].masked_forwards == 0  # the masked logits are cached too
+    assert ScoreRun.of(again).computed == 0 and ScoreRun.of(again).reused == 11
+    assert ScoreRun.of(again).masked_forwards == 0  # the masked logits are cached too
     pd.testing.assert_frame_equal(again, out)
 
 
@@ -150,7 +151,7 @@ def test_both_strands_average_the_reverse_complement_windows(tmp_path, genome):
               max_tokens=64, quiet=True)
     fwd = cache.score_variants(table, **kw)
     both = cache.score_variants(table, strands="both", **kw)
-    key = both.attrs["run"].model_key
+    key = ScoreRun.of(both).model_key
     checkpoint = load_checkpoint(TINY_V2)
     for f, b in zip(fwd.itertuples(), both.itertuples()):
         _, ref_w, alt_w = hand_windows(seq, f.pos, f.ref, f.alt, FLANK)
@@ -166,7 +167,7 @@ def test_saturation_scores_three_snvs_per_base_and_skips_n(tmp_path, genome):
     path, seq = genome
     out = EmbeddingCache(tmp_path / "c.zarr").score_variants(
         saturate="c1:149-155", reference=path, model=TINY_V2, flank=10, scores=["llr"], max_tokens=64, quiet=True)
-    run = out.attrs["run"]
+    run = ScoreRun.of(out)
     assert len(out) == 3 * 4 and run.skipped["n_positions"] == 3  # 151-153 are N
     assert run.masked_forwards == 4  # one per position
     assert set(out.pos) == {149, 150, 154, 155}
