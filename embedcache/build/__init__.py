@@ -85,6 +85,7 @@ def build(
     shard=None,
     dask=None,
     devices: int | None = None,
+    checkpoint=None,
 ) -> BuildReport:
     """Compute what the store lacks for ``inputs`` and write it; see the module docs.
 
@@ -126,6 +127,9 @@ def build(
         seeded random weights instead of failing (see
         :func:`embedcache.checkpoints.load_checkpoint`). The model group, the report and
         ``embedcache info`` say so: such embeddings carry no biology.
+    checkpoint
+        ``model`` already loaded (:func:`embedcache.checkpoints.load_checkpoint`), so that a
+        caller building several times in one process (``score_variants``) loads it once.
     shard
         ``(i, n)`` (or ``"i/n"``): compute only share ``i`` of ``n`` of the unique sequences,
         chosen by digest (:class:`embedcache.request.Shard`), so that ``n`` concurrent jobs
@@ -164,7 +168,8 @@ def build(
         local_devices(devices)  # that many exist: said before a checkpoint is read
     store = cache if isinstance(cache, Store) else Store(cache)
     checkpoint, family, request, spec = settle(store, model, request, cache_dir=cache_dir,
-                                                           allow_random_weights=allow_random_weights)
+                                                           allow_random_weights=allow_random_weights,
+                                                           checkpoint=checkpoint)
     sources = open_sources(inputs, alphabet=request.alphabet, reference=reference, chunk_size=chunk_size)
     scan = scan_sources(sources, family, request)
     mine = scan.unique if request.shard is None else {d for d in scan.unique if request.shard.owns(d)}

@@ -161,7 +161,7 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
     run.windows = len(unique)
     if distance:
         report = cache.build(unique, model=model, layers=list(request.layers), pools=list(request.pools),
-                             max_tokens=request.max_tokens, species=species, **build_options)
+                             max_tokens=request.max_tokens, species=species, checkpoint=checkpoint, **build_options)
         run.computed, run.reused = report.computed, report.reused
         run.model_key = report.model_key
         for ws in strand_windows:
@@ -180,7 +180,7 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
         refs = list(dict.fromkeys(w.ref for ws in strand_windows for w in (ws[i] for i in snv)))
         if refs:
             report = cache.build(refs, model=model, layers=[layer], pools=["mlm"], max_tokens=request.max_tokens,
-                                 species=species, **build_options)
+                                 species=species, checkpoint=checkpoint, **build_options)
             run.masked_forwards, run.model_key = report.computed, report.model_key
         for ws in strand_windows:
             values = np.full(len(table), np.nan)
