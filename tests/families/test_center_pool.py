@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+import embedcache.families  # noqa: F401  (first: importing families.nt.family alone meets main's checkpoints <-> layouts import cycle)
 from embedcache import EmbeddingCache
 from embedcache.families.nt.family import center_token
 
