@@ -215,3 +215,11 @@ def test_table_without_required_columns_and_bad_pos(tmp_path):
     (tmp_path / "c.csv").write_text("chrom,pos,ref,alt\n1,10,A,\n")
     with pytest.raises(InputError, match=r"c\.csv line 2: alt is empty"):
         read_variants(tmp_path / "c.csv", genome)
+
+
+def test_a_per_allele_info_field_labels_each_alt(tmp_path):
+    path = VCF / "multi-contig.vcf.gz"
+    v = read_variants(path, genome_for(vcf_refs(path), tmp_path / "g.fa"), label_field="AF")
+    t = v.table.set_index(["pos", "alt"])
+    assert t.label[(1110696, "G")] == "0.333" and t.label[(1110696, "T")] == "0.667"  # AF=0.333,0.667
+    assert t.label[(14370, "A")] == "0.5" and pd.isna(t.label[(111, "C")])  # one value; no AF at all

@@ -162,8 +162,9 @@ def _label_text(value) -> str | None:
     if value is None or (isinstance(value, float) and value != value):
         return None
     if isinstance(value, tuple):
-        value = ",".join(str(v) for v in value)
-    text = str(value).strip()
+        return _label_text(",".join(_label_text(v) or "." for v in value))
+    # htslib hands Float fields over as float32: 7 significant digits give back the file's text.
+    text = f"{value:.7g}" if isinstance(value, float) else str(value).strip()
     return None if text in _MISSING_LABELS else text
 
 
@@ -213,14 +214,17 @@ def _vcf_alleles(path: Path, label_field: str | None) -> Iterator[tuple]:
             if alts == (".",):  # htslib reads an empty ALT column as one '.' allele; a real '.' is None
                 raise InputError(f"{where}: the ALT column is empty. Write '.' for a missing ALT, "
                                  "or remove the record.")
-            label = None
+            value = None
             if label_field is not None:
                 try:
-                    label = _label_text(rec.info[label_field]) if label_field in rec.info else None
+                    value = rec.info[label_field] if label_field in rec.info else None
                     seen_label = seen_label or label_field in rec.info
                 except (KeyError, ValueError):  # a key the header never declared and no record used yet
-                    label = None
-            for alt in alts or (".",):
+                    value = None
+            for i, alt in enumerate(alts or (".",)):
+                # A per-allele field (Number=A) gives each ALT its own label; any other is the record's.
+                per_allele = isinstance(value, tuple) and alts is not None and len(value) == len(alts) > 1
+                label = _label_text(value[i] if per_allele else value)
                 yield rec.id, rec.chrom, rec.pos, ref, alt.upper(), label, where
     if not seen_label:
         raise InputError(f"{path}: no record has the INFO field {label_field!r} given as the label field "
