@@ -153,6 +153,22 @@ class EmbeddingCache:
                               ref_mismatch=ref_mismatch, saturate=saturate, max_tokens=max_tokens,
                               species=species, **options)
 
+    def variant_features(self, variants, *, reference, model=None, layer: int | str | None = None,
+                         pool: str = "mean", kind: str = "diff", flank: int | None = None,
+                         label_field: str | None = None, species: str | None = None):
+        """Probe features of variants from the cache: ``alt - ref`` (``kind="diff"``) or
+        ``[ref, alt]`` (``"concat"``) pooled embeddings, and the allele table.
+
+        ``variants`` is best the table :meth:`score_variants` wrote (its ``flank`` column gives
+        each allele's windows exactly); a VCF or another table needs ``flank``. Nothing is
+        computed: missing windows raise an error naming the ``embedcache variants`` command that
+        embeds them. See :func:`embedcache.variants.features.variant_features`.
+        """
+        from embedcache.variants.features import variant_features
+
+        return variant_features(self, variants, reference=reference, model=model, layer=layer, pool=pool, kind=kind,
+                                flank=flank, label_field=label_field, species=species)
+
     # ----------------------------------------------------------------------------------
     # Reading
     # ----------------------------------------------------------------------------------
