@@ -306,11 +306,11 @@ def attention_plot(
 
     if (sequence is None) == (sequence_id is None) or (sequence_id is not None and input is None):
         raise InputError("attention-plot needs either --sequence SEQ, or --sequence-id ID with --input FILE.")
-    from classifiers.features import sequence_of
-    from classifiers.plots import cached_attention_figure, save_png
+    from embedcache.attention_plot import attention_figure, save_png
+    from embedcache.sequences.readers import sequence_of
 
     seq = sequence if sequence is not None else sequence_of(input, sequence_id)
-    figure = cached_attention_figure(EmbeddingCache(cache), seq, layer=layer, head=head, model=model)
+    figure = attention_figure(EmbeddingCache(cache), seq, layer=layer, head=head, model=model)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_png(figure, out)
     typer.echo(f"wrote {out}")

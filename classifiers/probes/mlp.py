@@ -25,12 +25,28 @@ import numpy as np
 from scipy.special import expit, softmax
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, InvalidParameterError
 
-from classifiers.probes.base import (ARRAYS_FILE, ModelFileError, Probe, check_shapes,
-                                     read_arrays, write_arrays)
+from classifiers.probes.base import (ARRAYS_FILE, FitDivergedError, ModelFileError, Probe,
+                                     check_shapes, read_arrays, write_arrays)
 
-__all__ = ["MLPClassifier"]
+__all__ = ["MAX_HIDDEN_LAYERS", "MAX_LAYER_WIDTH", "MLPClassifier"]
+
+#: Bounds on ``hidden_layer_sizes``, so a typo cannot exhaust memory: two 8,192-wide layers
+#: are 256 MiB of float32 weights, four times that with gradients and Adam's two moments,
+#: while probes need far less (the reference workflow uses 128 and 64).
+MAX_LAYER_WIDTH = 8192
+MAX_HIDDEN_LAYERS = 8
+
+
+_LAYER_SIZES = (f"a tuple of at most {MAX_HIDDEN_LAYERS} integers, each in [1, "
+                f"{MAX_LAYER_WIDTH}]")
+
+
+def _layer_sizes_ok(sizes) -> bool:
+    return (isinstance(sizes, (tuple, list)) and len(sizes) <= MAX_HIDDEN_LAYERS
+            and all(isinstance(s, Integral) and not isinstance(s, bool)
+                    and 1 <= s <= MAX_LAYER_WIDTH for s in sizes))
 
 
 class MLPClassifier(Probe):
@@ -96,6 +112,7 @@ class MLPClassifier(Probe):
     """
 
     _parameter_constraints = {
+        # Bounded element-wise in _validate_params: scikit-learn has no constraint for that.
         "hidden_layer_sizes": ["array-like"],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -122,11 +139,14 @@ class MLPClassifier(Probe):
         self.standardize = standardize
         self.random_state = random_state
 
+    def _validate_params(self):
+        super()._validate_params()
+        if not _layer_sizes_ok(self.hidden_layer_sizes):
+            raise InvalidParameterError(
+                f"The 'hidden_layer_sizes' parameter of {type(self).__name__} must be "
+                f"{_LAYER_SIZES}. Got {self.hidden_layer_sizes!r} instead.")
+
     def _fit(self, X, y, eval_set):
-        sizes = self.hidden_layer_sizes
-        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
-            raise ValueError(
-                f"hidden_layer_sizes must be a tuple of positive integers, got {sizes!r}.")
         rng = check_random_state(self.random_state)
         if eval_set is not None:
             (X_train, y_train), (X_val, y_val) = (X, y), eval_set
@@ -145,21 +165,25 @@ class MLPClassifier(Probe):
             self.feature_mean_ = self.feature_scale_ = None
 
         n_outputs = 1 if len(self.classes_) == 2 else len(self.classes_)
-        params, history, best_epoch = _train(
-            type(self)._logits,
-            self._init_network(X.shape[1:], n_outputs, rng),
-            self._standardized(X_train).astype(np.float32),
-            y_train,
-            None if X_val is None else self._standardized(X_val).astype(np.float32),
-            y_val,
-            binary=n_outputs == 1,
-            batch_size=self.batch_size,
-            max_epochs=self.max_epochs,
-            learning_rate=float(self.learning_rate),
-            weight_decay=float(self.weight_decay),
-            patience=self.patience,
-            rng=rng,
-        )
+        # A huge step overflows float32 on the way in; the loss check in _train says so once,
+        # instead of NumPy's overflow warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            params, history, best_epoch = _train(
+                type(self)._logits,
+                self._init_network(X.shape[1:], n_outputs, rng),
+                self._standardized(X_train).astype(np.float32),
+                y_train,
+                None if X_val is None else self._standardized(X_val).astype(np.float32),
+                y_val,
+                binary=n_outputs == 1,
+                # No larger than the data: the padded epoch's size follows the batch size.
+                batch_size=min(self.batch_size, len(X_train)),
+                max_epochs=self.max_epochs,
+                learning_rate=float(self.learning_rate),
+                weight_decay=float(self.weight_decay),
+                patience=self.patience,
+                rng=rng,
+            )
         self.params_ = params
         self.history_ = history
         self.best_epoch_ = best_epoch
@@ -329,6 +353,12 @@ def _train(logits_fn, params, X, y, X_val, y_val, *, binary, batch_size, max_epo
         )
         history["epoch"].append(epoch)
         history["train_loss"].append(float(train_loss))
+        if not np.isfinite(history["train_loss"][-1]):
+            # Once NaN, always NaN: the parameters are lost, and no epoch after will do.
+            raise FitDivergedError(
+                f"training diverged: the training loss was {history['train_loss'][-1]} at "
+                f"epoch {epoch} (learning_rate={learning_rate:g}); nothing was fitted. Lower "
+                "learning_rate and fit again.")
         if X_val is None:
             best_params, best_epoch = params, epoch
             continue
