@@ -340,7 +340,7 @@ def variants(
     allow_random_weights: bool = typer.Option(False, "--allow-random-weights", help="Use seeded random weights if a released model's are not available (scores then show the pipeline, not biology)."),
 ) -> None:
     """Score variants zero-shot: masked-LM llr and embedding distances of ref vs alt windows."""
-    from embedcache.variants.score import ScoreRun, write_scores
+    from embedcache.variants import ScoreRun, write_scores
 
     table = _cache(cache, []).score_variants(
         variants, reference=reference, model=model, flank=flank,
@@ -355,17 +355,14 @@ def variants(
     if run.ref_mismatches:
         typer.echo(f"REF mismatches skipped: {'; '.join(run.ref_mismatches[:5])}" + (" ..." if len(run.ref_mismatches) > 5 else ""))
     if report is not None and "label" in table:
-        from classifiers.variant_eval import evaluate_variant_scores, write_variant_report
+        # The evaluation and report are the classifiers library's, reached through cli.variant_report.
+        from cli.variant_report import report_variant_scores
 
-        columns = [c for c in table.columns if c == "llr" or c.startswith(("cosine_", "l2_"))]
-        evaluation = evaluate_variant_scores(table, columns, positive=positive)
-        files = write_variant_report(report, table, evaluation, positive=positive, provenance={
-            "variants": str(variants or f"saturate {saturate}"), "reference": str(reference), "model": model,
-            "model_key": run.model_key, "flank": run.flank, "strands": strands, "random_weights": run.random_weights})
-        for name, m in evaluation["scores"].items():
-            typer.echo(f"{name}: AUROC {m['auroc']:.3f} AUPRC {m['auprc']:.3f} (n {m['n']}, {m['n_positive']} positive)"
-                       if m["auroc"] is not None else f"{name}: AUROC undefined (one class)")
-        typer.echo(f"report: {files['report']} ({evaluation['n_missing_label']} unlabelled left out)")
+        for line in report_variant_scores(table, report, positive=positive, provenance={
+                "variants": str(variants or f"saturate {saturate}"), "reference": str(reference), "model": model,
+                "model_key": run.model_key, "flank": run.flank, "strands": strands,
+                "random_weights": run.random_weights}):
+            typer.echo(line)
     elif report is not None:
         typer.echo("no labels (--label-field): no report written")
 

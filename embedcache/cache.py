@@ -103,70 +103,23 @@ class EmbeddingCache:
         return build(self.store, sequences_or_path, model=model, layers=layers, pools=pools,
                      attention=attention, max_tokens=max_tokens, species=species, **options)
 
-    def score_variants(self, variants=None, *, reference, model, flank: int | None = None,
-                       layers: Sequence[int | str] | None = None, pools: Sequence[str] = ("mean",),
-                       scores: Sequence[str] = ("llr", "cosine", "l2"), strands: str = "forward",
-                       label_field: str | None = None, ref_mismatch: str = "error", saturate: str | None = None,
-                       max_tokens: int | None = None, species: str | None = None, **options):
-        """Zero-shot variant effect scores, one row per ALT allele (see :mod:`embedcache.variants`).
-
-        Parameters
-        ----------
-        variants
-            A VCF (plain, bgzip or BCF) or a CSV/TSV/Parquet table with ``chrom``, ``pos``
-            (1-based), ``ref``, ``alt`` and optionally ``id`` and a label column; or ``None``
-            with ``saturate``.
-        reference
-            The FASTA genome the variants are called on (plain or bgzip).
-        model, layers, max_tokens, species
-            As for :meth:`build`; the windows are built through it (content-addressed, shared).
-        flank
-            Bases on each side of the variant; default the largest whose ACGT window fits
-            ``max_tokens``. Shortened symmetrically near contig ends, and where Ns need more tokens.
-        pools
-            Poolings compared by the distance scores (``mean``, ``center``, ``cls``).
-        scores
-            ``llr`` (masked-LM log-likelihood ratio, SNVs only), ``cosine``, ``l2``.
-        strands
-            ``forward``, or ``both`` (each score the mean over the forward and reverse-complement windows).
-        label_field
-            VCF INFO key or table column holding labels (kept as text in ``label``).
-        ref_mismatch
-            ``error`` (default) or ``skip`` alleles whose REF differs from the reference.
-        saturate
-            ``CHROM:START-END`` (1-based, inclusive): every SNV of the region instead of a file.
-        **options
-            Build options (``batch_size``, ``quiet``, ``allow_random_weights``, ``cache_dir``...).
-
-        Returns
-        -------
-        pandas.DataFrame
-            ``id, chrom, pos, ref, alt, flank``, ``llr``, ``cosine_L{L}_{P}``, ``l2_L{L}_{P}``
-            and ``label`` when labels were read; ``embedcache.variants.score.ScoreRun.of(table)``
-            describes the run (counts, windows embedded and reused, masked forwards, flank).
-        """
+    def score_variants(self, variants=None, *, reference, model, **options):
+        """Zero-shot variant effect scores, one row per ALT allele: ``id, chrom, pos, ref, alt,
+        flank``, ``llr``, ``cosine_L{L}_{P}``, ``l2_L{L}_{P}`` (and ``label``). The windows are
+        built through :meth:`build`. Options (``flank``, ``layers``, ``pools``, ``scores``,
+        ``strands``, ``label_field``, ``ref_mismatch``, ``saturate``, ``max_tokens``, build
+        options): :func:`embedcache.variants.score.score_variants`."""
         from embedcache.variants.score import score_variants
 
-        return score_variants(self, variants, reference=reference, model=model, flank=flank, layers=layers,
-                              pools=pools, scores=scores, strands=strands, label_field=label_field,
-                              ref_mismatch=ref_mismatch, saturate=saturate, max_tokens=max_tokens,
-                              species=species, **options)
+        return score_variants(self, variants, reference=reference, model=model, **options)
 
-    def variant_features(self, variants, *, reference, model=None, layer: int | str | None = None,
-                         pool: str = "mean", kind: str = "diff", flank: int | None = None,
-                         label_field: str | None = None, species: str | None = None):
-        """Probe features of variants from the cache: ``alt - ref`` (``kind="diff"``) or
-        ``[ref, alt]`` (``"concat"``) pooled embeddings, and the allele table.
-
-        ``variants`` is best the table :meth:`score_variants` wrote (its ``flank`` column gives
-        each allele's windows exactly); a VCF or another table needs ``flank``. Nothing is
-        computed: missing windows raise an error naming the ``embedcache variants`` command that
-        embeds them. See :func:`embedcache.variants.features.variant_features`.
-        """
+    def variant_features(self, variants, *, reference, **options):
+        """``(X, table)``: ``alt - ref`` or ``[ref, alt]`` pooled embeddings of the windows
+        :meth:`score_variants` embedded, read from the cache (nothing computed); options:
+        :func:`embedcache.variants.features.variant_features`."""
         from embedcache.variants.features import variant_features
 
-        return variant_features(self, variants, reference=reference, model=model, layer=layer, pool=pool, kind=kind,
-                                flank=flank, label_field=label_field, species=species)
+        return variant_features(self, variants, reference=reference, **options)
 
     # ----------------------------------------------------------------------------------
     # Reading

@@ -120,9 +120,42 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
                    label_field: str | None = None, ref_mismatch: str = "error", saturate: str | None = None,
                    max_tokens: int | None = None, species: str | None = None,
                    **build_options) -> pd.DataFrame:
-    """Score every allele of ``variants`` (a VCF or table path) or of ``saturate`` (a region).
+    """Score every allele of ``variants`` or of ``saturate`` (``EmbeddingCache.score_variants``).
 
-    See :meth:`embedcache.EmbeddingCache.score_variants`.
+    Parameters
+    ----------
+    cache : EmbeddingCache
+    variants
+        A VCF (plain, bgzip or BCF) or a CSV/TSV/Parquet table with ``chrom``, ``pos``
+        (1-based), ``ref``, ``alt`` and optionally ``id`` and a label column; or ``None`` with
+        ``saturate``.
+    reference
+        The FASTA genome the variants are called on (plain or bgzip).
+    model, layers, max_tokens, species
+        As for ``EmbeddingCache.build``; the windows are built through it (content-addressed).
+    flank
+        Bases on each side of the variant; default the largest whose ACGT window fits
+        ``max_tokens``. Shortened symmetrically near contig ends, and where Ns need more tokens.
+    pools
+        Poolings compared by the distance scores (``mean``, ``center``, ``cls``).
+    scores
+        ``llr`` (masked-LM log-likelihood ratio, SNVs only), ``cosine``, ``l2``.
+    strands
+        ``forward``, or ``both`` (each score the mean over the forward and reverse-complement windows).
+    label_field
+        VCF INFO key or table column holding labels (kept as text in ``label``).
+    ref_mismatch
+        ``error`` (default) or ``skip`` alleles whose REF differs from the reference.
+    saturate
+        ``CHROM:START-END`` (1-based, inclusive): every SNV of the region instead of a file.
+    **build_options
+        Build options (``batch_size``, ``quiet``, ``allow_random_weights``, ``cache_dir``...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, chrom, pos, ref, alt, flank``, ``llr``, ``cosine_L{L}_{P}``, ``l2_L{L}_{P}`` and
+        ``label`` when labels were read; :meth:`ScoreRun.of` gives the run's counts.
     """
     from embedcache.build.plan import settle
     from embedcache.request import BuildRequest
