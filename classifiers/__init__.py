@@ -8,6 +8,8 @@ import importlib
 
 # name -> the module that defines it
 _EXPORTS = {
+    "DEFAULT_POOL": "classifiers.defaults",
+    "DEFAULT_PROBE": "classifiers.defaults",
     "KmerFrequencies": "classifiers.baselines",
     "make_baseline": "classifiers.baselines",
     "bootstrap_intervals": "classifiers.metrics",

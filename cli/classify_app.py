@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from classifiers.defaults import DEFAULT_POOL, DEFAULT_PROBE
+from classifiers import DEFAULT_POOL, DEFAULT_PROBE
 
 app = typer.Typer(
     name="classify",
@@ -71,27 +72,40 @@ def _tuples(value):
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def _run(verb: str, out: Path, workflow, show=None) -> None:
-    """Run a workflow that writes the directory ``out``, print its summary (``show(result,
-    out)``, default the run's), and answer Ctrl-C (exit 130) with what stopped and what is on
-    disk: directories are written whole or not at all (classifiers.runs.directory.staged)."""
-    from classifiers.runs.directory import METRICS_FILE
+class _Progress:
+    """How far a command got, for its Ctrl-C message: where it writes (``out``, once known)
+    and whether that was written (``done``)."""
+
+    def __init__(self, verb: str, noun: str):
+        self.verb, self.noun, self.out, self.done = verb, noun, None, False
+
+    def message(self, exc: BaseException) -> str:
+        out = self.out
+        if out is None:  # stopped while importing: nothing is known, nothing was written
+            said = "nothing was written"
+        elif self.done or getattr(exc, "run_written", False):
+            said = f"{out} was complete before it stopped"
+        else:
+            from classifiers.runs import METRICS_FILE  # imported once out is known
+
+            said = f"no {self.noun} was written to {out}"
+            if out.is_file() or (out / METRICS_FILE).is_file():
+                said += f" (the {self.noun} already there is unchanged)"
+        return (f"interrupted: classify {self.verb} stopped; {said}. Nothing is resumed: rerun "
+                "the command to run it again.")
+
+
+@contextmanager
+def _interruptible(verb: str, noun: str = "run"):
+    """Answer Ctrl-C in a command (exit 130) with what stopped and what is on disk: runs are
+    written whole or not at all (classifiers.runs.directory.staged), never resumed."""
     from cli.errors import EXIT_INTERRUPTED, Interrupted
 
-    written = False
+    progress = _Progress(verb, noun)
     try:
-        result = workflow()
-        written = True
-        (show or _print_run)(result, out)
+        yield progress
     except (Interrupted, KeyboardInterrupt) as exc:
-        if written or getattr(exc, "run_written", False):
-            what = f"the run was complete and is in {out}"
-        else:
-            what = f"no run was written to {out}"
-            if (out / METRICS_FILE).is_file():
-                what += " (the run already there is unchanged)"
-        typer.secho(f"interrupted: classify {verb} stopped; {what}. Nothing is resumed: rerun "
-                    "the command to run it again.", fg=typer.colors.YELLOW, err=True)
+        typer.secho(progress.message(exc), fg=typer.colors.YELLOW, err=True)
         sys.exit(EXIT_INTERRUPTED)
 
 
@@ -104,7 +118,7 @@ def _estimate(e) -> tuple[str, str]:
 
 def _print_run(run, out: Path) -> None:
     from classifiers.metrics import SCALAR_METRICS
-    from classifiers.runs.directory import METRICS_FILE, REPORT_FILE
+    from classifiers.runs import METRICS_FILE, REPORT_FILE
     from cli.tables import Column, print_table
 
     for warning in run["warnings"]:
@@ -128,7 +142,7 @@ def _print_run(run, out: Path) -> None:
 def _print_sweep(run, out: Path) -> None:
     """One line per (layer, pooling): validation and test MCC and AUROC, the choice marked;
     the baselines below. Every metric with its interval is in sweep.csv."""
-    from classifiers.runs.directory import SWEEP_FILE
+    from classifiers.runs import SWEEP_FILE
     from classifiers.runs.record import Estimate
     from cli.tables import Column, print_table
 
@@ -186,13 +200,17 @@ def fit(
     bootstrap: Bootstrap = 1000, force: Force = False,
 ) -> None:
     """Train a probe on cached features; write metrics, predictions, model, plots and report."""
-    from classifiers.runs import fit_run
-
     params = _params(param)
-    _run("fit", out, lambda: fit_run(
-        data, cache=cache, out=out, model=model, backbone=backbone, layer=layer, layers=layers,
-        pool=pool, test=test, group_by=group_by, dedup_test=dedup_test, seed=seed, params=params,
-        n_bootstrap=bootstrap, force=force, command=_command()))
+    with _interruptible("fit") as progress:
+        from classifiers.runs import fit_run
+
+        progress.out = out
+        run = fit_run(data, cache=cache, out=out, model=model, backbone=backbone, layer=layer,
+                      layers=layers, pool=pool, test=test, group_by=group_by,
+                      dedup_test=dedup_test, seed=seed, params=params, n_bootstrap=bootstrap,
+                      force=force, command=_command())
+        progress.done = True
+        _print_run(run, out)
 
 
 @app.command()
@@ -205,14 +223,17 @@ def sweep(
     seed: Seed = 0, param: Params = [], bootstrap: Bootstrap = 1000, force: Force = False,
 ) -> None:
     """Which layer? Fit a probe on every (layer, pooling), same split; pick the best on validation."""
-    from classifiers.runs import sweep_run
-
     params = _params(param)
-    _run("sweep", out, lambda: sweep_run(
-        data, cache=cache, out=out, model=model, backbone=backbone, layers=layers,
-        pools=[p.strip() for p in pool.split(",") if p.strip()], test=test, group_by=group_by,
-        dedup_test=dedup_test, seed=seed, params=params, n_bootstrap=bootstrap, force=force,
-        command=_command()))
+    with _interruptible("sweep") as progress:
+        from classifiers.runs import sweep_run
+
+        progress.out = out
+        run = sweep_run(data, cache=cache, out=out, model=model, backbone=backbone,
+                        layers=layers, pools=[p.strip() for p in pool.split(",") if p.strip()],
+                        test=test, group_by=group_by, dedup_test=dedup_test, seed=seed,
+                        params=params, n_bootstrap=bootstrap, force=force, command=_command())
+        progress.done = True
+        _print_run(run, out)
 
 
 @app.command()
@@ -226,13 +247,16 @@ def cv(
     group_by: GroupBy = None, param: Params = [], force: Force = False,
 ) -> None:
     """Cross-validate a probe and its baselines: mean ± sd over folds and seeds."""
-    from classifiers.runs import cross_validate
-
     params = _params(param)
-    _run("cv", out, lambda: cross_validate(
-        data, cache=cache, out=out, model=model, backbone=backbone, layer=layer, pool=pool,
-        folds=folds, seeds=seeds, seed=seed, group_by=group_by, params=params, force=force,
-        command=_command()))
+    with _interruptible("cv") as progress:
+        from classifiers.runs import cross_validate
+
+        progress.out = out
+        run = cross_validate(data, cache=cache, out=out, model=model, backbone=backbone,
+                             layer=layer, pool=pool, folds=folds, seeds=seeds, seed=seed,
+                             group_by=group_by, params=params, force=force, command=_command())
+        progress.done = True
+        _print_run(run, out)
 
 
 @app.command()
@@ -245,12 +269,14 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
 ) -> None:
     """Evaluate a fitted probe on another labelled file, with the run's backbone, layer, pooling."""
-    from classifiers.runs import default_evaluation_dir, evaluate_run
+    with _interruptible("evaluate") as progress:
+        from classifiers.runs import default_evaluation_dir, evaluate_run
 
-    target = out if out is not None else default_evaluation_dir(run_dir, data)
-    _run("evaluate", target, lambda: evaluate_run(
-        run_dir, data, out=target, cache=cache, n_bootstrap=bootstrap, force=force,
-        command=_command()))
+        progress.out = out if out is not None else default_evaluation_dir(run_dir, data)
+        run = evaluate_run(run_dir, data, out=progress.out, cache=cache, n_bootstrap=bootstrap,
+                           force=force, command=_command())
+        progress.done = True
+        _print_run(run, progress.out)
 
 
 @app.command()
@@ -262,10 +288,13 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out."),
 ) -> None:
     """Score new sequences with a fitted probe (they must be in the cache: `embedcache build`)."""
-    from classifiers.runs import predict_run
+    with _interruptible("predict", "prediction file") as progress:
+        from classifiers.runs import default_predictions_path, predict_run
 
-    written = predict_run(run_dir, data, out=out, cache=cache, force=force)
-    typer.echo(f"wrote {written}")
+        progress.out = out if out is not None else default_predictions_path(run_dir, data)
+        written = predict_run(run_dir, data, out=progress.out, cache=cache, force=force)
+        progress.done = True
+        typer.echo(f"wrote {written}")
 
 
 @app.command()
@@ -276,16 +305,17 @@ def compare(
 ) -> None:
     """Put runs side by side: a table of test metrics, a report, bar and metric-by-layer plots,
     ROC overlay."""
-    from classifiers.runs import compare_runs
-    from classifiers.runs.compare import default_compare_dir
+    with _interruptible("compare", "comparison") as progress:
+        from classifiers.runs import compare_runs, default_compare_dir
 
-    target = out if out is not None else default_compare_dir(runs)
-    _run("compare", target, lambda: compare_runs(runs, out=target, force=force), _print_compare)
+        progress.out = out if out is not None else default_compare_dir(runs)
+        table = compare_runs(runs, out=progress.out, force=force)
+        progress.done = True
+        _print_compare(table, progress.out)
 
 
 def _print_compare(table, out: Path) -> None:
-    from classifiers.runs.compare import COMPARE_FILE, COMPARE_HEADER, compare_cells
-    from classifiers.runs.directory import REPORT_FILE
+    from classifiers.runs import COMPARE_FILE, COMPARE_HEADER, REPORT_FILE, compare_cells
     from classifiers.runs.record import Estimate
     from cli.tables import Column, print_table
 

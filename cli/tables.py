@@ -11,6 +11,7 @@ where its full content is (the CSV).
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,7 +59,7 @@ def render_text(title: str, columns: Sequence[Column], rows: Sequence[Sequence[C
     else:
         where = f"; the full table is in {full}" if full else ""
         return f"{title}: too wide for {width} columns{where}\n"
-    lines = [title, _line([c.name for c in columns], widths, columns)]
+    lines = [*textwrap.wrap(title, width), _line([c.name for c in columns], widths, columns)]
     lines += [_line(r, widths, columns) for r in cells]
     return "\n".join(lines) + "\n"
 

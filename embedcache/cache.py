@@ -318,6 +318,20 @@ class EmbeddingCache:
 
         return repair_store(self.store, timeout=lock_timeout)
 
+    def leftovers(self):
+        """Objects no commit refers to (from writers that lost their swap or died), never
+        data; see :mod:`embedcache.store.gc`."""
+        from embedcache.store.gc import leftovers
+
+        return leftovers(self.store)
+
+    def gc(self, *, older_than: float | None = None):
+        """Delete leftovers older than ``older_than`` seconds (default one hour: a younger
+        one may belong to a commit being written now); what was deleted."""
+        from embedcache.store.gc import OLDER_THAN, collect
+
+        return collect(self.store, older_than=OLDER_THAN if older_than is None else older_than)
+
     # ----------------------------------------------------------------------------------
     # Export
     # ----------------------------------------------------------------------------------

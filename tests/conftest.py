@@ -168,7 +168,7 @@ def write_feature_store(path: Path, sequences, features: dict, *, name="planted"
     ``features`` maps (layer, pool) to an (n, D) array, row i for ``sequences[i]``. Returns the
     model key.
     """
-    from embedcache.store import ModelSpec, Store, pooled_name, sequence_digest
+    from embedcache.store import ModelSpec, Store, StoreWriting, pooled_name, sequence_digest
 
     dim = next(iter(features.values())).shape[1]
     spec = ModelSpec(param_digest=f"{seed:064x}", max_tokens=max_tokens)
@@ -178,7 +178,7 @@ def write_feature_store(path: Path, sequences, features: dict, *, name="planted"
     if random_weights is not None:
         attrs["random_weights"] = random_weights
     seen = set()
-    with Store(path).writing() as writing:
+    with StoreWriting(Store(path)) as writing:
         writer = writing.group(spec, attrs)
         writer.ensure_arrays([pooled_name(l, p) for l, p in features], feature_dim=dim)
         for i, seq in enumerate(sequences):

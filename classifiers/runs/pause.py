@@ -7,7 +7,8 @@ and sends SIGINT: the signal lands at a known place, not at a moment guessed wit
 Without the variable a pause point costs one dictionary lookup.
 
 Points: ``fit:fitted``, ``sweep:fitting`` (after the first layer's fit), ``cv:fold`` (after
-the first fold), ``run:moving`` (while the finished run directory is moved into place).
+the first fold), ``predict:scored`` (before the CSV is written), ``run:moving`` (while the
+finished run directory is moved into place).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from embedcache.build.inputs import windows
 from embedcache.build.plan import plan_rows
 from embedcache.build.progress import Progress
 from embedcache.request import BuildRequest, Output, RunOptions
-from embedcache.store import ModelSpec, Store, sequence_digest
+from embedcache.store import ModelSpec, Store, StoreWriting, sequence_digest
 
 __all__ = ["compute", "engines"]
 
@@ -48,7 +48,7 @@ def compute(store: Store, checkpoint, family, request: BuildRequest, spec: Model
         "random_weights": bool(getattr(checkpoint, "random_weights", False)),
     }
     outputs = request.outputs
-    with store.writing(timeout=run.lock_timeout) as writing:
+    with StoreWriting(store, timeout=run.lock_timeout) as writing:
         writer = writing.group(spec, attrs, commit_seconds=float(os.environ.get("EMBEDCACHE_COMMIT_SECONDS", 2.0)))
         writer.ensure_arrays([o.name for o in outputs],
                              # ``mlm`` holds the LM head's logits, the family's logits_dim wide.

@@ -143,8 +143,9 @@ def test_a_diverging_fit_says_one_line_on_the_real_command_line(task, tmp_path):
         [sys.executable, "-c", "from cli.classify_app import main; main()", "fit", "--model",
          "layer-weighted", "--layers", "1-2", "--data", str(task / "task.csv"), "--cache",
          str(task / "cache.zarr"), "--out", str(tmp_path / "run"), "--param",
-         "learning_rate=1e300"], capture_output=True, text=True, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+         "learning_rate=1e300"], capture_output=True, text=True, cwd=tmp_path.parent,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)]))}, timeout=300)
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith("error: training diverged") and done.stderr.count("\n") == 1, \
         done.stderr

@@ -15,8 +15,12 @@ from pathlib import Path
 import pytest
 
 from conftest import planted_task, write_feature_store
+from classifiers.runs import fit_run
 
 ROOT = Path(__file__).resolve().parents[2]
+# The command runs in a fresh interpreter, importing what this one imports.
+ENV = {**os.environ,
+       "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)]))}
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +35,13 @@ def task(tmp_path_factory):
 def interrupted(args, pause_at, *, release: Path | None = None):
     """Run `classify ARGS`, wait until it reports the pause point, send SIGINT; return the
     process's exit code and stderr."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CLASSIFY_PAUSE_AT": pause_at}
+    env = {**ENV, "CLASSIFY_PAUSE_AT": pause_at}
     if release is not None:
         env["CLASSIFY_PAUSE_UNTIL"] = str(release)
     proc = subprocess.Popen(
         [sys.executable, "-c", "from cli.classify_app import main; main()", *map(str, args)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=args[args.index("--out") + 1].parent, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
     try:
         lines = []
         for line in proc.stderr:  # blocks until the workflow reaches the point
@@ -85,13 +90,13 @@ def test_ctrl_c_in_a_forced_fit_keeps_the_run_already_there(task, tmp_path):
     out = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "-c", "from cli.classify_app import main; main()", "fit",
-         *map(str, common(task, out)), "--layer", "1"], cwd=ROOT, capture_output=True,
-        text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+         *map(str, common(task, out)), "--layer", "1"], cwd=tmp_path, capture_output=True,
+        text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
     before = (out / "metrics.json").read_text()
     code, err = interrupted(["fit", *common(task, out), "--layer", "2", "--force"], "fit:fitted")
     assert code == 130, err
-    assert "no run was written" in err and "the run already there is unchanged" in err
+    assert "no run was written" in err and "(the run already there is unchanged)" in err
     assert (out / "metrics.json").read_text() == before
     assert json.loads(before)["features"]["layer"] == 1
     assert_nothing_left(tmp_path, keep=["run"])
@@ -106,7 +111,18 @@ def test_ctrl_c_while_the_run_is_moved_into_place_lands_after_the_move(task, tmp
     code, err = interrupted(["fit", *common(task, out), "--force"], "run:moving",
                             release=tmp_path / "go")
     assert code == 130, err
-    assert f"the run was complete and is in {out}" in err
+    assert f"{out} was complete before it stopped" in err
     assert json.loads((out / "metrics.json").read_text())["kind"] == "fit"
     assert not (out / "old.txt").exists()
     assert_nothing_left(tmp_path, keep=["run", "go"])
+
+
+def test_ctrl_c_in_predict_writes_no_file(task, tmp_path):
+    fit_run(task / "task.csv", cache=task / "cache.zarr", out=tmp_path / "run", n_bootstrap=20)
+    target = tmp_path / "scores.csv"
+    code, err = interrupted(["predict", tmp_path / "run", "--data", task / "task.csv", "--out",
+                             target], "predict:scored")
+    assert code == 130, err
+    assert f"classify predict stopped; no prediction file was written to {target}." in err
+    assert "rows" not in err and "Traceback" not in err
+    assert_nothing_left(tmp_path, keep=["run"])

@@ -91,6 +91,8 @@ def test_a_table_too_wide_to_fit_points_to_the_csv():
                          [["n" * 200, ("0.5 [0.1, 0.9]", "0.5")]])
     assert max(map(len, shrunk.splitlines())) <= 120 and "0.5 [0.1, 0.9]" in shrunk
     assert "…" in shrunk
+    long_title = render_text("a title " * 30, [Column("v")], [["1"]])
+    assert max(map(len, long_title.splitlines())) <= 120 and long_title.count("title") == 30
 
 
 def test_compare_writes_a_report_beside_its_csv_in_a_named_directory(deep, tmp_path,
