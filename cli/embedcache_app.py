@@ -367,6 +367,57 @@ def attention_plot(
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+def variants(
+    variants: Optional[Path] = typer.Argument(None, help="VCF (.vcf, .vcf.gz, .bcf) or CSV/TSV/Parquet table with chrom, pos (1-based), ref, alt [, id, label]; omit with --saturate."),
+    reference: Path = typer.Option(..., "--reference", help="The genome FASTA the variants are called on (plain or bgzip)."),
+    model: str = typer.Option(..., "--model", help="Released model name, checkpoint directory, or a model key of the cache."),
+    cache: str = typer.Option(..., "--cache", help="The Zarr store holding the windows' embeddings (created if missing)."),
+    out: Path = typer.Option(..., "--out", help="Scores: .parquet, .csv or .tsv."),
+    flank: Optional[int] = typer.Option(None, "--flank", help="Bases each side of the variant (default: the largest whose ACGT window fits --max-tokens)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Layers of the distance scores (default: the last), e.g. 6,12 or final."),
+    pool: str = typer.Option("mean", "--pool", callback=_choices("--pool", many=True), help="Poolings compared: mean, center (the variant's token), cls."),
+    scores: str = typer.Option("llr,cosine,l2", "--scores", help="Scores: llr (masked LM, SNVs), cosine, l2."),
+    strands: str = typer.Option("forward", "--strands", help="forward, or both (mean over the reverse complement too)."),
+    label_field: Optional[str] = typer.Option(None, "--label-field", help="INFO key (VCF) or column (table) holding labels."),
+    positive: Optional[str] = typer.Option(None, "--positive", help="The positive label value, for labels other than 0/1."),
+    ref_mismatch: str = typer.Option("error", "--ref-mismatch", help="error, or skip (count and list) alleles whose REF differs from the reference."),
+    saturate: Optional[str] = typer.Option(None, "--saturate", metavar="CHROM:START-END", help="Score every SNV of a region (1-based, inclusive) instead of a file."),
+    report: Optional[Path] = typer.Option(None, "--report", help="With labels: a directory for metrics.json, ROC/PR plots and report.html."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per window (default 512; NTv3: bases)."),
+    species: Optional[str] = typer.Option(None, "--species", help="Species of a post-trained NTv3 model."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Cap on sequences per batch."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    allow_random_weights: bool = typer.Option(False, "--allow-random-weights", help="Use seeded random weights if a released model's are not available (scores then show the pipeline, not biology)."),
+) -> None:
+    """Score variants zero-shot: masked-LM llr and embedding distances of ref vs alt windows."""
+    from embedcache.variants import ScoreRun, write_scores
+
+    table = _cache(cache, []).score_variants(
+        variants, reference=reference, model=model, flank=flank,
+        layers=None if layers is None else _layers(layers, "--layers"),
+        pools=[p.strip() for p in pool.split(",") if p.strip()], scores=[s.strip() for s in scores.split(",") if s.strip()],
+        strands=strands, label_field=label_field, ref_mismatch=ref_mismatch, saturate=saturate,
+        max_tokens=max_tokens, species=species, quiet=quiet, allow_random_weights=allow_random_weights,
+        **({} if batch_size is None else {"batch_size": batch_size}))
+    run = ScoreRun.of(table)
+    write_scores(table, out)
+    typer.echo(f"wrote {out}: {run.summary()}")
+    if run.ref_mismatches:
+        typer.echo(f"REF mismatches skipped: {'; '.join(run.ref_mismatches[:5])}" + (" ..." if len(run.ref_mismatches) > 5 else ""))
+    if report is not None and "label" in table:
+        # The evaluation and report are the classifiers library's, reached through cli.variant_report.
+        from cli.variant_report import report_variant_scores
+
+        for line in report_variant_scores(table, report, positive=positive, provenance={
+                "variants": str(variants or f"saturate {saturate}"), "reference": str(reference), "model": model,
+                "model_key": run.model_key, "flank": run.flank, "strands": strands,
+                "random_weights": run.random_weights}):
+            typer.echo(line)
+    elif report is not None:
+        typer.echo("no labels (--label-field): no report written")
+
+
 def main() -> None:
     from cli.errors import run_app
 

@@ -80,7 +80,8 @@ class EmbeddingCache:
             1-based layers to pool (default: the last layer); NTv3 also has ``"final"``,
             its full-resolution output.
         pools
-            ``"cls"`` and/or ``"mean"`` (default: every pooling the model has; NTv3 has no
+            ``"cls"``, ``"mean"`` and/or ``"center"`` (the token holding the sequence's middle
+            base; NTv3: the position covering it). Default ``cls`` and ``mean`` (NTv3 has no
             CLS, so ``mean`` only).
         attention
             ``(layer, head)`` attention maps to store, both 1-based (NTv3: maps of its core,
@@ -103,6 +104,24 @@ class EmbeddingCache:
         """
         return build(self.store, sequences_or_path, model=model, layers=layers, pools=pools,
                      attention=attention, max_tokens=max_tokens, species=species, **options)
+
+    def score_variants(self, variants=None, *, reference, model, **options):
+        """Zero-shot variant effect scores, one row per ALT allele: ``id, chrom, pos, ref, alt,
+        flank``, ``llr``, ``cosine_L{L}_{P}``, ``l2_L{L}_{P}`` (and ``label``). The windows are
+        built through :meth:`build`. Options (``flank``, ``layers``, ``pools``, ``scores``,
+        ``strands``, ``label_field``, ``ref_mismatch``, ``saturate``, ``max_tokens``, build
+        options): :func:`embedcache.variants.score.score_variants`."""
+        from embedcache.variants.score import score_variants
+
+        return score_variants(self, variants, reference=reference, model=model, **options)
+
+    def variant_features(self, variants, *, reference, **options):
+        """``(X, table)``: ``alt - ref`` or ``[ref, alt]`` pooled embeddings of the windows
+        :meth:`score_variants` embedded, read from the cache (nothing computed); options:
+        :func:`embedcache.variants.features.variant_features`."""
+        from embedcache.variants.features import variant_features
+
+        return variant_features(self, variants, reference=reference, **options)
 
     # ----------------------------------------------------------------------------------
     # Reading
