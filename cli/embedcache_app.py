@@ -375,7 +375,7 @@ def variants(
     cache: str = typer.Option(..., "--cache", help="The Zarr store holding the windows' embeddings (created if missing)."),
     out: Path = typer.Option(..., "--out", help="Scores: .parquet, .csv or .tsv."),
     flank: Optional[int] = typer.Option(None, "--flank", help="Bases each side of the variant (default: the largest whose ACGT window fits --max-tokens)."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="Layers of the distance scores (default: the last), e.g. 6,12 or final."),
+    layers: Optional[str] = typer.Option(None, "--layers", callback=_layer_option(), help="Layers of the distance scores (default: the last), e.g. 6,12, 1-6, final or all."),
     pool: str = typer.Option("mean", "--pool", callback=_choices("--pool", many=True), help="Poolings compared: mean, center (the variant's token), cls."),
     scores: str = typer.Option("llr,cosine,l2", "--scores", help="Scores: llr (masked LM, SNVs), cosine, l2."),
     strands: str = typer.Option("forward", "--strands", help="forward, or both (mean over the reverse complement too)."),
@@ -395,7 +395,7 @@ def variants(
 
     table = _cache(cache, []).score_variants(
         variants, reference=reference, model=model, flank=flank,
-        layers=None if layers is None else _layers(layers, "--layers"),
+        layers=layers,
         pools=[p.strip() for p in pool.split(",") if p.strip()], scores=[s.strip() for s in scores.split(",") if s.strip()],
         strands=strands, label_field=label_field, ref_mismatch=ref_mismatch, saturate=saturate,
         max_tokens=max_tokens, species=species, quiet=quiet, allow_random_weights=allow_random_weights,

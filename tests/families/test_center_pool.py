@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-import embedcache.checkpoints  # noqa: F401  (first: families.nt.family imported alone meets the checkpoints <-> nt.layouts import cycle)
 from embedcache import EmbeddingCache
 from embedcache.families.nt.family import center_token
 
