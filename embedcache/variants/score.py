@@ -27,7 +27,7 @@ from embedcache.variants.masked import lm_layer, snv_llr
 from embedcache.variants.scores import SCORE_KINDS, cosine_distance, l2_distance, mean_strands, score_column
 from embedcache.variants.windows import default_flank, reverse_complement_windows, variant_windows
 
-__all__ = ["STRANDS", "ScoreRun", "parse_region", "saturation_variants", "score_variants", "write_scores"]
+__all__ = ["STRANDS", "ScoreRun", "cut_windows", "parse_region", "saturation_variants", "score_variants", "write_scores"]
 
 STRANDS = ("forward", "both")
 RANDOM_WEIGHTS_NOTE = "random weights: these scores show the pipeline, not biology"
@@ -182,7 +182,7 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
     if h < 0:
         raise InputError(f"--flank {flank}: give a number of bases >= 0.")
     table = vset.table
-    windows = _cut_windows(table, reference, vset.contigs, h, count, request.max_tokens)
+    windows = cut_windows(table, reference, vset.contigs, h, count, request.max_tokens)
     strand_windows = [windows] + ([[reverse_complement_windows(w) for w in windows]] if strands == "both" else [])
 
     run = ScoreRun(variants=len(table), skipped=dict(vset.skipped), ref_mismatches=vset.ref_mismatches, flank=h,
@@ -232,7 +232,9 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
     return out
 
 
-def _cut_windows(table: pd.DataFrame, reference, contigs, h: int, count, max_tokens: int) -> list:
+def cut_windows(table: pd.DataFrame, reference, contigs, h: int, count, max_tokens: int) -> list:
+    """Each allele's :class:`~.windows.VariantWindows` at flank ``h``, shrunk where Ns need
+    more than ``max_tokens`` tokens (``count`` counts a sequence's tokens)."""
     windows = []
     with open_genome(Path(reference)) as genome:
         for chrom, pos, ref, alt, record in zip(table["chrom"], table["pos"], table["ref"], table["alt"],

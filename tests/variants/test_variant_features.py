@@ -53,12 +53,22 @@ def test_diff_and_concat_are_the_cached_embeddings_of_the_scored_windows(scored)
     np.testing.assert_allclose(np.linalg.norm(X.astype(np.float64), axis=1), table.l2_L2_center, rtol=1e-6)
 
 
-def test_a_table_without_flank_needs_one_and_missing_windows_name_the_command(scored):
+def test_a_table_without_flank_is_cut_as_embedcache_variants_cuts_it(scored):
+    d, seq, cache, table = scored
+    X, t = cache.variant_features(d / "v.csv", reference=d / "g.fa", layer=2, pool="center", flank=40)
+    assert t.flank.tolist() == table.flank.tolist()  # the same shrinking for Ns and contig ends
+    np.testing.assert_allclose(np.linalg.norm(X.astype(np.float64), axis=1), table.l2_L2_center, rtol=1e-6)
+
+
+def test_missing_windows_name_the_command(scored):
     d, seq, cache, _ = scored
-    with pytest.raises(InputError, match=r"v\.csv has no flank column: give --flank"):
-        cache.variant_features(d / "v.csv", reference=d / "g.fa", layer=2)
     with pytest.raises(InputError, match=r"of the 12 windows of .*v\.csv are not in the cache .*Embed them with: "
                                          r"embedcache variants .*v\.csv .*--layers 2 --pool mean .*--flank 7"):
         cache.variant_features(d / "v.csv", reference=d / "g.fa", layer=2, flank=7)
+    # Without --flank: the default flank of the group's max_tokens, which the command's default is too.
+    with pytest.raises(InputError, match=r"Embed them with: embedcache variants \S*v\.csv --reference \S*g\.fa "
+                                         r"--model \S+ --cache \S+ --layers 2 --pool mean --scores cosine "
+                                         r"--max-tokens 20 --out scores\.parquet$"):
+        cache.variant_features(d / "v.csv", reference=d / "g.fa", layer=2)
     with pytest.raises(InputError, match="--variant-features 'sum'"):
         cache.variant_features(d / "scores.parquet", reference=d / "g.fa", kind="sum")
