@@ -17,23 +17,26 @@ import pandas as pd
 
 from embedcache.errors import InputError, MissingRowsError, StoreError
 
-__all__ = ["Backbone", "TaskSource", "read_task", "resolve_backbone", "task_features"]
+__all__ = ["Backbone", "TaskSource", "check_layer", "read_task", "resolve_backbone", "task_features"]
 
 
 @dataclass(frozen=True)
 class TaskSource:
     """Where a task's sequences came from, as the build advice of a missing-rows error names
-    them: the file(s), the genome of a BED file, and each sequence's first record id."""
+    them: the file(s), the genome of a BED file, and each sequence's first record id; for a
+    variant set, how its alleles become features (a
+    :class:`~classifiers.variant_task.VariantTask`)."""
 
     paths: tuple[str, ...] = ()
     reference: str | None = None
     ids: Mapping = field(default_factory=dict, repr=False)
+    variants: object = None
 
     @classmethod
-    def of(cls, paths, reference=None, table: pd.DataFrame | None = None) -> "TaskSource":
+    def of(cls, paths, reference=None, table: pd.DataFrame | None = None, variants=None) -> "TaskSource":
         """The source of ``table`` (columns ``sequence``, ``id``) read from ``paths``."""
         ids = {} if table is None else dict(zip(table["sequence"][::-1], table["id"][::-1]))
-        return cls(tuple(str(p) for p in paths), None if reference is None else str(reference), ids)
+        return cls(tuple(str(p) for p in paths), None if reference is None else str(reference), ids, variants)
 
     def __str__(self) -> str:
         return " ".join(self.paths)
@@ -181,12 +184,7 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
         Sequences, layer or pooling missing from the store: which, and the build that adds
         them (a command on the command line: :meth:`~embedcache.errors.EmbedcacheError.cli_message`).
     """
-    num_layers = backbone.get("num_layers")
-    if num_layers and not 1 <= int(layer) <= int(num_layers):
-        # Checked here, not left to the store: its "build the missing layer" advice would send
-        # the user to build a layer the model does not have.
-        raise InputError(f"--layer {layer}: backbone {backbone['name']} has layers 1-{num_layers}; "
-                         "pick one of those (`classify sweep --layers all` compares them).")
+    check_layer(backbone, layer)
     try:
         return cache.embeddings(list(sequences), model=backbone["key"], layer=int(layer),
                                 pool=pool)
@@ -195,6 +193,16 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
             source = TaskSource.of([source] if isinstance(source, (str, PathLike)) else source, reference)
         raise exc.for_source(source.paths, reference=source.reference,
                              ids=ids if ids is not None else source.ids or None) from None
+
+
+def check_layer(backbone: Backbone, layer) -> None:
+    """Refuse a layer the backbone does not have (an :class:`InputError`)."""
+    num_layers = backbone.get("num_layers")
+    if num_layers and not 1 <= int(layer) <= int(num_layers):
+        # Checked here, not left to the store: its "build the missing layer" advice would send
+        # the user to build a layer the model does not have.
+        raise InputError(f"--layer {layer}: backbone {backbone['name']} has layers 1-{num_layers}; "
+                         "pick one of those (`classify sweep --layers all` compares them).")
 
 
 def _uniform_labels(labels: pd.Series) -> pd.Series:

@@ -214,7 +214,8 @@ Model = Annotated[Optional[str], typer.Option("--model", help="Language model wh
                                               "model).")]
 Probe = Annotated[Optional[str], typer.Option("--probe", help=_PROBE_HELP)]
 Reference = Annotated[Optional[Path], typer.Option("--reference", help="Genome FASTA a BED --data (and --test) is "
-                                                   "cut from, as for `embedcache build --reference`.")]
+                                                   "cut from, as for `embedcache build --reference`, or a variant "
+                                                   "set (--variant-features) is called on.")]
 Backbone = Annotated[Optional[str], typer.Option("--backbone", hidden=True, help="Deprecated: use --model. Model name or key in the cache (default: its "
                                                  "only model).")]
 Layer = Annotated[Optional[int], typer.Option("--layer", help="1-based layer (default: the model's last).")]
@@ -225,6 +226,33 @@ Seed = Annotated[int, typer.Option("--seed", help="Seed of the splits, the probe
 Params = Annotated[list[str], typer.Option("--param", help=_PARAM_HELP)]
 Bootstrap = Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the test intervals.")]
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing non-empty --out.")]
+VariantFeatures = Annotated[Optional[str], typer.Option(
+    "--variant-features", help="--data is a variant set (VCF, plain or bgzip, or a CSV/TSV/Parquet table with chrom, "
+    "pos, ref, alt[, id, label]) on the --reference genome: one row per allele, features alt - ref (diff) or "
+    "[ref, alt] (concat) of its windows' pooled embeddings, which must be in the cache (`embedcache variants`).")]
+LabelField = Annotated[Optional[str], typer.Option("--label-field", help="Variant sets: the INFO key (VCF) or column "
+                                                   "(table) holding labels (default: a table's label).")]
+Positive = Annotated[Optional[str], typer.Option("--positive", help="Variant sets: the positive label value, for "
+                                                 "labels other than 0/1.")]
+Flank = Annotated[Optional[int], typer.Option("--flank", help="Variant sets: the --flank the windows were embedded "
+                                              "with (default: `embedcache variants`' default).")]
+
+
+def _variant_task(kind, reference, label_field, positive, flank):
+    """The variant options as one typed object (``None``: --data is a sequence task)."""
+    if kind is None:
+        given = [name for name, value in (("--label-field", label_field), ("--positive", positive),
+                                          ("--flank", flank)) if value is not None]
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)} are for variant sets: add --variant-features diff|concat.",
+                                     param_hint="--variant-features")
+        return None
+    if reference is None:
+        raise typer.BadParameter("a variant set needs the genome it is called on: add --reference GENOME.fa.",
+                                 param_hint="--reference")
+    from classifiers.variant_task import VariantTask
+
+    return VariantTask(reference, kind, label_field=label_field, positive=positive, flank=flank)
 
 
 @app.command()
@@ -234,11 +262,13 @@ def fit(
     layers: Optional[str] = typer.Option(None, "--layers", help="layer-weighted only: the layers it mixes: all (default), 1-12, 1,6,12."),
     pool: str = typer.Option(DEFAULT_POOL, "--pool", help=_POOL_HELP),
     group_by: GroupBy = None, dedup_test: DedupTest = False, seed: Seed = 0, param: Params = [],
-    bootstrap: Bootstrap = 1000, force: Force = False,
+    bootstrap: Bootstrap = 1000, force: Force = False, variant_features: VariantFeatures = None,
+    label_field: LabelField = None, positive: Positive = None, flank: Flank = None,
 ) -> None:
     """Train a probe on cached features; write metrics, predictions, model, plots and report."""
     params = _params(param)
     probe, model = _probe_and_model(probe, model, backbone)
+    variants = _variant_task(variant_features, reference, label_field, positive, flank)
     with _interruptible("fit") as progress:
         from classifiers.runs import fit_run
 
@@ -246,7 +276,7 @@ def fit(
         run = fit_run(data, cache=cache, out=out, model=probe, backbone=model, layer=layer,
                       layers=layers, pool=pool, test=test, group_by=group_by,
                       dedup_test=dedup_test, seed=seed, params=params, n_bootstrap=bootstrap,
-                      force=force, command=_command(), reference=reference)
+                      force=force, command=_command(), reference=reference, variants=variants)
         progress.done = True
         _print_run(run, out)
 
@@ -261,11 +291,13 @@ def sweep(
     pool: str = typer.Option(DEFAULT_POOL, "--pool", help=f"Poolings, comma-separated: cls, mean or cls,mean (default {DEFAULT_POOL})."),
     test: Test = None, reference: Reference = None, backbone: Backbone = None, group_by: GroupBy = None,
     dedup_test: DedupTest = False, seed: Seed = 0, param: Params = [], bootstrap: Bootstrap = 1000,
-    force: Force = False,
+    force: Force = False, variant_features: VariantFeatures = None, label_field: LabelField = None,
+    positive: Positive = None, flank: Flank = None,
 ) -> None:
     """Which layer? Fit a probe on every (layer, pooling), same split; pick the best on validation."""
     params = _params(param)
     probe, model = _probe_and_model(probe, model, backbone)
+    variants = _variant_task(variant_features, reference, label_field, positive, flank)
     with _interruptible("sweep") as progress:
         from classifiers.runs import sweep_run
 
@@ -274,7 +306,7 @@ def sweep(
                         layers=layers, pools=[p.strip() for p in pool.split(",") if p.strip()],
                         test=test, group_by=group_by, dedup_test=dedup_test, seed=seed,
                         params=params, n_bootstrap=bootstrap, force=force, command=_command(),
-                        reference=reference)
+                        reference=reference, variants=variants)
         progress.done = True
         _print_run(run, out)
 
@@ -287,10 +319,13 @@ def cv(
     seed: Seed = 0, reference: Reference = None, backbone: Backbone = None, layer: Layer = None,
     pool: str = typer.Option(DEFAULT_POOL, "--pool", help=_POOL_HELP),
     group_by: GroupBy = None, param: Params = [], force: Force = False,
+    variant_features: VariantFeatures = None, label_field: LabelField = None, positive: Positive = None,
+    flank: Flank = None,
 ) -> None:
     """Cross-validate a probe and its baselines: mean ± sd over folds and seeds."""
     params = _params(param)
     probe, model = _probe_and_model(probe, model, backbone)
+    variants = _variant_task(variant_features, reference, label_field, positive, flank)
     with _interruptible("cv") as progress:
         from classifiers.runs import cross_validate
 
@@ -298,7 +333,7 @@ def cv(
         run = cross_validate(data, cache=cache, out=out, model=probe, backbone=model,
                              layer=layer, pool=pool, folds=folds, seeds=seeds, seed=seed,
                              group_by=group_by, params=params, force=force, command=_command(),
-                             reference=reference)
+                             reference=reference, variants=variants)
         progress.done = True
         _print_run(run, out)
 

@@ -65,7 +65,7 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
                 f"{data}: labels {unknown[:5]} were not among the classes the probe was trained "
                 f"on ({classes}); evaluate on a task with the same classes.")
         layer, pool = fitted.chosen_features()
-        X = steps.features(store, table["sequence"], backbone=info, layer=layer, pool=pool,
+        X = steps.features(store, table, backbone=info, layer=layer, pool=pool,
                            source=TaskSource.of([data], reference, table))
         y = table["label"].to_numpy()
         proba, pred = estimator.predict_proba(X), estimator.predict(X)
@@ -141,7 +141,7 @@ def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
     estimator, store, info = steps.load_fitted(run_dir, fitted, cache)
     table = read_task(data, alphabet=info["alphabet"], labelled=False, reference=reference)
     layer, pool = fitted.chosen_features()
-    X = steps.features(store, table["sequence"], backbone=info, layer=layer, pool=pool,
+    X = steps.features(store, table, backbone=info, layer=layer, pool=pool,
                        source=TaskSource.of([data], reference, table))
     frame = steps.prediction_frame(table, estimator.predict_proba(X), estimator.predict(X),
                                    list(estimator.classes_), with_split=False, with_label=False)

@@ -32,7 +32,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
                    layer: int | None = None, pool: str = DEFAULT_POOL, folds: int = 5, seeds: int = 1,
                    seed: int = 0, group_by: str | None = None, params: Mapping | None = None,
                    force: bool = False, command: str | None = None,
-                   reference: str | PathLike | None = None) -> RunRecord:
+                   reference: str | PathLike | None = None, variants=None) -> RunRecord:
     """K-fold cross-validation repeated over seeds; mean and standard deviation of the metrics.
 
     The rows of ``data`` that its split column marks as test are held out and not used (they
@@ -40,7 +40,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
 
     Parameters
     ----------
-    data, cache, out, model, backbone, layer, pool, group_by, params, force, command, reference
+    data, cache, out, model, backbone, layer, pool, group_by, params, force, command, reference, variants
         As for :func:`~classifiers.runs.fit.fit_run`.
     folds : int
         Folds per repetition (stratified; grouped with ``group_by``).
@@ -64,7 +64,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
     with staged(out, force) as staging:
         store, info = steps.open_store(cache, backbone)
         layer = int(layer or info["num_layers"])
-        table, files = steps.read_tables(data, None, info, group_by, reference)
+        table, files = steps.read_tables(data, None, info, group_by, reference, variants=variants, store=store)
         held_out = 0
         if "split" in table.columns:
             is_test = (table["split"].astype(str).str.strip().str.lower().map(SPLIT_ALIASES)
@@ -73,8 +73,8 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
             table = table[~is_test.to_numpy()].reset_index(drop=True)
         table["split"] = "train"
         steps.check_labels(table, str(data))
-        X = steps.features(store, table["sequence"], backbone=info, layer=layer, pool=pool,
-                           source=TaskSource.of([files["data"]["path"]], reference, table))
+        X = steps.features(store, table, backbone=info, layer=layer, pool=pool,
+                           source=TaskSource.of([files["data"]["path"]], reference, table, variants))
         clock.lap("features")
         y = table["label"].to_numpy()
         sequences = table["sequence"].to_numpy(dtype=object)
@@ -104,7 +104,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
                             split_source=f"{folds}-fold cross-validation"
                             + (f" grouped by {group_by!r}" if group_by else ", stratified"),
                             seed=seed, store=store, backbone=info, layer=layer, pool=pool,
-                            command=command)
+                            command=command, variants=variants)
         run["cv"] = {
             "folds": folds, "seeds": list(range(seed, seed + seeds)), "n_rows": len(table),
             "held_out_test_rows": held_out,

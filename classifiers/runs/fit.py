@@ -71,15 +71,16 @@ class _Task:
         return self.table["label"].to_numpy()
 
 
-def _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed, load, reference=None) -> tuple:
+def _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed, load, reference=None,
+                    variants=None) -> tuple:
     """Open the store, read the task, load features (``load(task)``), split, check."""
     store, info = steps.open_store(cache, backbone)
-    table, files = steps.read_tables(data, test, info, group_by, reference)
+    table, files = steps.read_tables(data, test, info, group_by, reference, variants=variants, store=store)
     steps.require_classes(table, str(data))
-    source = TaskSource.of([f["path"] for f in files.values()], reference, table)
+    source = TaskSource.of([f["path"] for f in files.values()], reference, table, variants)
     # Features first: sequences missing from the cache are the likeliest problem, and the
     # message (how many, which build command) is the most useful one to give.
-    X = load(store, info, table["sequence"], source)
+    X = load(store, info, table, source)
     n_data = len(table) - (0 if test is None else files["test"]["rows"])
     splits = assign_splits(table.iloc[:n_data], group_by=group_by, seed=seed,
                            test_table=None if test is None else table.iloc[n_data:],
@@ -98,7 +99,8 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
             layers=None, pool: str = DEFAULT_POOL, test: str | PathLike | None = None,
             group_by: str | None = None, dedup_test: bool = False, seed: int = 0,
             params: Mapping | None = None, n_bootstrap: int = 1000, force: bool = False,
-            command: str | None = None, reference: str | PathLike | None = None) -> RunRecord:
+            command: str | None = None, reference: str | PathLike | None = None,
+            variants=None) -> RunRecord:
     """Train a probe on cached features, evaluate it and its baselines, write a run directory.
 
     Parameters
@@ -141,6 +143,10 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
         The command line, recorded as provenance.
     reference : path, optional
         The genome FASTA a BED task's regions (and its test file's) are cut from.
+    variants : classifiers.variant_task.VariantTask, optional
+        ``data`` (and ``test``) are variant sets (VCF or chrom/pos/ref/alt table): one row per
+        allele, features ``alt - ref`` or ``[ref, alt]`` of its cached windows
+        (:mod:`classifiers.variant_task`); recorded as ``features.variants``.
 
     Returns
     -------
@@ -160,18 +166,18 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
     clock = Clock()
     chosen = {}
 
-    def load(store, info, sequences, source):
+    def load(store, info, table, source):
         chosen["layer"] = (steps.parse_layers(layers or "all", int(info["num_layers"]))
                            if weighted else int(layer or info["num_layers"]))
         if weighted:
-            steps.require_features(store, sequences, backbone=info, layers=chosen["layer"],
+            steps.require_features(store, table, backbone=info, layers=chosen["layer"],
                                    pools=[pool], source=source)
-        return steps.features(store, sequences, backbone=info, layer=chosen["layer"],
+        return steps.features(store, table, backbone=info, layer=chosen["layer"],
                               pool=pool, source=source)
 
     with staged(out, force) as staging:
         prepared, X = _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed,
-                                      load, reference)
+                                      load, reference, variants)
         clock.lap("read")
         table, X, y = prepared.table, X[prepared.keep], prepared.y
         train, val, test_rows = steps.masks(table, "train", "validation", "test")
@@ -189,7 +195,7 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
                             files=prepared.files, table=table,
                             split_source=prepared.split_source, seed=seed,
                             store=prepared.store, backbone=prepared.backbone,
-                            layer=chosen["layer"], pool=pool, command=command)
+                            layer=chosen["layer"], pool=pool, command=command, variants=variants)
         run.update(metrics=metrics, intervals={"test": intervals}, baselines=baselines,
                    duplicates=prepared.duplicates)
         run["warnings"] += steps.duplicate_warnings(prepared.duplicates)
@@ -222,7 +228,8 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
               pools=(DEFAULT_POOL,), test: str | PathLike | None = None, group_by: str | None = None,
               dedup_test: bool = False, seed: int = 0, params: Mapping | None = None,
               n_bootstrap: int = 1000, force: bool = False,
-              command: str | None = None, reference: str | PathLike | None = None) -> RunRecord:
+              command: str | None = None, reference: str | PathLike | None = None,
+              variants=None) -> RunRecord:
     """Fit one probe per (layer, pooling) on the same split; choose the best on validation.
 
     Parameters
@@ -231,7 +238,7 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
         ``"all"``, a range ``"1-12"``, a list ``"1,6,12"`` (or ints).
     pools : sequence of {"cls", "mean"}
     data, cache, out, model, backbone, test, group_by, dedup_test, seed, params, n_bootstrap,
-    force, command, reference
+    force, command, reference, variants
         As for :func:`fit_run` (``model`` cannot be ``"layer-weighted"``, which mixes layers
         itself).
 
@@ -251,15 +258,15 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
     clock = Clock()
     chosen = {}
 
-    def check(store, info, sequences, source):
+    def check(store, info, table, source):
         chosen["layers"] = steps.parse_layers(layers, int(info["num_layers"]))
-        steps.require_features(store, sequences, backbone=info, layers=chosen["layers"],
+        steps.require_features(store, table, backbone=info, layers=chosen["layers"],
                                pools=pools, source=source)
         return None
 
     with staged(out, force) as staging:
         prepared, _ = _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed,
-                                      check, reference)
+                                      check, reference, variants)
         table, y = prepared.table, prepared.y
         train, val, test_rows = steps.masks(table, "train", "validation", "test")
         clock.lap("read")
@@ -267,7 +274,7 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
         for layer in chosen["layers"]:
             for pool in pools:
                 # Each (layer, pool) array is read once, for all rows, and dropped after its fit.
-                X = steps.features(prepared.store, prepared.table["sequence"],
+                X = steps.features(prepared.store, prepared.table,
                                    backbone=prepared.backbone, layer=layer, pool=pool,
                                    source=prepared.source)
                 estimator = steps.fit_probe(steps.new_probe(model, seed, params), X, y, train,
@@ -290,14 +297,15 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
         best["fit_command"] = _fit_command(
             data, cache=cache, out=out, test=test, backbone=backbone, model=model,
             layer=best["layer"], pool=best["pool"], params=params, group_by=group_by,
-            dedup_test=dedup_test, seed=seed, n_bootstrap=n_bootstrap, reference=reference)
+            dedup_test=dedup_test, seed=seed, n_bootstrap=n_bootstrap, reference=reference,
+            variants=variants)
         baselines, _ = steps.baselines(table, y, classes, n_bootstrap, seed)
         clock.lap("baselines")
         run = RunRecord.new("sweep", model=model, estimator=estimator, classes=classes,
                             files=prepared.files, table=table,
                             split_source=prepared.split_source, seed=seed,
                             store=prepared.store, backbone=prepared.backbone,
-                            layer=best["layer"], pool=best["pool"], command=command)
+                            layer=best["layer"], pool=best["pool"], command=command, variants=variants)
         run["model"].pop("history", None)  # the last fit's, not the best's
         run.update(sweep={"layers": chosen["layers"], "pools": pools, "rows": rows},
                    best=best, baselines=baselines, duplicates=prepared.duplicates)
@@ -327,13 +335,20 @@ def _best(rows) -> dict:
 
 
 def _fit_command(data, *, cache, out, test, backbone, model, layer, pool, params, group_by,
-                 dedup_test, seed, n_bootstrap, reference=None) -> str:
+                 dedup_test, seed, n_bootstrap, reference=None, variants=None) -> str:
     """The `classify fit` line that fits the sweep's choice again: the same probe, parameters,
     data, split and seed at the chosen layer and pooling (so its rows are the sweep's row)."""
     out = Path(out)
     args = ["classify", "fit", "--data", str(data), "--cache", str(cache),
             "--out", str(out.with_name(f"{out.name}-layer{layer}-{pool}")),
             "--probe", model, "--layer", str(layer), "--pool", pool]
+    if variants is not None:
+        reference = variants.reference
+        args += ["--variant-features", variants.kind]
+        for flag, value in (("--label-field", variants.label_field), ("--positive", variants.positive),
+                            ("--flank", variants.flank)):
+            if value is not None:
+                args += [flag, str(value)]
     for flag, value in (("--test", test), ("--reference", reference), ("--model", backbone),
                         ("--group-by", group_by)):
         if value is not None:

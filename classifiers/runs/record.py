@@ -103,8 +103,10 @@ class RunRecord(dict):
 
     @classmethod
     def new(cls, kind, *, model, estimator, classes, files, table, split_source, seed, store,
-            backbone, layer, pool, command) -> RunRecord:
-        """The common part of every record; the workflow adds its results."""
+            backbone, layer, pool, command, variants=None) -> RunRecord:
+        """The common part of every record; the workflow adds its results. ``variants`` (a
+        :class:`~classifiers.variant_task.VariantTask`): the features are a variant set's,
+        recorded as ``features.variants``."""
         counts = table["split"].value_counts()
         warnings = []
         if backbone.get("random_weights"):
@@ -134,6 +136,8 @@ class RunRecord(dict):
                              **{p: distribution_version(p) for p in PACKAGES}},
             },
         })
+        if variants is not None:
+            record["features"]["variants"] = variants.record()
         for attr in ("best_epoch_", "n_epochs_", "history_"):
             if hasattr(estimator, attr):
                 record["model"][attr.rstrip("_")] = jsonable(getattr(estimator, attr))

@@ -16,7 +16,7 @@ import pandas as pd
 
 from classifiers import plots
 from classifiers.baselines import BASELINES, make_baseline
-from classifiers.features import Backbone, TaskSource, read_task, resolve_backbone, task_features
+from classifiers.features import Backbone, TaskSource, check_layer, read_task, resolve_backbone, task_features
 from classifiers.metrics import bootstrap_intervals, classification_metrics
 from classifiers.probes.base import FitDivergedError
 from classifiers.runs.directory import MODEL_DIR, PLOTS_DIR, REPORT_FILE, file_record
@@ -41,12 +41,18 @@ def parse_layers(spec, num_layers: int) -> list[int]:
     return list(resolve_layers(parse(spec), range(1, num_layers + 1), model="the backbone"))
 
 
-def require_features(store, sequences, *, backbone: Backbone, layers, pools, source):
-    """Refuse, in one error, (layer, pool) pairs the store lacks for these sequences: a
-    :class:`~embedcache.errors.MissingRowsError` whose advice builds all of them."""
+def require_features(store, table, *, backbone: Backbone, layers, pools, source):
+    """Refuse, in one error, (layer, pool) pairs the store lacks for the task's rows: a
+    :class:`~embedcache.errors.MissingRowsError` whose advice builds all of them (a variant
+    task: the first pair missing, with the ``embedcache variants`` command that embeds it)."""
     from dataclasses import replace
 
-    probe_rows = list(sequences[:1])
+    if getattr(source, "variants", None) is not None:
+        for layer in layers:
+            for pool in pools:
+                features(store, table.iloc[:1], backbone=backbone, layer=layer, pool=pool, source=source)
+        return
+    probe_rows = list(table["sequence"][:1])
     missing, first = [], None
     for layer in layers:
         for pool in pools:
@@ -70,22 +76,46 @@ def require_features(store, sequences, *, backbone: Backbone, layers, pools, sou
                      f"features for model {backbone['name']} (key {backbone['key']}): {listing}."))
 
 
-def features(store, sequences, *, backbone: Backbone, layer, pool: str, source: str):
-    """(n, D) for one layer; (n, layers, D) for a list of layers (the layer-weighted probe)."""
+def features(store, table: pd.DataFrame, *, backbone: Backbone, layer, pool: str, source):
+    """The task rows' features: (n, D) for one layer; (n, layers, D) for a list of layers (the
+    layer-weighted probe). A variant task's (``source.variants``) are its alleles' ``alt - ref``
+    or ``[ref, alt]`` (:mod:`classifiers.variant_task`); any other's, its sequences' embeddings."""
     if isinstance(layer, (list, tuple)):
-        return np.stack([task_features(store, sequences, backbone=backbone, layer=l, pool=pool,
-                                       source=source) for l in layer], axis=1)
-    return task_features(store, sequences, backbone=backbone, layer=int(layer), pool=pool,
+        return np.stack([features(store, table, backbone=backbone, layer=l, pool=pool, source=source)
+                         for l in layer], axis=1)
+    variants = getattr(source, "variants", None)
+    if variants is not None:
+        from classifiers.variant_task import variant_task_features
+
+        check_layer(backbone, layer)
+        return variant_task_features(store, table, variants, backbone=backbone, layer=int(layer),
+                                     pool=pool, source=source)
+    return task_features(store, table["sequence"], backbone=backbone, layer=int(layer), pool=pool,
                          source=source)
 
 
-def read_tables(data, test, backbone: Backbone, group_by, reference=None):
-    alphabet = backbone["alphabet"] or "iupac-to-n"
-    tables = [read_task(data, alphabet=alphabet, group_by=group_by, reference=reference)]
+def read_tables(data, test, backbone: Backbone, group_by, reference=None, *, variants=None, store=None):
+    """The task rows of ``data`` (and ``test``) and their file records. With ``variants`` (a
+    :class:`~classifiers.variant_task.VariantTask`), the files are variant sets read against
+    the ``store``'s backbone."""
+    if variants is not None:
+        from classifiers.variant_task import read_variant_task
+
+        def read(path):
+            return read_variant_task(store, path, variants, backbone=backbone, group_by=group_by)
+    else:
+        alphabet = backbone["alphabet"] or "iupac-to-n"
+
+        def read(path):
+            return read_task(path, alphabet=alphabet, group_by=group_by, reference=reference)
+    tables = [read(data)]
     files = {"data": file_record(data, len(tables[0]))}
     if test is not None:
-        tables.append(read_task(test, alphabet=alphabet, group_by=group_by, reference=reference))
+        tables.append(read(test))
         files["test"] = file_record(test, len(tables[1]))
+    if variants is not None:
+        for key, t in zip(("data", "test"), tables):
+            files[key]["alleles_without_label"] = t.attrs["missing_labels"]
     table = pd.concat(tables, ignore_index=True)
     if table["label"].map(type).nunique() > 1:
         raise InputError(f"the labels of {data} and {test} differ in kind (numbers in one file, "
@@ -289,6 +319,10 @@ def load_fitted(run_dir: Path, fitted: RunRecord, cache):
     from embedcache import EmbeddingCache
 
     recorded_features = fitted["features"]
+    if recorded_features.get("variants"):
+        raise InputError(f"the run {run_dir} was fitted on variant features; evaluate and predict take "
+                         "sequence tasks only so far. Cross-validate variant probes with `classify cv`, or "
+                         "give fit a --test variant file.")
     store = EmbeddingCache(cache if cache is not None else recorded_features["store"])
     recorded = recorded_features["backbone"]
     info = resolve_backbone(store, recorded["key"])

@@ -105,12 +105,12 @@ def window_features(cache, table: pd.DataFrame, *, kind: str = "diff", model=Non
     ``attrs["flank"]``) are named in the advice."""
     if kind not in FEATURE_KINDS:
         raise InputError(f"--variant-features {kind!r}: choose one of {', '.join(FEATURE_KINDS)}.")
-    refs, alts = table["ref_window"].tolist(), table["alt_window"].tolist()
-    try:
-        r = cache.embeddings(refs, model=model, layer=layer, pool=pool, species=species)
-        a = cache.embeddings(alts, model=model, layer=layer, pool=pool, species=species)
+    windows = table["ref_window"].tolist() + table["alt_window"].tolist()
+    try:  # one read, so that a missing-rows error counts every window the cache lacks
+        both = cache.embeddings(windows, model=model, layer=layer, pool=pool, species=species)
     except MissingRowsError as exc:
-        raise _missing(exc, len(refs) + len(alts), source, reference, layer, pool, flank) from None
+        raise _missing(exc, len(windows), source, reference, layer, pool, flank) from None
+    r, a = both[:len(table)], both[len(table):]
     if kind == "diff":
         return a.astype(np.float32) - r.astype(np.float32)
     return np.concatenate([r, a], axis=1)
