@@ -214,6 +214,8 @@ def _provenance_section(run) -> str:
             ["backbone", escape(json.dumps(features.get("backbone", {}), sort_keys=True))],
             ["layer", escape(run.layer_text())],
             ["pooling", escape(str(features.get("pool")))]]
+    if features.get("variants"):
+        rows.append(["variant features", escape(json.dumps(features["variants"], sort_keys=True))])
     for role, f in task.get("files", {}).items():
         rows.append([f"{escape(role)} file", f"{escape(f['path'])}<br><code>sha256 "
                      f"{escape(f['sha256'])}</code>"])

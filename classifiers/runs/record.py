@@ -210,6 +210,8 @@ class RunRecord(dict):
             what = (f"{self['model']['kind']} probe on {name} (key {backbone.get('key')}), "
                     f"sweep over layers {_ranges(self['sweep']['layers'])}, "
                     f"pooling {', '.join(self['sweep']['pools'])}")
+        if self["features"].get("variants"):
+            what += f", variant features {self['features']['variants']['features']}"
         return f"{what} — {self.kind}"
 
     def score_rows(self) -> list[ScoreRow]:

@@ -77,6 +77,8 @@ def test_fit_on_variant_features_groups_by_chromosome_and_records_them(embedded,
     d, genome, vcf = embedded
     code, out, err = run(classify_app, fit_args(d, vcf, tmp_path / "diff"), monkeypatch, capsys)
     assert code == 0, err
+    assert "layer 2, mean pooling, variant features diff — fit" in out
+    assert "variant features" in (tmp_path / "diff" / "report.html").read_text()
     record = json.loads((tmp_path / "diff" / "metrics.json").read_text())
     assert record["features"]["variants"] == {"features": "diff", "reference": str(d / "g.fa"),
                                               "label_field": "CLS", "positive": "path", "flank": None}
