@@ -152,6 +152,12 @@ def test_windows_not_in_the_cache_exit_2_with_the_command_that_embeds_them(embed
     assert code == 0, err
     code, out, err = run(classify_app, fit_args(d, other, tmp_path / "run"), monkeypatch, capsys)
     assert code == 0, err
+    # A separate variant test file: its alleles are the test split.
+    code, out, err = run(classify_app, fit_args(d, d / "v.vcf", tmp_path / "held", "diff", "--test", other),
+                         monkeypatch, capsys)
+    assert code == 0, err
+    pred = pd.read_csv(tmp_path / "held" / "predictions.csv")
+    assert pred.loc[pred.split == "test", "id"].tolist() == [f"{c}_{p}" for c in CHROMS for p in (17, 101)]
     # Variant options without --variant-features are refused at the edge.
     code, out, err = run(classify_app, ["fit", "--data", other, "--cache", d / "c.zarr", "--label-field", "CLS",
                                         "--out", tmp_path / "run"], monkeypatch, capsys)
