@@ -23,6 +23,7 @@ import pandas as pd
 
 from classifiers.variant_eval import binary_labels
 from embedcache.errors import InputError
+from embedcache.sequences.readers.variants import REF_MISMATCH_POLICIES
 from embedcache.variants.features import FEATURE_KINDS, variant_table, window_features
 
 __all__ = ["VariantTask", "read_variant_task", "variant_task_features"]
@@ -45,6 +46,9 @@ class VariantTask:
     flank : int, optional
         Bases each side of the variant, as given to ``embedcache variants`` (default: its default;
         a scores table ``embedcache variants`` wrote carries each allele's own).
+    ref_mismatch : {"error", "skip"}
+        Alleles whose REF differs from the genome: an error naming the record, or left out and
+        counted.
     """
 
     reference: str
@@ -52,12 +56,15 @@ class VariantTask:
     label_field: str | None = None
     positive: str | None = None
     flank: int | None = None
+    ref_mismatch: str = "error"
 
     def __post_init__(self):
         if self.kind not in FEATURE_KINDS:
             raise InputError(f"--variant-features {self.kind!r}: choose one of {', '.join(FEATURE_KINDS)}.")
         if self.flank is not None and int(self.flank) < 0:
             raise InputError(f"--flank {self.flank}: give a number of bases >= 0.")
+        if self.ref_mismatch not in REF_MISMATCH_POLICIES:
+            raise InputError(f"--ref-mismatch {self.ref_mismatch!r}: choose one of {', '.join(REF_MISMATCH_POLICIES)}.")
         object.__setattr__(self, "reference", str(self.reference))
 
     def record(self) -> dict:
@@ -68,9 +75,11 @@ class VariantTask:
 def read_variant_task(store, path: str | PathLike, task: VariantTask, *, backbone,
                       group_by: str | None = None) -> pd.DataFrame:
     """The alleles of ``path`` as task rows: ``id, sequence, label`` (0/1), ``chrom, pos, ref,
-    alt, flank, ref_window, alt_window``; ``attrs["missing_labels"]`` counts those left out."""
+    alt, flank, ref_window, alt_window``; ``attrs["missing_labels"]`` counts those left out for
+    want of a label, ``attrs["skipped"]`` those the reader left out (by kind)."""
     table = variant_table(store, path, reference=task.reference, model=backbone["key"], flank=task.flank,
-                          label_field=task.label_field)
+                          label_field=task.label_field, ref_mismatch=task.ref_mismatch)
+    skipped = table.attrs["skipped"]
     if table["label"].isna().all():
         raise InputError(f"{path}: no allele has a label; name the labels with --label-field KEY (a VCF INFO "
                          "key or a table column), 0/1 or with --positive VALUE.")
@@ -80,7 +89,7 @@ def read_variant_task(store, path: str | PathLike, task: VariantTask, *, backbon
     if group_by and group_by not in table.columns:
         raise InputError(f"--group-by {group_by}: a variant task has the columns {', '.join(table.columns[:6])}; "
                          "group by chrom.")
-    table.attrs["missing_labels"] = int((~has).sum())
+    table.attrs["missing_labels"], table.attrs["skipped"] = int((~has).sum()), skipped
     return table
 
 

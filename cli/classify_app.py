@@ -236,13 +236,16 @@ Positive = Annotated[Optional[str], typer.Option("--positive", help="Variant set
                                                  "labels other than 0/1.")]
 Flank = Annotated[Optional[int], typer.Option("--flank", help="Variant sets: the --flank the windows were embedded "
                                               "with (default: `embedcache variants`' default).")]
+RefMismatch = Annotated[Optional[str], typer.Option("--ref-mismatch", help="Variant sets: error (default), or skip "
+                                                    "(count) alleles whose REF differs from the reference.")]
 
 
-def _variant_task(kind, reference, label_field, positive, flank):
+def _variant_task(kind, reference, label_field, positive, flank, ref_mismatch):
     """The variant options as one typed object (``None``: --data is a sequence task)."""
     if kind is None:
         given = [name for name, value in (("--label-field", label_field), ("--positive", positive),
-                                          ("--flank", flank)) if value is not None]
+                                          ("--flank", flank), ("--ref-mismatch", ref_mismatch))
+                 if value is not None]
         if given:
             raise typer.BadParameter(f"{', '.join(given)} are for variant sets: add --variant-features diff|concat.",
                                      param_hint="--variant-features")
@@ -252,7 +255,8 @@ def _variant_task(kind, reference, label_field, positive, flank):
                                  param_hint="--reference")
     from classifiers.variant_task import VariantTask
 
-    return VariantTask(reference, kind, label_field=label_field, positive=positive, flank=flank)
+    return VariantTask(reference, kind, label_field=label_field, positive=positive, flank=flank,
+                       ref_mismatch=ref_mismatch or "error")
 
 
 @app.command()
@@ -264,11 +268,12 @@ def fit(
     group_by: GroupBy = None, dedup_test: DedupTest = False, seed: Seed = 0, param: Params = [],
     bootstrap: Bootstrap = 1000, force: Force = False, variant_features: VariantFeatures = None,
     label_field: LabelField = None, positive: Positive = None, flank: Flank = None,
+    ref_mismatch: RefMismatch = None,
 ) -> None:
     """Train a probe on cached features; write metrics, predictions, model, plots and report."""
     params = _params(param)
     probe, model = _probe_and_model(probe, model, backbone)
-    variants = _variant_task(variant_features, reference, label_field, positive, flank)
+    variants = _variant_task(variant_features, reference, label_field, positive, flank, ref_mismatch)
     with _interruptible("fit") as progress:
         from classifiers.runs import fit_run
 
@@ -292,12 +297,12 @@ def sweep(
     test: Test = None, reference: Reference = None, backbone: Backbone = None, group_by: GroupBy = None,
     dedup_test: DedupTest = False, seed: Seed = 0, param: Params = [], bootstrap: Bootstrap = 1000,
     force: Force = False, variant_features: VariantFeatures = None, label_field: LabelField = None,
-    positive: Positive = None, flank: Flank = None,
+    positive: Positive = None, flank: Flank = None, ref_mismatch: RefMismatch = None,
 ) -> None:
     """Which layer? Fit a probe on every (layer, pooling), same split; pick the best on validation."""
     params = _params(param)
     probe, model = _probe_and_model(probe, model, backbone)
-    variants = _variant_task(variant_features, reference, label_field, positive, flank)
+    variants = _variant_task(variant_features, reference, label_field, positive, flank, ref_mismatch)
     with _interruptible("sweep") as progress:
         from classifiers.runs import sweep_run
 
@@ -320,12 +325,12 @@ def cv(
     pool: str = typer.Option(DEFAULT_POOL, "--pool", help=_POOL_HELP),
     group_by: GroupBy = None, param: Params = [], force: Force = False,
     variant_features: VariantFeatures = None, label_field: LabelField = None, positive: Positive = None,
-    flank: Flank = None,
+    flank: Flank = None, ref_mismatch: RefMismatch = None,
 ) -> None:
     """Cross-validate a probe and its baselines: mean ± sd over folds and seeds."""
     params = _params(param)
     probe, model = _probe_and_model(probe, model, backbone)
-    variants = _variant_task(variant_features, reference, label_field, positive, flank)
+    variants = _variant_task(variant_features, reference, label_field, positive, flank, ref_mismatch)
     with _interruptible("cv") as progress:
         from classifiers.runs import cross_validate
 

@@ -346,7 +346,8 @@ def _fit_command(data, *, cache, out, test, backbone, model, layer, pool, params
         reference = variants.reference
         args += ["--variant-features", variants.kind]
         for flag, value in (("--label-field", variants.label_field), ("--positive", variants.positive),
-                            ("--flank", variants.flank)):
+                            ("--flank", variants.flank),
+                            ("--ref-mismatch", None if variants.ref_mismatch == "error" else variants.ref_mismatch)):
             if value is not None:
                 args += [flag, str(value)]
     for flag, value in (("--test", test), ("--reference", reference), ("--model", backbone),

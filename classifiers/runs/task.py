@@ -115,7 +115,7 @@ def read_tables(data, test, backbone: Backbone, group_by, reference=None, *, var
         files["test"] = file_record(test, len(tables[1]))
     if variants is not None:
         for key, t in zip(("data", "test"), tables):
-            files[key]["alleles_without_label"] = t.attrs["missing_labels"]
+            files[key].update(alleles_without_label=t.attrs["missing_labels"], alleles_skipped=t.attrs["skipped"])
     table = pd.concat(tables, ignore_index=True)
     if table["label"].map(type).nunique() > 1:
         raise InputError(f"the labels of {data} and {test} differ in kind (numbers in one file, "

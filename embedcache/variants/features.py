@@ -61,12 +61,15 @@ def _token_counter(attrs):
 
 
 def variant_table(cache, variants, *, reference, model=None, flank: int | None = None,
-                  label_field: str | None = None, species: str | None = None) -> pd.DataFrame:
+                  label_field: str | None = None, species: str | None = None,
+                  ref_mismatch: str = "error") -> pd.DataFrame:
     """The alleles of ``variants`` with their windows: ``id, chrom, pos, ref, alt, flank, label,
     ref_window, alt_window``, in the file's allele order (nothing read from the cache yet).
-    ``table.attrs["flank"]`` is the flank the windows were cut at (``None``: the file's column)."""
+    ``table.attrs["flank"]`` is the flank the windows were cut at (``None``: the file's column);
+    ``table.attrs["skipped"]`` counts the alleles left out on reading, by kind (``ref_mismatch``
+    as ``embedcache variants --ref-mismatch`` says)."""
     path = Path(variants)
-    vset = read_variants(path, reference, label_field=label_field)
+    vset = read_variants(path, reference, label_field=label_field, ref_mismatch=ref_mismatch)
     table = vset.table
     if not len(table):
         raise InputError(f"{path}: no alleles to featurize (skipped: {dict(vset.skipped)}).")
@@ -93,7 +96,7 @@ def variant_table(cache, variants, *, reference, model=None, flank: int | None =
     out["flank"] = [w.flank for w in windows]
     out["label"] = table["label"].to_numpy()
     out["ref_window"], out["alt_window"] = [w.ref for w in windows], [w.alt for w in windows]
-    out.attrs["flank"] = h
+    out.attrs["flank"], out.attrs["skipped"] = h, dict(vset.skipped)
     return out
 
 

@@ -81,7 +81,9 @@ def test_fit_on_variant_features_groups_by_chromosome_and_records_them(embedded,
     assert "variant features" in (tmp_path / "diff" / "report.html").read_text()
     record = json.loads((tmp_path / "diff" / "metrics.json").read_text())
     assert record["features"]["variants"] == {"features": "diff", "reference": str(d / "g.fa"),
-                                              "label_field": "CLS", "positive": "path", "flank": None}
+                                              "label_field": "CLS", "positive": "path", "flank": None,
+                                              "ref_mismatch": "error"}
+    assert record["task"]["files"]["data"]["alleles_skipped"]["ref_mismatch"] == 0
     assert record["features"]["layer"] == 2 and record["task"]["files"]["data"]["rows"] == 40
     assert record["task"]["classes"] == ["0", "1"]
     pred = pd.read_csv(tmp_path / "diff" / "predictions.csv")
@@ -158,6 +160,20 @@ def test_windows_not_in_the_cache_exit_2_with_the_command_that_embeds_them(embed
     assert code == 0, err
     pred = pd.read_csv(tmp_path / "held" / "predictions.csv")
     assert pred.loc[pred.split == "test", "id"].tolist() == [f"{c}_{p}" for c in CHROMS for p in (17, 101)]
+    # A REF that is not the genome's: exit 2 naming the record, or --ref-mismatch skip counts it.
+    lines = (d / "v.vcf").read_text().splitlines()
+    fields = lines[-1].split("\t")
+    fields[3], fields[4] = fields[4], fields[3]
+    bad = tmp_path / "bad.vcf"
+    bad.write_text("\n".join(lines[:-1] + ["\t".join(fields)]) + "\n")
+    code, out, err = run(classify_app, fit_args(d, bad, tmp_path / "bad"), monkeypatch, capsys)
+    assert code == 2 and f"({fields[0]}:{fields[1]})" in err and "--ref-mismatch skip" in err
+    code, out, err = run(classify_app, fit_args(d, bad, tmp_path / "bad", "diff", "--ref-mismatch", "skip"),
+                         monkeypatch, capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "bad" / "metrics.json").read_text())
+    assert record["task"]["files"]["data"]["rows"] == 39
+    assert record["task"]["files"]["data"]["alleles_skipped"]["ref_mismatch"] == 1
     # Variant options without --variant-features are refused at the edge.
     code, out, err = run(classify_app, ["fit", "--data", other, "--cache", d / "c.zarr", "--label-field", "CLS",
                                         "--out", tmp_path / "run"], monkeypatch, capsys)
