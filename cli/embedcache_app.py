@@ -226,13 +226,13 @@ def info(path: str = typer.Argument(..., help="The cache (Zarr store): a path or
     if not models:
         typer.echo(f"{path}: no models yet")
     for m in models:
-        typer.echo(f"model {m['name']}  key {m['key']}  digest {m['digest'][:16]}..."
-                   + ("  RANDOM WEIGHTS (no biology)" if m["random_weights"] else ""))
-        typer.echo(f"  rows {m['rows']}  feature_dim {m['feature_dim']}  max_tokens {m['max_tokens']}  "
-                   f"long {m['long']}  alphabet {m['alphabet']}  dtype {m['dtype']}  store {m['store_dtype']}  "
-                   f"disk {m['disk_bytes'] / 2**20:.1f} MiB")
-        for name, filled in m["arrays"].items():
-            typer.echo(f"  {name:<20} {filled:>10} / {m['rows']} rows")
+        typer.echo(f"model {m.name}  key {m.key}  digest {m.digest[:16]}..."
+                   + ("  RANDOM WEIGHTS (no biology)" if m.random_weights else ""))
+        typer.echo(f"  rows {m.rows}  feature_dim {m.feature_dim}  max_tokens {m.max_tokens}  "
+                   f"long {m.long}  alphabet {m.alphabet}  dtype {m.dtype}  store {m.store_dtype}  "
+                   f"disk {m.disk_bytes / 2**20:.1f} MiB")
+        for name, filled in m.filled.items():
+            typer.echo(f"  {name:<20} {filled:>10} / {m.rows} rows")
 
 
 @app.command()
@@ -295,7 +295,7 @@ def verify(path: str = typer.Argument(..., help="The cache (Zarr store): a path 
                    "(lost values and rows are marked for recomputation, the index rebuilt), then rerun the same "
                    "`embedcache build`.", err=True)
         raise typer.Exit(1)
-    rows = sum(m["rows"] for m in cache.models())
+    rows = sum(m.rows for m in cache.models())
     typer.echo(f"{path}: ok ({rows} rows checked)")
     left = cache.leftovers()
     if left.objects:
