@@ -49,9 +49,10 @@ def _flank_column(path: Path, n: int) -> np.ndarray | None:
     return values.to_numpy(dtype=np.int64)
 
 
-def _token_counter(attrs):
-    """Tokens of a sequence as the model group's tokenizer counts them (CLS included)."""
-    tok = attrs.get("tokenizer") or {}
+def _token_counter(tok):
+    """Tokens of a sequence as the model group's tokenizer (its recorded description) counts
+    them, CLS included."""
+    tok = tok or {}
     if tok.get("variant") in ("v1", "v2"):
         from embedcache.families.nt.tokenizer import tokenizer_for
 
@@ -86,8 +87,8 @@ def variant_table(cache, variants, *, reference, model=None, flank: int | None =
                 windows.append(variant_windows(lambda a, b, c=contig: normalize(str(c[a:b])) if b > a else "",
                                                int(pos) - 1, vset.contigs[chrom], ref, alt, int(h)))
     else:
-        attrs = cache.group(model, species=species).attrs
-        count, max_tokens = _token_counter(attrs), int(attrs["max_tokens"])
+        about = cache.group(model, species=species).about
+        count, max_tokens = _token_counter(about.tokenizer), int(about.max_tokens)
         h = default_flank(count, max_tokens) if flank is None else int(flank)
         if h < 0:
             raise InputError(f"--flank {flank}: give a number of bases >= 0.")
