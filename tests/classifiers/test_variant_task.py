@@ -136,6 +136,16 @@ def test_cv_and_sweep_take_a_variant_set(embedded, tmp_path, monkeypatch, capsys
     # Layer 1 was never embedded: the sweep refuses before fitting, naming the command that adds it.
     assert code == 2 and "embedcache variants" in err and "--layers 1" in err
     assert not (tmp_path / "sweep").exists()
+    code, out, err = run(classify_app, ["sweep", *common, "--layers", "2", "--bootstrap", "20",
+                                        "--out", tmp_path / "sweep"], monkeypatch, capsys)
+    assert code == 0, err
+    best = json.loads((tmp_path / "sweep" / "metrics.json").read_text())["best"]
+    # The fit it suggests reads the same variant set the same way.
+    refit = best["fit_command"].split()
+    assert refit[refit.index("--variant-features") + 1] == "diff" and refit[refit.index("--positive") + 1] == "path"
+    assert refit[refit.index("--reference") + 1] == str(d / "g.fa")
+    code, out, err = run(classify_app, refit[1:], monkeypatch, capsys)
+    assert code == 0, err
 
 
 def test_windows_not_in_the_cache_exit_2_with_the_command_that_embeds_them(embedded, tmp_path, monkeypatch, capsys):
