@@ -72,3 +72,15 @@ def test_missing_windows_name_the_command(scored):
         cache.variant_features(d / "v.csv", reference=d / "g.fa", layer=2)
     with pytest.raises(InputError, match="--variant-features 'sum'"):
         cache.variant_features(d / "scores.parquet", reference=d / "g.fa", kind="sum")
+
+
+def test_an_ntv3_set_without_flank_is_cut_at_its_default_flank(scored, tmp_path):
+    """NTv3 counts one token per base: the default flank of 64 tokens is 31, as `score_variants` takes it."""
+    d, seq, _, _ = scored
+    ntv3 = Path(__file__).resolve().parents[1] / "golden" / "ntv3_tiny"
+    cache = EmbeddingCache(tmp_path / "v3.zarr")
+    table = cache.score_variants(d / "v.csv", reference=d / "g.fa", model=ntv3, layers=["final"], pools=["mean"],
+                                 scores=["l2"], max_tokens=64, quiet=True)
+    X, t = cache.variant_features(d / "v.csv", reference=d / "g.fa", layer="final", pool="mean")
+    assert t.flank.max() == 31 and t.flank.tolist() == table.flank.tolist()
+    np.testing.assert_allclose(np.linalg.norm(X.astype(np.float64), axis=1), table.l2_Lfinal_mean, rtol=1e-6)
