@@ -92,6 +92,10 @@ def test_fit_on_variant_features_groups_by_chromosome_and_records_them(embedded,
     assert (pred.groupby(chrom)["split"].nunique() == 1).all()  # no chromosome straddles splits
     assert pred.label.tolist() == [i % 2 for i in range(40)]  # path -> 1, in file order
     width = load_estimator(tmp_path / "diff" / "model").n_features_in_
+    # evaluate and predict take sequence tasks only: a variant run says so rather than misread one.
+    code, out, err = run(classify_app, ["predict", tmp_path / "diff", "--data", vcf, "--out", tmp_path / "p.csv"],
+                         monkeypatch, capsys)
+    assert code == 2 and "fitted on variant features" in err and not (tmp_path / "p.csv").exists()
 
     code, out, err = run(classify_app, fit_args(d, vcf, tmp_path / "concat", "concat"), monkeypatch, capsys)
     assert code == 0, err
