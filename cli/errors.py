@@ -79,7 +79,7 @@ def run_app(app: typer.Typer) -> None:
     try:
         app()
     except EmbedcacheError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {exc.cli_message()}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
     except (Interrupted, KeyboardInterrupt) as exc:
         typer.secho(f"interrupted: {_committed(exc)}rows committed so far are kept (whole rows only); "

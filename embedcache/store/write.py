@@ -39,6 +39,9 @@ from embedcache.store.layout import (
 from embedcache.store.lock import commit_lock
 from embedcache.store.read import ModelGroup, Store
 
+# CF's "coordinates" attribute on each data array: xarray.open_zarr then makes the row digest
+# (the row's address) a coordinate of every (row, ...) variable.
+ROW_COORDINATES = "digest"
 #: Swaps a commit may lose in a row before the writer gives up (each loss means another
 #: writer committed, so this is only reached if the store is being rewritten wholesale).
 MAX_ATTEMPTS = 200
@@ -181,10 +184,10 @@ class GroupWriter:
             if name not in target.arrays:
                 if kind == "pooled":
                     meta = array_meta(name, dtype, (feature_dim,), ("row", "feature"), rows=n,
-                                      kind="pooled", layer=layer, pool=last)
+                                      kind="pooled", layer=layer, pool=last, coordinates=ROW_COORDINATES)
                 else:
                     meta = array_meta(name, dtype, (T, T), ("row", "query", "key"), rows=n,
-                                      kind="attention", layer=layer, head=last)
+                                      kind="attention", layer=layer, head=last, coordinates=ROW_COORDINATES)
                 target.arrays[name] = {"meta": meta, "chunks": {}}
                 added = True
             if mask_name(name) not in target.arrays:
