@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from cli.options import STORAGE_HELP, open_cache
 
 app = typer.Typer(
     name="embedcache",
@@ -125,35 +126,6 @@ def _devices(text: Optional[str]):
         raise typer.BadParameter(str(exc), param_hint="--devices") from None
 
 
-STORAGE_HELP = ("fsspec option of a URL cache as KEY=VALUE (repeatable; dotted keys nest, e.g. "
-                "client_kwargs.region_name=eu-west-1); credentials and endpoint also come from the usual "
-                "environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).")
-
-
-def _storage_options(items: list[str]) -> dict:
-    out: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--storage-option takes KEY=VALUE, not {item!r}")
-        try:
-            value = json.loads(value)
-        except ValueError:
-            pass  # a plain string
-        *parents, last = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return out
-
-
-def _cache(location: str, storage_option: list[str]):
-    from embedcache import EmbeddingCache
-
-    return EmbeddingCache(location, storage_options=_storage_options(storage_option))
-
-
 @app.command()
 def build(
     inputs: list[Path] = typer.Argument(..., help="FASTA (.fa, .fa.gz), CSV/TSV/Parquet with a `sequence` column, or BED (with --reference)."),
@@ -187,7 +159,7 @@ def build(
                                           "(default: all of them)."),
 ) -> None:
     """Embed the sequences the cache lacks; reuse everything it holds (several builds may share a cache)."""
-    report = _cache(cache, storage_option).build(
+    report = open_cache(cache, storage_option).build(
         list(inputs), model=model, layers=layers,
         pools=None if pool is None else [p.strip() for p in pool.split(",") if p.strip()], attention=_maps(attention),
         max_tokens=max_tokens, species=species, batch_size=batch_size, dtype=dtype, store_dtype=store_dtype,
@@ -209,7 +181,7 @@ def info(path: str = typer.Argument(..., help="The cache (Zarr store): a path or
     if shards is not None and input is None:
         raise typer.BadParameter("--shards needs --input FILE (the input the shards share)", param_hint="--shards")
     if input is not None:
-        progress = _cache(path, storage_option).progress(input, reference=reference, shards=shards)
+        progress = open_cache(path, storage_option).progress(input, reference=reference, shards=shards)
         if not progress:
             typer.echo(f"{path}: no models yet; nothing of {input} is done"
                        + (f"; shards with work left: {', '.join(map(str, range(shards)))}" if shards else ""))
@@ -222,7 +194,7 @@ def info(path: str = typer.Argument(..., help="The cache (Zarr store): a path or
                 left = m["shards_left"]
                 typer.echo(f"  shards with work left ({len(left)} of {shards}): {','.join(map(str, left)) or 'none'}")
         return
-    models = _cache(path, storage_option).info()
+    models = open_cache(path, storage_option).info()
     if not models:
         typer.echo(f"{path}: no models yet")
     for m in models:
@@ -249,7 +221,7 @@ def export(
     storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP),
 ) -> None:
     """Write cached features of an input file's records, with their ids, in file order, and their provenance."""
-    store = _cache(cache, storage_option)
+    store = open_cache(cache, storage_option)
     written = store.export(input, out, model=model, layer=layer, pool=pool, reference=reference, species=species)
     chosen = store.provenance(model=model, layer=layer, pool=pool, species=species)
     typer.echo(f"wrote {written}: layer {chosen['layer']}, pool {chosen['pool']}, model {chosen['model_name']} "
@@ -265,7 +237,7 @@ def verify(path: str = typer.Argument(..., help="The cache (Zarr store): a path 
 
     With --repair, damage to stored values is repaired: rerun the same `embedcache build`
     afterwards to recompute exactly the rows that were lost."""
-    cache = _cache(path, storage_option)
+    cache = open_cache(path, storage_option)
     if repair:
         report = cache.repair()
         for array, n in report.unfilled.items():
@@ -313,7 +285,7 @@ def gc(path: str = typer.Argument(..., help="The cache (Zarr store): a path or U
 
     Never data: a commit only refers to objects written before it was swapped in. Keep
     --older-than above the longest a commit may take while builds are running."""
-    done = _cache(path, storage_option).gc(older_than=older_than)
+    done = open_cache(path, storage_option).gc(older_than=older_than)
     typer.echo(f"{path}: removed {len(done.objects)} leftover object(s) ({done.nbytes / 2**20:.1f} MiB)")
 
 
@@ -325,7 +297,7 @@ def upgrade(path: str = typer.Argument(..., help="The cache (Zarr store): a path
     Safe to interrupt and rerun; a cache already in this format is left untouched."""
     from embedcache.store import ENCODING_VERSION
 
-    done = _cache(path, storage_option).upgrade()
+    done = open_cache(path, storage_option).upgrade()
     if done:
         typer.echo(f"{path}: upgraded {len(done)} model group(s) ({', '.join(done)}) to format version "
                    f"{ENCODING_VERSION}")
@@ -393,7 +365,7 @@ def variants(
     """Score variants zero-shot: masked-LM llr and embedding distances of ref vs alt windows."""
     from embedcache.variants import ScoreRun, write_scores
 
-    table = _cache(cache, []).score_variants(
+    table = open_cache(cache, []).score_variants(
         variants, reference=reference, model=model, flank=flank,
         layers=layers,
         pools=[p.strip() for p in pool.split(",") if p.strip()], scores=[s.strip() for s in scores.split(",") if s.strip()],

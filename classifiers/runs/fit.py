@@ -40,12 +40,13 @@ from classifiers.defaults import DEFAULT_POOL, DEFAULT_PROBE
 from classifiers.metrics import SCALAR_METRICS
 from classifiers.runs import task as steps
 from classifiers.runs.directory import (MODEL_DIR, PREDICTIONS_FILE, SWEEP_FILE,
-                                        TRAIN_DIGESTS_FILE, Clock, sha, staged)
+                                        TRAIN_DIGESTS_FILE, Clock, staged)
 from classifiers.runs.pause import pause_point
 from classifiers.runs.record import RunRecord
 from classifiers.features import TaskSource
 from classifiers.splits import assign_splits
 from embedcache.errors import InputError
+from embedcache.store import sequence_digest
 
 __all__ = ["fit_run", "sweep_run"]
 
@@ -107,8 +108,8 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
         The labelled task (CSV/TSV/Parquet with ``sequence`` and ``label``, optional ``id``,
         ``split``; or a BED file with ``reference``, its label and split named by a header line:
         :func:`classifiers.features.read_task`).
-    cache : path
-        The embedding store (``embedcache build`` wrote it).
+    cache : path, URL or embedcache.EmbeddingCache
+        The embedding store (``embedcache build`` wrote it); an open cache carries its storage options.
     out : path
         The run directory to write.
     model : {"logistic", "mlp", "xgboost", "layer-weighted"}
@@ -196,7 +197,7 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
         save_estimator(estimator, staging / MODEL_DIR)
         steps.prediction_frame(table, proba, pred, classes).to_csv(
             staging / PREDICTIONS_FILE, index=False)
-        digests = sorted({sha(s) for s in table.loc[train, "sequence"]})
+        digests = sorted({sequence_digest(s) for s in table.loc[train, "sequence"]})
         (staging / TRAIN_DIGESTS_FILE).write_text("\n".join(digests) + "\n")
         figures = steps.score_figures(
             staging, y[test_rows], proba[test_rows], classes,
@@ -331,7 +332,7 @@ def _fit_command(data, *, cache, out, test, backbone, model, layer, pool, params
     """The `classify fit` line that fits the sweep's choice again: the same probe, parameters,
     data, split and seed at the chosen layer and pooling (so its rows are the sweep's row)."""
     out = Path(out)
-    args = ["classify", "fit", "--data", str(data), "--cache", str(cache),
+    args = ["classify", "fit", "--data", str(data), "--cache", str(steps.as_cache(cache).path),
             "--out", str(out.with_name(f"{out.name}-layer{layer}-{pool}")),
             "--probe", model, "--layer", str(layer), "--pool", pool]
     for flag, value in (("--test", test), ("--reference", reference), ("--model", backbone),
