@@ -124,10 +124,10 @@ def grow(writer, start: int, n: int, width: int, on_rows=None) -> float:
 
 
 def lookup(path: Path, n_rows: int, n: int) -> tuple[float, float]:
-    """Seconds of looking up and reading ``n`` stored sequences, and the peak MiB of the child
-    process doing it (imports included: compared between store sizes)."""
+    """Seconds of looking up and reading ``n`` stored sequences (in a child process), and the
+    peak MiB allocated doing it (tracemalloc: NumPy's buffers included), result included."""
     code = f"""
-import resource, sys, time, numpy as np
+import sys, time, numpy as np
 sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'bench')!r})
 from store_scale import sequences
 from embedcache.store import Store, pooled_name, sequence_digest
@@ -135,10 +135,13 @@ g = Store({str(path)!r}).group(Store({str(path)!r}).keys()[0])
 rng = np.random.default_rng(1)
 picks = np.sort(rng.choice({n_rows}, {n}, replace=False))
 seqs = [sequences(int(i), 1)[0] for i in picks]
+import tracemalloc
+tracemalloc.start()
 t0 = time.perf_counter()
 rows = g.rows_of([sequence_digest(s) for s in seqs])
 x = g.read(pooled_name(1, "cls"), rows)
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+took = time.perf_counter() - t0
+print(took, tracemalloc.get_traced_memory()[1] / 2**20)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), float(out[1])

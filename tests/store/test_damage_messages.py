@@ -101,9 +101,9 @@ def test_each_command_says_what_is_damaged_and_repair_heals(clean, tmp_path, kin
         "info": _cli("cli.embedcache_app", "info", cache),
         "verify": _cli("cli.embedcache_app", "verify", cache),
         "export": _cli("cli.embedcache_app", "export", "--cache", cache, "--input", task, "--out",
-                       tmp_path / "x.npz", "--layer", "2"),
-        "classify": _cli("cli.classify_app", "fit", "--model", "logistic", "--data", task, "--cache", cache,
-                         "--layer", "2", "--out", tmp_path / "run"),
+                       tmp_path / "x.npz", "--layer", "2", "--pool", "cls"),
+        "classify": _cli("cli.classify_app", "fit", "--probe", "logistic", "--data", task, "--cache", cache,
+                         "--layer", "2", "--pool", "cls", "--out", tmp_path / "run"),
     }
     runs["build"] = _cli("cli.embedcache_app", "build", task, "--cache", cache, *ARGS)
     for command, run in runs.items():
