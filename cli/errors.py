@@ -80,6 +80,7 @@ def run_app(app: typer.Typer) -> None:
         app()
     except EmbedcacheError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        _say_committed(exc)
         sys.exit(exc.exit_code)
     except (Interrupted, KeyboardInterrupt) as exc:
         typer.secho(f"interrupted: {_committed(exc)}rows committed so far are kept (whole rows only); "
@@ -87,9 +88,13 @@ def run_app(app: typer.Typer) -> None:
         sys.exit(EXIT_INTERRUPTED)
     except OSError as exc:
         typer.secho(f"error: {environment_message(exc)}", fg=typer.colors.RED, err=True)
-        if getattr(exc, "rows_committed", None) is not None:
-            typer.secho(f"{_committed(exc)}they are kept.", err=True)
+        _say_committed(exc)
         sys.exit(EXIT_ENVIRONMENT)
+
+
+def _say_committed(exc: BaseException) -> None:
+    if getattr(exc, "rows_committed", None) is not None:
+        typer.secho(f"{_committed(exc)}they are kept.", err=True)
 
 
 def _committed(exc: BaseException) -> str:
