@@ -65,8 +65,9 @@ def compute(store: Store, checkpoint, family, request: BuildRequest, spec: Model
                         runner.add(needed, entries, family.encode_batch([e[1] for e in entries]))
             runner.finish()
             writer.flush()
-        except BaseException as exc:  # Ctrl-C, disk full...: the command line says what was kept
+        except BaseException as exc:  # Ctrl-C, disk full...: the command line says what was kept, and where
             exc.rows_committed = writer.rows_written
+            exc.store = str(store.path)
             raise
         finally:
             runner.progress.close()
