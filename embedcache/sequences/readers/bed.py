@@ -38,8 +38,9 @@ def _open_genome(reference: Path, index_dir: Path | None):
             f"reference {reference} is gzip-compressed, but not with bgzip, so it cannot be read "
             "by position. Decompress it (gunzip) or recompress it with bgzip (from htslib)."
         ) from None
-    except (pyfaidx.FastaIndexingError, ValueError, ImportError) as exc:
-        # ValueError: a duplicated sequence name, or bytes that are not text.
+    except (pyfaidx.FastaIndexingError, ValueError, ImportError, RuntimeError) as exc:
+        # ValueError: a duplicated sequence name, or bytes that are not text. RuntimeError:
+        # pyfaidx's "unhandled exception during fasta indexing" (e.g. a NUL byte; found by fuzzing).
         raise InputError(
             f"reference {reference} cannot be indexed as a FASTA genome: {exc}. "
             "Give a FASTA file with unique names and equal line lengths within each sequence "
@@ -95,7 +96,8 @@ def bed_chunks(path: Path, reference: Path, alphabet: str, chunk_size: int) -> I
                 )
             record += 1
             seq_id = name if name not in ("", ".") else f"{chrom}:{start}-{end}({strand})"
-            where = f"{path.name}:{seq_id} (line {lineno})"
+            # The letters come from the genome: name it too, a bad byte is in that file.
+            where = f"{path.name}:{seq_id} (line {lineno}; {chrom}:{start}-{end} of the reference {reference.name})"
             seq = normalize(genome[chrom][start:end], alphabet=alphabet, record=where)
             if strand == "-":
                 seq = reverse_complement(seq)

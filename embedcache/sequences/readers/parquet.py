@@ -20,7 +20,7 @@ def parquet_chunks(path: Path, alphabet: str, chunk_size: int) -> Iterator[pd.Da
 
     try:
         parquet = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # a column name that is not UTF-8
         raise InputError(f"{path} is not a readable Parquet file ({exc}). Write it again, or check its extension.") from None
     schema = parquet.schema_arrow
     roles = match_columns(path, list(schema.names), "parquet")
@@ -47,7 +47,8 @@ def parquet_chunks(path: Path, alphabet: str, chunk_size: int) -> Iterator[pd.Da
             ):
                 rows += len(frame)
                 yield frame
-        except (pa.ArrowException, OSError) as exc:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            # UnicodeDecodeError: a string column holding bytes that are not UTF-8 (found by fuzzing).
             raise InputError(f"{path}: Parquet data unreadable after row {rows} ({exc}). Write the file again.") from None
     if rows == 0:
         raise InputError(f"{path}: no rows. Give a file with sequences.")
