@@ -155,12 +155,14 @@ def bench_throughput(tmp: Path, n: int, repeats: int) -> dict:
         return time.perf_counter() - t0, time.process_time() - c0
 
     # Fill the compilation cache with one batch of every shape the run will use.
-    from embedcache.engine import plan_batches
+    from embedcache.engine import Planner
 
     tokens = checkpoint.tokenizer().encode_batch(seqs)
     probe = Embedder(checkpoint, BuildRequest(layers=[12], pools=["cls", "mean"], max_tokens=512))
-    plan = plan_batches(np.array([len(t) for t in tokens]), max_tokens=512, token_budget=probe.planner.token_budget)
-    shapes = {(length, idx.size): idx for length, idx in plan}
+    planner = Planner(512, probe.planner.token_budget)
+    n_tokens = np.array([len(t) for t in tokens])
+    plan = [*planner.add(range(n_tokens.size), n_tokens), *planner.finish()]
+    shapes = {(length, len(idx)): idx for length, idx in plan}
     for _ in probe.embed([tokens[i] for idx in shapes.values() for i in idx]):
         pass
     bare_t, build_t = [], []

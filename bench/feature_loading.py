@@ -49,7 +49,7 @@ def write_store(path: Path, sequences: list[str], features: np.ndarray, *, lz4: 
 
     ``lz4`` writes the pooled array with the compressed chunks of the alternative layout.
     """
-    from embedcache.store import ModelSpec, Store, layout, pooled_name, sequence_digest
+    from embedcache.store import ModelSpec, Store, StoreWriting, layout, pooled_name, sequence_digest
 
     if lz4:
         saved, layout._RAW = layout._RAW, layout._LZ4
@@ -64,7 +64,7 @@ def write_store(path: Path, sequences: list[str], features: np.ndarray, *, lz4: 
              "tokenizer": {"variant": "v2", "k": 6, "vocab_size": 4107}}
     name = pooled_name(LAYER, POOL)
     seen = set()
-    with Store(path).writing() as writing:
+    with StoreWriting(Store(path)) as writing:
         writer = writing.group(spec, attrs)
         writer.ensure_arrays([name], feature_dim=DIM)
         for seq, x in zip(sequences, features):

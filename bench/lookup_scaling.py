@@ -40,13 +40,13 @@ TARGET = 1.5
 
 
 def write_store(path: Path, sequences: list[str], block_rows: int = 4096) -> str:
-    from embedcache.store import ModelSpec, Store, pooled_name, sequence_digest
+    from embedcache.store import ModelSpec, Store, StoreWriting, pooled_name, sequence_digest
 
     spec = ModelSpec(param_digest="0" * 64, max_tokens=512)
     attrs = {"model_name": "bench-synthetic", "feature_dim": DIM, "num_layers": LAYER}
     name = pooled_name(LAYER, POOL)
     rng = np.random.default_rng(0)
-    writer = Store(path).writing().group(spec, attrs, block_rows=block_rows, commit_seconds=1e9)
+    writer = StoreWriting(Store(path)).group(spec, attrs, block_rows=block_rows, commit_seconds=1e9)
     writer.ensure_arrays([name], feature_dim=DIM)
     for seq in dict.fromkeys(sequences):
         writer.add_new_row(sequence_digest(seq), seq, len(seq) // 6 + 2, 1,

@@ -15,7 +15,7 @@ import pandas as pd
 
 from embedcache.errors import InputError, MissingRowsError, StoreError
 
-__all__ = ["Backbone", "read_task", "resolve_backbone", "sequence_of", "task_features"]
+__all__ = ["Backbone", "read_task", "resolve_backbone", "task_features"]
 
 
 class Backbone(dict):
@@ -160,28 +160,6 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
                                 pool=pool)
     except MissingRowsError as exc:
         raise exc.for_source(source) from None
-
-
-def sequence_of(path: str | PathLike, record_id: str) -> str:
-    """The (normalized) sequence of the record ``record_id`` in a sequence file.
-
-    Raises
-    ------
-    InputError
-        No record has that id, or several with different sequences do.
-    """
-    from embedcache.sequences.readers import read_records
-
-    table = read_records(path)
-    found = table.loc[table["id"] == record_id, "sequence"].unique()
-    if len(found) == 0:
-        shown = ", ".join(table["id"].head(5))
-        raise InputError(f"{path} has no record with id {record_id!r} (ids such as {shown}); "
-                         "check --sequence-id, or pass the sequence itself with --sequence.")
-    if len(found) > 1:
-        raise InputError(f"{path} holds {len(found)} different sequences with id {record_id!r}; "
-                         "pass the sequence itself with --sequence.")
-    return str(found[0])
 
 
 def _uniform_labels(labels: pd.Series) -> pd.Series:

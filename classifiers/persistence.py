@@ -77,6 +77,9 @@ def make_estimator(name, **params):
     ------
     InputError
         If ``name`` is not one of the kinds.
+    ProbeParameterError
+        If a parameter is unknown to that kind, or its value breaks the kind's declared
+        constraints (checked here, before any data is read).
     """
     try:
         cls = ESTIMATORS[name]
@@ -84,7 +87,7 @@ def make_estimator(name, **params):
         raise InputError(
             f"Unknown classifier {name!r}; choose one of {', '.join(ESTIMATORS)}."
         ) from None
-    return cls(**params)
+    return cls.from_params(params, kind=name)
 
 
 def estimator_kind(estimator):

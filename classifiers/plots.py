@@ -1,5 +1,6 @@
 """Figures of a run: ROC, precision-recall, confusion matrix, loss curves, run comparisons,
-metric by layer (compare, sweep), learned layer weights, and attention heatmaps.
+metric by layer (compare, sweep) and learned layer weights (attention heatmaps:
+:mod:`embedcache.attention_plot`).
 
 Figures are built with Matplotlib's object API (``matplotlib.figure.Figure``), which renders
 with the Agg backend and touches no global pyplot state, so plotting works on a headless
@@ -16,8 +17,6 @@ from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
 __all__ = [
-    "attention_heatmap",
-    "cached_attention_figure",
     "confusion_matrix_figure",
     "layer_weights_figure",
     "loss_curves_figure",
@@ -224,10 +223,11 @@ def metric_by_layer_figure(rows: Sequence[Mapping], metric: str, *,
     return fig
 
 
-def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None = None
-                 ) -> Figure:
+def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None = None,
+                 baselines: Mapping[str, float | None] | None = None) -> Figure:
     """A sweep's metric by layer, one colour per pooling: test with its interval as a band,
-    validation dashed, the (layer, pooling) chosen on validation starred.
+    validation dashed, the (layer, pooling) chosen on validation starred, and the baselines'
+    test scores as horizontal reference lines; the legend sits beside the axes, off the data.
 
     Parameters
     ----------
@@ -236,12 +236,14 @@ def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None =
     metric : str
     best : mapping, optional
         ``layer`` and ``pool`` of the chosen row.
+    baselines : mapping of str to float, optional
+        Baseline name -> its test score on the same split (None: not defined, not drawn).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    fig = Figure(figsize=(6.4, 4), layout="constrained")
+    fig = Figure(figsize=(8.4, 4), layout="constrained")
     ax = fig.add_subplot()
     for i, pool in enumerate(dict.fromkeys(r["pool"] for r in rows)):
         pts = sorted((r for r in rows if r["pool"] == pool), key=lambda r: r["layer"])
@@ -267,9 +269,15 @@ def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None =
             chosen = next(r for r in pts if r["layer"] == best["layer"])
             ax.plot([best["layer"]], [chosen["metrics"]["validation"].get(metric)], marker="*",
                     ms=16, color=colour, ls="none", label="chosen on validation")
+    # Grey reference lines, not pooling colours: a baseline does not depend on the layer.
+    for (name, value), style in zip((baselines or {}).items(), (":", "-.", (0, (5, 2)))):
+        if value is not None and np.isfinite(value):
+            ax.axhline(value, color="0.35", ls=style, lw=1.3,
+                       label=f"baseline {name}: test {value:.3f}")
     ax.set(xlabel="layer", ylabel=metric.upper(), title=f"{metric.upper()} by layer")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize="x-small", framealpha=0.7)
+    # A figure legend "outside": constrained layout makes room for it beside the axes.
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="x-small")
     return fig
 
 
@@ -282,77 +290,6 @@ def layer_weights_figure(layers: Sequence[int], weights: Sequence[float]) -> Fig
     ax.set(xlabel="layer", ylabel="weight", title="Learned layer weights (sum to 1)")
     ax.legend(fontsize="small")
     return fig
-
-
-def attention_heatmap(matrix: np.ndarray, *, tokens: Sequence[str] | None = None,
-                      title: str = "Attention") -> Figure:
-    """One attention map (query rows × key columns), labelled with the tokens when given.
-
-    Parameters
-    ----------
-    matrix : ndarray of shape (n, n)
-        Attention weights; row ``i`` is query token ``i`` (token 0 is CLS).
-    tokens : sequence of str, optional
-        Token strings for the axes (k-mers); for short sequences only, else unreadable.
-    title : str
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    n = matrix.shape[0]
-    side = min(12.0, max(4.5, 0.28 * n + 2)) if tokens is not None else 6.0
-    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap="viridis", interpolation="nearest", vmin=0)
-    if tokens is not None:
-        ax.set_xticks(range(n), tokens, rotation=90, fontsize=7, family="monospace")
-        ax.set_yticks(range(n), tokens, fontsize=7, family="monospace")
-    ax.set(xlabel="key token", ylabel="query token", title=title)
-    fig.colorbar(image, ax=ax, label="attention weight", shrink=0.8)
-    return fig
-
-
-def cached_attention_figure(cache, sequence: str, *, layer: int, head: int, model=None,
-                            label_tokens_up_to: int = 64) -> Figure:
-    """The heatmap of one cached attention map of a sequence, with k-mer tokens on the axes.
-
-    Parameters
-    ----------
-    cache : embedcache.EmbeddingCache
-        The store holding the map (``embedcache build --attention LAYER:HEAD``).
-    sequence : str
-        The DNA sequence (normalized as at build time).
-    layer, head : int
-        Both 1-based.
-    model : str, optional
-        Model name or key; default the store's only model.
-    label_tokens_up_to : int
-        Label the axes with the token strings (``<cls>``, k-mers, single bases) when the
-        sequence has at most this many tokens; longer ones get plain indices.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from embedcache.sequences.alphabet import normalize
-    from embedcache.families.nt.tokenizer import tokenizer_for
-
-    matrix = cache.attention(sequence, model=model, layer=layer, head=head)
-    group = cache.group(model)
-    n = matrix.shape[0]
-    tokens = None
-    if n <= label_tokens_up_to:
-        tok = group.attrs["tokenizer"]
-        seq = normalize(sequence, alphabet=group.attrs.get("alphabet", "iupac-to-n"))
-        # A truncated row holds the first n tokens; label exactly those.
-        tokenizer = tokenizer_for(tok["variant"], int(tok["k"]))
-        tokens = tokenizer.token_strings(tokenizer.encode(seq)[:n])
-    title = (f"{group.model_name} (key {group.key}): layer {layer}, head {head} "
-             f"(1-based), {n} tokens")
-    if group.attrs.get("random_weights"):
-        title = f"RANDOM WEIGHTS (no biology) · {title}"
-    return attention_heatmap(matrix, tokens=tokens, title=title)
 
 
 def save_png(fig: Figure, path: str | PathLike, *, dpi: int = 110) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from classifiers.metrics import SCALAR_METRICS
 
-__all__ = ["render_report", "write_report"]
+__all__ = ["render_compare_report", "render_report", "write_compare_report", "write_report"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -29,6 +29,7 @@ th:first-child, td:first-child { text-align: left; white-space: nowrap; }
 table.kv td { text-align: left; }
 .warning { background: #fff0f0; border: 2px solid #c00; padding: 0.7em 1em; font-weight: 600; }
 .note { color: #555; font-size: 0.9em; }
+.overfit { background: #fff8e0; border: 2px solid #c80; padding: 0.7em 1em; }
 .best { background: #eef6ee; border: 1px solid #5a5; padding: 0.5em 1em; }
 .figures img { max-width: 48%; margin: 0.5%; border: 1px solid #eee; }
 code { font-size: 0.9em; }
@@ -68,6 +69,8 @@ def render_report(run: Mapping, figures: Mapping[str, str | PathLike]) -> str:
              f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"]
     for warning in run.get("warnings", []):
         parts.append(f"<p class='warning'>{escape(warning)}</p>")
+    if run.overfitting():
+        parts.append(f"<p class='overfit'>{escape(run.overfitting())}</p>")
     if run.kind == "sweep":
         # The answer to "which layer?" first: the choice and the metric-by-layer figures.
         parts.append(_best_section(run))
@@ -91,6 +94,42 @@ def write_report(path: str | PathLike, run: Mapping, figures: Mapping[str, str |
                  ) -> None:
     """Write :func:`render_report` to ``path``."""
     Path(path).write_text(render_report(run, figures), encoding="utf-8")
+
+
+def render_compare_report(header: Sequence[str], rows: Sequence[Sequence[str]],
+                          notes: Sequence[tuple[str, str]],
+                          figures: Mapping[str, str | PathLike]) -> str:
+    """The HTML text of ``classify compare``'s report: the table, each run's warnings and
+    notes, and the comparison figures.
+
+    Parameters
+    ----------
+    header : sequence of str
+    rows : sequence of sequence of str
+        The table's cells, as text.
+    notes : sequence of (run name, note)
+    figures : mapping of str to path
+        Caption -> PNG file, embedded in this order.
+    """
+    title = f"{len(rows)} classify runs compared"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+             f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"]
+    for name, note in notes:
+        css = "overfit" if note.startswith("overfitting") else "warning"
+        parts.append(f"<p class='{css}'>{escape(name)}: {escape(note)}</p>")
+    parts.append("<h2>Test metrics</h2>"
+                 + _table(header, [[escape(c) for c in row] for row in rows], "metrics")
+                 + "<p class='note'>fit and evaluate: value [95% bootstrap interval]; cv: mean ± "
+                   "sd over folds and seeds; sweep: the layer and pooling chosen on validation. "
+                   "Baselines are fitted on each run's own split.</p>")
+    parts.append(_figures_section(figures))
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def write_compare_report(path: str | PathLike, header, rows, notes, figures) -> None:
+    """Write :func:`render_compare_report` to ``path``."""
+    Path(path).write_text(render_compare_report(header, rows, notes, figures), encoding="utf-8")
 
 
 def _figures_section(figures: Mapping[str, str | PathLike]) -> str:
@@ -139,10 +178,11 @@ def _best_section(run) -> str:
     best = run["best"]
     score = ", ".join(f"{m.upper()} {v:.3f}" for m, v in best["validation"].items()
                       if v is not None)
+    command = best.get("fit_command") or (f"classify fit --model {run['model']['kind']} "
+                                          f"--layer {best['layer']} --pool {best['pool']}")
     return (f"<p class='best'>Chosen on {escape(best['by'])} (never on test): layer "
             f"{best['layer']}, {escape(best['pool'])} pooling (validation {escape(score)}). Fit "
-            f"it with <code>classify fit --layer {best['layer']} --pool {escape(best['pool'])}"
-            "</code>.</p>")
+            f"the same probe there with <code>{escape(command)}</code>.</p>")
 
 
 def _confusion_section(run) -> str:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from classifiers import DEFAULT_POOL, DEFAULT_PROBE
 
 app = typer.Typer(
     name="classify",
@@ -18,10 +21,14 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-_MODEL_HELP = ("Probe: mlp (JAX/Optax, 128-64 ReLU, 6 epochs, batch 32, Adam), logistic, xgboost, "
-               "or layer-weighted (a learned softmax weight per layer, with --layers).")
-_PARAM_HELP = ("Probe parameter as NAME=VALUE (repeatable; VALUE is read as JSON when it parses), "
-               "e.g. --param max_epochs=10 --param hidden_layer_sizes=[256,64].")
+_MODEL_HELP = ("Probe: logistic (the default everywhere: the linear probe, convex and fast), mlp "
+               "(JAX/Optax, 128-64 ReLU, 6 epochs, batch 32, Adam), xgboost, or layer-weighted "
+               "(a learned softmax weight per layer, with --layers).")
+_PARAM_HELP = ("Probe parameter as NAME=VALUE (repeatable; VALUE is read as JSON when it parses, "
+               "else as a number such as nan or inf, else as text), checked against the probe's "
+               "constraints before anything is read, e.g. --param C=0.1 --param "
+               "hidden_layer_sizes=[256,64].")
+_POOL_HELP = f"cls or mean (default {DEFAULT_POOL}, as `embedcache build` stores and exports)."
 
 
 @app.callback()
@@ -34,42 +41,133 @@ def _command() -> str:
 
 
 def _params(items: list[str]) -> dict:
+    """``--param NAME=VALUE`` items as typed values, parsed once here: JSON (numbers,
+    true/false/null, lists as tuples, "quoted text"), else a float (nan, inf), else text.
+    Whether a value suits the probe is the probe's constraints' question, asked next."""
     params = {}
     for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
             raise typer.BadParameter(f"--param takes NAME=VALUE, not {item!r}")
-        try:
-            params[name.strip()] = json.loads(value)
-        except ValueError:
-            params[name.strip()] = value
+        if name in params:
+            raise typer.BadParameter(f"--param {name} is given twice; give each parameter once")
+        params[name] = _typed(text.strip())
     return params
 
 
+def _typed(text: str):
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return _tuples(value)
+
+
+def _tuples(value):
+    """JSON lists as tuples: the probes' sequence parameters are tuples (their defaults)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+class _Progress:
+    """How far a command got, for its Ctrl-C message: where it writes (``out``, once known)
+    and whether that was written (``done``)."""
+
+    def __init__(self, verb: str, noun: str):
+        self.verb, self.noun, self.out, self.done = verb, noun, None, False
+
+    def message(self, exc: BaseException) -> str:
+        out = self.out
+        if out is None:  # stopped while importing: nothing is known, nothing was written
+            said = "nothing was written"
+        elif self.done or getattr(exc, "run_written", False):
+            said = f"{out} was complete before it stopped"
+        else:
+            from classifiers.runs import METRICS_FILE  # imported once out is known
+
+            said = f"no {self.noun} was written to {out}"
+            if out.is_file() or (out / METRICS_FILE).is_file():
+                said += f" (the {self.noun} already there is unchanged)"
+        return (f"interrupted: classify {self.verb} stopped; {said}. Nothing is resumed: rerun "
+                "the command to run it again.")
+
+
+@contextmanager
+def _interruptible(verb: str, noun: str = "run"):
+    """Answer Ctrl-C in a command (exit 130) with what stopped and what is on disk: runs are
+    written whole or not at all (classifiers.runs.directory.staged), never resumed."""
+    from cli.errors import EXIT_INTERRUPTED, Interrupted
+
+    progress = _Progress(verb, noun)
+    try:
+        yield progress
+    except (Interrupted, KeyboardInterrupt) as exc:
+        typer.secho(progress.message(exc), fg=typer.colors.YELLOW, err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _estimate(e) -> tuple[str, str]:
+    """An Estimate as (with its interval or sd, the value alone) for cli.tables."""
+    from classifiers.runs.record import Estimate
+
+    return e.text(), Estimate(e.value).text()
+
+
 def _print_run(run, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     from classifiers.metrics import SCALAR_METRICS
+    from classifiers.runs import METRICS_FILE, REPORT_FILE
+    from cli.tables import Column, print_table
 
-    err = Console(stderr=True)
     for warning in run["warnings"]:
-        err.print(f"[bold red]WARNING[/]: {warning}", highlight=False)
-    table = Table(title=run.title())
-    table.add_column("")
-    for m in SCALAR_METRICS:
-        table.add_column(m.upper(), justify="right")
-    for row in run.score_rows():
-        table.add_row(f"{row.label} (n={row.n})", *[row.metrics[m].text() for m in SCALAR_METRICS])
-    console = Console()
-    console.print(table)
-    for layer, weight in run.layer_weights().items():
-        console.print(f"layer {layer}: weight {weight:.3f}", highlight=False)
+        typer.secho(f"WARNING: {warning}", fg=typer.colors.RED, err=True)
+    metric_columns = [Column(m.upper(), right=True) for m in SCALAR_METRICS]
     if run.kind == "sweep":
-        best = run["best"]
-        console.print(f"best on {best['by']}: layer {best['layer']}, {best['pool']} pooling",
-                      highlight=False)
-    console.print(f"wrote {out} (report: {out / 'report.html'})", highlight=False)
+        _print_sweep(run, out)
+    else:
+        print_table(run.title(), [Column("", shrink=True), *metric_columns],
+                    [[f"{row.label} (n={row.n})", *[_estimate(row.metrics[m])
+                                                     for m in SCALAR_METRICS]]
+                     for row in run.score_rows()], full=str(out / METRICS_FILE))
+    note = run.overfitting()
+    if note:
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
+    for layer, weight in run.layer_weights().items():
+        typer.echo(f"layer {layer}: weight {weight:.3f}")
+    typer.echo(f"wrote {out} (report: {out / REPORT_FILE})")
+
+
+def _print_sweep(run, out: Path) -> None:
+    """One line per (layer, pooling): validation and test MCC and AUROC, the choice marked;
+    the baselines below. Every metric with its interval is in sweep.csv."""
+    from classifiers.runs import SWEEP_FILE
+    from classifiers.runs.record import Estimate
+    from cli.tables import Column, print_table
+
+    best = run["best"]
+    columns = [Column("features", shrink=True), Column("val MCC", right=True),
+               Column("val AUROC", right=True), Column("test MCC", right=True),
+               Column("test AUROC", right=True), Column("")]
+
+    def cells(metrics, intervals=None):
+        val, test = metrics.get("validation", {}), metrics.get("test", {})
+        intervals = intervals or {}
+        return [Estimate(val.get("mcc")).text(), Estimate(val.get("auroc")).text(),
+                *[_estimate(Estimate(test.get(m), *(intervals.get(m) or [None, None])[:2]))
+                  for m in ("mcc", "auroc")]]
+
+    rows = [[f"layer {r['layer']} · {r['pool']}", *cells(r["metrics"], r["intervals"]["test"]),
+             "← chosen" if (r["layer"], r["pool"]) == (best["layer"], best["pool"]) else ""]
+            for r in run["sweep"]["rows"]]
+    rows += [[f"baseline: {name}", *cells(b["metrics"], b.get("intervals")), ""]
+             for name, b in run.get("baselines", {}).items()]
+    print_table(run.title(), columns, rows, full=str(out / SWEEP_FILE))
+    typer.echo(f"best on {best['by']}: layer {best['layer']}, {best['pool']} pooling "
+               f"(every metric with its interval: {out / SWEEP_FILE})")
+    if best.get("fit_command"):
+        typer.echo(f"fit it with: {best['fit_command']}")
 
 
 # Options shared by fit, sweep and cv: declared once.
@@ -94,58 +192,71 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing non-em
 @app.command()
 def fit(
     data: Data, cache: Cache, out: Out,
-    model: str = typer.Option("mlp", "--model", help=_MODEL_HELP),
+    model: str = typer.Option(DEFAULT_PROBE, "--model", help=_MODEL_HELP),
     test: Test = None, backbone: Backbone = None, layer: Layer = None,
     layers: Optional[str] = typer.Option(None, "--layers", help="layer-weighted only: the layers it mixes: all (default), 1-12, 1,6,12."),
-    pool: str = typer.Option("cls", "--pool", help="cls or mean."),
+    pool: str = typer.Option(DEFAULT_POOL, "--pool", help=_POOL_HELP),
     group_by: GroupBy = None, dedup_test: DedupTest = False, seed: Seed = 0, param: Params = [],
     bootstrap: Bootstrap = 1000, force: Force = False,
 ) -> None:
     """Train a probe on cached features; write metrics, predictions, model, plots and report."""
-    from classifiers.runs import fit_run
+    params = _params(param)
+    with _interruptible("fit") as progress:
+        from classifiers.runs import fit_run
 
-    run = fit_run(data, cache=cache, out=out, model=model, backbone=backbone, layer=layer,
-                  layers=layers, pool=pool, test=test, group_by=group_by, dedup_test=dedup_test, seed=seed,
-                  params=_params(param), n_bootstrap=bootstrap, force=force, command=_command())
-    _print_run(run, out)
+        progress.out = out
+        run = fit_run(data, cache=cache, out=out, model=model, backbone=backbone, layer=layer,
+                      layers=layers, pool=pool, test=test, group_by=group_by,
+                      dedup_test=dedup_test, seed=seed, params=params, n_bootstrap=bootstrap,
+                      force=force, command=_command())
+        progress.done = True
+        _print_run(run, out)
 
 
 @app.command()
 def sweep(
     data: Data, cache: Cache, out: Out,
-    model: str = typer.Option("logistic", "--model", help="Probe fitted on every layer and pooling: logistic, mlp or xgboost."),
+    model: str = typer.Option(DEFAULT_PROBE, "--model", help="Probe fitted on every layer and pooling: logistic (default), mlp or xgboost."),
     layers: str = typer.Option("all", "--layers", help="all, a range (1-12) or a list (1,6,12)."),
-    pool: str = typer.Option("cls", "--pool", help="Poolings, comma-separated: cls, mean or cls,mean."),
+    pool: str = typer.Option(DEFAULT_POOL, "--pool", help=f"Poolings, comma-separated: cls, mean or cls,mean (default {DEFAULT_POOL})."),
     test: Test = None, backbone: Backbone = None, group_by: GroupBy = None, dedup_test: DedupTest = False,
     seed: Seed = 0, param: Params = [], bootstrap: Bootstrap = 1000, force: Force = False,
 ) -> None:
     """Which layer? Fit a probe on every (layer, pooling), same split; pick the best on validation."""
-    from classifiers.runs import sweep_run
+    params = _params(param)
+    with _interruptible("sweep") as progress:
+        from classifiers.runs import sweep_run
 
-    run = sweep_run(data, cache=cache, out=out, model=model, backbone=backbone, layers=layers,
-                    pools=[p.strip() for p in pool.split(",") if p.strip()], test=test,
-                    group_by=group_by, dedup_test=dedup_test, seed=seed, params=_params(param),
-                    n_bootstrap=bootstrap, force=force, command=_command())
-    _print_run(run, out)
+        progress.out = out
+        run = sweep_run(data, cache=cache, out=out, model=model, backbone=backbone,
+                        layers=layers, pools=[p.strip() for p in pool.split(",") if p.strip()],
+                        test=test, group_by=group_by, dedup_test=dedup_test, seed=seed,
+                        params=params, n_bootstrap=bootstrap, force=force, command=_command())
+        progress.done = True
+        _print_run(run, out)
 
 
 @app.command()
 def cv(
     data: Data, cache: Cache, out: Out,
-    model: str = typer.Option("logistic", "--model", help=_MODEL_HELP),
+    model: str = typer.Option(DEFAULT_PROBE, "--model", help=_MODEL_HELP),
     folds: int = typer.Option(5, "--folds", help="Folds (stratified; grouped with --group-by)."),
     seeds: int = typer.Option(1, "--seeds", help="Repetitions with different shuffles."),
     seed: Seed = 0, backbone: Backbone = None, layer: Layer = None,
-    pool: str = typer.Option("cls", "--pool", help="cls or mean."),
+    pool: str = typer.Option(DEFAULT_POOL, "--pool", help=_POOL_HELP),
     group_by: GroupBy = None, param: Params = [], force: Force = False,
 ) -> None:
     """Cross-validate a probe and its baselines: mean ± sd over folds and seeds."""
-    from classifiers.runs import cross_validate
+    params = _params(param)
+    with _interruptible("cv") as progress:
+        from classifiers.runs import cross_validate
 
-    run = cross_validate(data, cache=cache, out=out, model=model, backbone=backbone, layer=layer,
-                         pool=pool, folds=folds, seeds=seeds, seed=seed, group_by=group_by,
-                         params=_params(param), force=force, command=_command())
-    _print_run(run, out)
+        progress.out = out
+        run = cross_validate(data, cache=cache, out=out, model=model, backbone=backbone,
+                             layer=layer, pool=pool, folds=folds, seeds=seeds, seed=seed,
+                             group_by=group_by, params=params, force=force, command=_command())
+        progress.done = True
+        _print_run(run, out)
 
 
 @app.command()
@@ -158,12 +269,14 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
 ) -> None:
     """Evaluate a fitted probe on another labelled file, with the run's backbone, layer, pooling."""
-    from classifiers.runs import default_evaluation_dir, evaluate_run
+    with _interruptible("evaluate") as progress:
+        from classifiers.runs import default_evaluation_dir, evaluate_run
 
-    target = out if out is not None else default_evaluation_dir(run_dir, data)
-    run = evaluate_run(run_dir, data, out=target, cache=cache, n_bootstrap=bootstrap,
-                       force=force, command=_command())
-    _print_run(run, target)
+        progress.out = out if out is not None else default_evaluation_dir(run_dir, data)
+        run = evaluate_run(run_dir, data, out=progress.out, cache=cache, n_bootstrap=bootstrap,
+                           force=force, command=_command())
+        progress.done = True
+        _print_run(run, progress.out)
 
 
 @app.command()
@@ -175,50 +288,43 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out."),
 ) -> None:
     """Score new sequences with a fitted probe (they must be in the cache: `embedcache build`)."""
-    from classifiers.runs import predict_run
+    with _interruptible("predict", "prediction file") as progress:
+        from classifiers.runs import default_predictions_path, predict_run
 
-    written = predict_run(run_dir, data, out=out, cache=cache, force=force)
-    typer.echo(f"wrote {written}")
+        progress.out = out if out is not None else default_predictions_path(run_dir, data)
+        written = predict_run(run_dir, data, out=progress.out, cache=cache, force=force)
+        progress.done = True
+        typer.echo(f"wrote {written}")
 
 
 @app.command()
 def compare(
-    runs: list[Path] = typer.Argument(..., help="Run directories (fit, cv or evaluate)."),
-    out: Path = typer.Option(Path("compare"), "--out", help="Directory for compare.csv and the plots."),
+    runs: list[Path] = typer.Argument(..., help="Run directories (fit, cv, evaluate or sweep)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory for compare.csv, report.html and the plots (default compare-<run>-<run>... in the current directory, named for the runs)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
 ) -> None:
-    """Put runs side by side: a table of test metrics, bar and metric-by-layer plots, ROC overlay."""
-    from rich.console import Console
-    from rich.table import Table
+    """Put runs side by side: a table of test metrics, a report, bar and metric-by-layer plots,
+    ROC overlay."""
+    with _interruptible("compare", "comparison") as progress:
+        from classifiers.runs import compare_runs, default_compare_dir
 
-    from classifiers.metrics import SCALAR_METRICS
-    from classifiers.runs import compare_runs
+        progress.out = out if out is not None else default_compare_dir(runs)
+        table = compare_runs(runs, out=progress.out, force=force)
+        progress.done = True
+        _print_compare(table, progress.out)
+
+
+def _print_compare(table, out: Path) -> None:
+    from classifiers.runs import COMPARE_FILE, COMPARE_HEADER, REPORT_FILE, compare_cells
     from classifiers.runs.record import Estimate
+    from cli.tables import Column, print_table
 
-    table = compare_runs(runs, out=out, force=force)
-    view = Table(title="runs (test metrics; cv: mean ± sd; sweep: the layer chosen on validation)")
-    for column in ("run", "kind", "model", "backbone", "layer", "pool", "n",
-                   *[m.upper() for m in SCALAR_METRICS], "k-mer MCC", "majority MCC"):
-        view.add_column(column, justify="left" if column in ("run", "kind", "model", "backbone", "pool") else "right")
-    for r in table.to_dict("records"):
-        kind = r["kind"]
-        cells = []
-        for m in SCALAR_METRICS:
-            value, low, high = (_number(r[k]) for k in (m, f"{m}_low", f"{m}_high"))
-            # compare's columns hold intervals; for cv they are mean ± sd.
-            sd = None if kind != "cv" or value is None or high is None else high - value
-            cells.append(Estimate(value, None if sd is not None else low,
-                                  None if sd is not None else high, sd).text())
-        view.add_row(r["name"], kind, r["model"], str(r["backbone"]), str(r["layer"]), r["pool"],
-                     str(r["n"]), *cells, Estimate(_number(r["kmer_logistic_mcc"])).text(),
-                     Estimate(_number(r["majority_mcc"])).text())
-    Console().print(view)
-    typer.echo(f"wrote {out}")
-
-
-def _number(value):
-    """A table cell as a float, or None when pandas holds a missing value."""
-    return None if value is None or value != value else float(value)
+    left, shrink = {"run", "kind", "model", "backbone", "pool"}, {"run", "model", "backbone", "layer"}
+    columns = [Column(name, right=name not in left, shrink=name in shrink) for name in COMPARE_HEADER]
+    print_table("runs (test metrics; cv: mean ± sd; sweep: the layer chosen on validation)",
+                columns, [[_estimate(c) if isinstance(c, Estimate) else c for c in compare_cells(r)]
+                          for r in table.to_dict("records")], full=str(out / COMPARE_FILE))
+    typer.echo(f"wrote {out} (report: {out / REPORT_FILE})")
 
 
 def main() -> None:

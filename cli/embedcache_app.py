@@ -252,13 +252,19 @@ def verify(path: str = typer.Argument(..., help="The cache (Zarr store): a path 
         report = cache.repair()
         for array, n in report.unfilled.items():
             typer.echo(f"repaired: {n} row(s) of {array} marked for recomputation")
+        for key, n in report.dropped.items():
+            typer.echo(f"repaired: {n} row(s) of {key} whose sequence or digest was lost dropped (recomputed as new rows)")
+        for key in report.index_rebuilt:
+            typer.echo(f"repaired: the digest index of {key} rebuilt from the digests")
         for p in report.unrepaired:
             typer.echo(f"problem (not repairable in place): {p}", err=True)
         if report.unrepaired:
             typer.echo(f"{path}: {len(report.unrepaired)} problem(s) cannot be repaired in place; build the "
                        "inputs into a new cache", err=True)
             raise typer.Exit(1)
-        if report.unfilled:
+        if "zarr.json" in report.rewritten:
+            typer.echo(f"repaired: the root document zarr.json of {path} rewritten")
+        if report.unfilled or report.dropped or report.index_rebuilt or report.rewritten:
             typer.echo(f"{path}: repaired. Rerun the same `embedcache build` to recompute those rows.")
         else:
             typer.echo(f"{path}: nothing to repair")
@@ -267,10 +273,30 @@ def verify(path: str = typer.Argument(..., help="The cache (Zarr store): a path 
     for p in problems:
         typer.echo(f"problem: {p}", err=True)
     if problems:
-        typer.echo(f"{path}: {len(problems)} problem(s) found", err=True)
+        typer.echo(f"{path}: {len(problems)} problem(s) found. Repair them with `embedcache verify {path} --repair` "
+                   "(lost values and rows are marked for recomputation, the index rebuilt), then rerun the same "
+                   "`embedcache build`.", err=True)
         raise typer.Exit(1)
     rows = sum(m["rows"] for m in cache.models())
     typer.echo(f"{path}: ok ({rows} rows checked)")
+    left = cache.leftovers()
+    if left.objects:
+        typer.echo(f"{path}: {len(left.objects)} leftover object(s) ({left.nbytes / 2**20:.1f} MiB) that no commit "
+                   f"refers to (writers that lost a commit or died); not data. `embedcache gc {path}` removes them.")
+
+
+@app.command()
+def gc(path: str = typer.Argument(..., help="The cache (Zarr store): a path or URL."),
+       older_than: float = typer.Option(3600.0, "--older-than", min=0.0,
+                                        help="Only leftovers older than this many seconds (a younger one may "
+                                             "belong to a commit being written now)."),
+       storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP)) -> None:
+    """Delete leftover objects no commit refers to (from writers that lost a commit or died).
+
+    Never data: a commit only refers to objects written before it was swapped in. Keep
+    --older-than above the longest a commit may take while builds are running."""
+    done = _cache(path, storage_option).gc(older_than=older_than)
+    typer.echo(f"{path}: removed {len(done.objects)} leftover object(s) ({done.nbytes / 2**20:.1f} MiB)")
 
 
 @app.command()
@@ -306,11 +332,11 @@ def attention_plot(
 
     if (sequence is None) == (sequence_id is None) or (sequence_id is not None and input is None):
         raise InputError("attention-plot needs either --sequence SEQ, or --sequence-id ID with --input FILE.")
-    from classifiers.features import sequence_of
-    from classifiers.plots import cached_attention_figure, save_png
+    from embedcache.attention_plot import attention_figure, save_png
+    from embedcache.sequences.readers import sequence_of
 
     seq = sequence if sequence is not None else sequence_of(input, sequence_id)
-    figure = cached_attention_figure(EmbeddingCache(cache), seq, layer=layer, head=head, model=model)
+    figure = attention_figure(EmbeddingCache(cache), seq, layer=layer, head=head, model=model)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_png(figure, out)
     typer.echo(f"wrote {out}")

@@ -26,13 +26,13 @@ import numpy as np
 from embedcache.sequences.alphabet import DEFAULT_ALPHABET, normalize_many
 from embedcache.build import BuildReport, build
 from embedcache.request import POOLS, check_choice
-from embedcache.errors import InputError, MissingRowsError, StoreError
+from embedcache.errors import MissingRowsError, StoreError
 from embedcache.store import ModelGroup, Problem, Store, attention_name, pooled_name
 from embedcache.store.index import keys_of_sequences
 
-__all__ = ["EmbeddingCache", "EXPORT_FORMATS"]
+from embedcache.export import EXPORT_FORMATS
 
-EXPORT_FORMATS = (".npz", ".parquet", ".h5", ".hdf5")
+__all__ = ["EmbeddingCache", "EXPORT_FORMATS"]
 
 
 class EmbeddingCache:
@@ -89,11 +89,10 @@ class EmbeddingCache:
         species
             The species of a post-trained NTv3 model (part of the model key).
         **options
-            ``batch_size``, ``token_budget``, ``dtype``, ``store_dtype``, ``alphabet``,
-            ``long``, ``window_overlap``, ``reference``, ``quiet``, ``lock_timeout``,
-            ``chunk_size``, ``cache_dir``, ``allow_random_weights``, ``shard``, ``dask``,
-            ``devices`` (the first N local accelerators; default all): see
-            :func:`embedcache.build.build`.
+            ``reference``, ``cache_dir``, ``allow_random_weights``, the rest of the request
+            (:class:`~embedcache.request.BuildRequest`) and how to run
+            (:class:`~embedcache.request.RunOptions`: ``batch_size``, ``devices``, ``dask``,
+            ``shard``...): see :func:`embedcache.build.build`.
 
         Returns
         -------
@@ -300,6 +299,20 @@ class EmbeddingCache:
 
         return repair_store(self.store, timeout=lock_timeout)
 
+    def leftovers(self):
+        """Objects no commit refers to (from writers that lost their swap or died), never
+        data; see :mod:`embedcache.store.gc`."""
+        from embedcache.store.gc import leftovers
+
+        return leftovers(self.store)
+
+    def gc(self, *, older_than: float | None = None):
+        """Delete leftovers older than ``older_than`` seconds (default one hour: a younger
+        one may belong to a commit being written now); what was deleted."""
+        from embedcache.store.gc import OLDER_THAN, collect
+
+        return collect(self.store, older_than=OLDER_THAN if older_than is None else older_than)
+
     # ----------------------------------------------------------------------------------
     # Export
     # ----------------------------------------------------------------------------------
@@ -326,83 +339,15 @@ class EmbeddingCache:
         Path
             ``out``, written through a temporary file so that a failure leaves nothing.
         """
+        from embedcache.export import check_export_path, write_export
         from embedcache.sequences.readers import iter_records
 
-        out = Path(out)
-        suffix = out.suffix.lower()
-        if suffix not in EXPORT_FORMATS:
-            raise InputError(f"{out}: export writes {', '.join(EXPORT_FORMATS)}; choose one of those extensions")
+        check_export_path(Path(out))
         group = self.group(model, species=species)
         records = iter_records(input_path, reference=reference, alphabet=group.attrs.get("alphabet"))
         frames = ((df, self.embeddings(df["sequence"], model=group.key, layer=layer, pool=pool)) for df in records)
-        tmp = out.with_name(f".{out.name}.partial")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            {".npz": _write_npz, ".parquet": _write_parquet}.get(suffix, _write_h5)(frames, tmp)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return out
+        return write_export(frames, Path(out))
 
 
 def _resolved(path) -> str | None:
     return str(Path(path).resolve()) if path else None
-
-
-_EXTRA = ("label", "split")
-
-
-def _write_npz(frames, path: Path) -> None:
-    ids, xs, extra = [], [], {c: [] for c in _EXTRA}
-    for df, x in frames:
-        ids.extend(df["id"].astype(str))
-        xs.append(x)
-        for c in _EXTRA:
-            if c in df:
-                extra[c].extend(df[c].tolist())
-    arrays = {"id": np.array(ids), "X": np.concatenate(xs)}
-    arrays.update({c: np.array(v) for c, v in extra.items() if len(v) == len(ids) and v})
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def _write_parquet(frames, path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    writer = None
-    try:
-        for df, x in frames:
-            columns = {"id": df["id"].astype(str).to_numpy()}
-            columns.update({c: df[c].to_numpy() for c in _EXTRA if c in df})
-            columns.update({f"f{j}": x[:, j] for j in range(x.shape[1])})
-            table = pa.table(columns)
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema)
-            writer.write_table(table.cast(writer.schema))
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def _write_h5(frames, path: Path) -> None:
-    import h5py
-
-    with h5py.File(path, "w") as f:
-        n = 0
-        for df, x in frames:
-            b = len(df)
-            if n == 0:
-                f.create_dataset("X", shape=(0, x.shape[1]), maxshape=(None, x.shape[1]), dtype="f4", chunks=True)
-                f.create_dataset("id", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=True)
-                for c in _EXTRA:
-                    if c in df:
-                        dt = h5py.string_dtype() if df[c].dtype == object else df[c].to_numpy().dtype
-                        f.create_dataset(c, shape=(0,), maxshape=(None,), dtype=dt, chunks=True)
-            for name, values in [("X", x), ("id", df["id"].astype(str).to_numpy(dtype=object))] + [
-                (c, df[c].to_numpy(dtype=object) if df[c].dtype == object else df[c].to_numpy())
-                for c in _EXTRA if c in f
-            ]:
-                f[name].resize((n + b, *f[name].shape[1:]))
-                f[name][n : n + b] = values
-            n += b

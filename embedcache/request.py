@@ -14,14 +14,15 @@ and whether a CLS token leads each window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
 from embedcache.sequences.alphabet import ALPHABET_POLICIES, DEFAULT_ALPHABET
 from embedcache.errors import InputError
 from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attention_name, layer_label, pooled_name
 
-__all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "Shard", "check_choice", "check_devices"]
+__all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "RunOptions", "Shard", "check_choice", "check_devices",
+           "split_settings"]
 
 POOLS = ("cls", "mean")
 # The options with a fixed set of values, by their command-line names.
@@ -139,6 +140,7 @@ class BuildRequest:
     store_dtype: str = "float32"
     shard: Shard | None = None
     species: str | None = None
+    settled: bool = False  # set by for_model: checked against a model family, defaults filled in
 
     def __post_init__(self) -> None:
         shard = self.shard
@@ -170,7 +172,8 @@ class BuildRequest:
 
     def for_model(self, family) -> "BuildRequest":
         """This request checked against a model family object (:func:`embedcache.families.family_for`):
-        layers, pools, maps, ``max_tokens`` and species; the defaults filled in."""
+        layers, pools, maps, ``max_tokens`` and species; the defaults filled in. A build does this
+        once (:func:`embedcache.build.plan.settle`) and hands the settled request on as it is."""
         layers = (family.num_layers,) if self.layers is None else self.layers
         pools = tuple(family.pools) if self.pools is None else self.pools
         family.check(layers, pools if layers else (), self.attention)
@@ -187,7 +190,8 @@ class BuildRequest:
             overlap = max_tokens // 8 if overlap is None else overlap
             if not 0 <= overlap < window:
                 raise InputError(f"--window-overlap {overlap} must be in [0, {window}) for --max-tokens {max_tokens}.")
-        return replace(self, layers=layers, pools=pools, max_tokens=max_tokens, window_overlap=overlap, species=family.species)
+        return replace(self, layers=layers, pools=pools, max_tokens=max_tokens, window_overlap=overlap,
+                       species=family.species, settled=True)
 
     @property
     def outputs(self) -> tuple[Output, ...]:
@@ -227,3 +231,70 @@ def _int(option: str, value) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise InputError(f"{option} takes integers, not {value!r}") from None
+
+
+# Padded tokens per batch and per device when nothing else is said: what fits a CPU's caches
+# and an accelerator's memory for the released models.
+TOKENS_PER_DEVICE = {"cpu": 4096, "accelerator": 32768}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a build runs (none of it changes what is computed, so none of it is in the model key).
+
+    Parameters
+    ----------
+    batch_size
+        Cap on rows per batch (``--batch-size``); ``None``: as many as the token budget allows.
+    token_budget
+        Padded tokens per batch; ``None``: :data:`TOKENS_PER_DEVICE` per device (CPU 4,096,
+        accelerators 32,768).
+    devices
+        Split each batch over the first N local devices (``--devices``); ``None``: all.
+    dask
+        A ``distributed.Client``, a scheduler address, or ``"local"``/``"local:N"``: embed on Dask
+        workers, this process writing the store (:mod:`embedcache.engine.dask`).
+    lock_timeout
+        Seconds to wait for another writer before :class:`~embedcache.errors.StoreLockedError`.
+    chunk_size
+        Records per chunk read from a file.
+    quiet
+        No progress output.
+    """
+
+    batch_size: int | None = None
+    token_budget: int | None = None
+    devices: int | None = None
+    dask: object = None
+    lock_timeout: float = 10.0
+    chunk_size: int = 10_000
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "devices", check_devices(self.devices))
+        for option, value in (("--batch-size", self.batch_size), ("--token-budget", self.token_budget)):
+            if value is not None and _int(option, value) < 1:
+                raise InputError(f"{option} {value} must be 1 or more.")
+        if self.dask is not None and self.devices is not None:
+            raise InputError("--devices is for a build on this machine; with --dask each worker uses one device: "
+                             "start one worker per device (e.g. dask-cuda's LocalCUDACluster) and drop --devices.")
+
+    def budget(self, n_devices: int, on_cpu: bool) -> int:
+        """Padded tokens per batch over ``n_devices`` devices."""
+        if self.token_budget is not None:
+            return int(self.token_budget)
+        return n_devices * TOKENS_PER_DEVICE["cpu" if on_cpu else "accelerator"]
+
+
+def split_settings(settings: dict) -> tuple[BuildRequest, RunOptions]:
+    """``build(**settings)``'s keywords as one :class:`BuildRequest` and one :class:`RunOptions`
+    (each checks its values); an unknown keyword is a ``TypeError`` listing the known ones."""
+    req = {f.name for f in fields(BuildRequest)} - {"settled"}
+    run = {f.name for f in fields(RunOptions)}
+    unknown = sorted(settings.keys() - req - run)
+    if unknown:
+        raise TypeError(f"build() got unexpected keyword argument(s) {unknown}; it takes the request's "
+                        f"{sorted(req)} and the run's {sorted(run)}")
+    request = {k: (tuple(v) if k in ("layers", "pools", "attention") and v is not None else v)
+               for k, v in settings.items() if k in req}
+    return BuildRequest(**request), RunOptions(**{k: v for k, v in settings.items() if k in run})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,69 @@ def kill_once_rows_committed(victim, procs, cache_path, rows: int, timeout: floa
     finally:
         for p in procs:
             p.kill()
+
+
+# -- classify: a store of planted features, and the command line in-process ----------------
+
+#: Width of planted_task's features.
+PLANTED_D = 16
+
+
+def write_feature_store(path: Path, sequences, features: dict, *, name="planted", seed=0,
+                        num_layers=2, random_weights=None, max_tokens=64) -> str:
+    """A real embedcache store whose (layer, pool) arrays hold the given features.
+
+    ``features`` maps (layer, pool) to an (n, D) array, row i for ``sequences[i]``. Returns the
+    model key.
+    """
+    from embedcache.store import ModelSpec, Store, StoreWriting, pooled_name, sequence_digest
+
+    dim = next(iter(features.values())).shape[1]
+    spec = ModelSpec(param_digest=f"{seed:064x}", max_tokens=max_tokens)
+    attrs = {"model_name": name, "source": name, "variant": "v2", "feature_dim": dim,
+             "num_layers": num_layers, "attention_heads": 4,
+             "tokenizer": {"variant": "v2", "k": 6, "vocab_size": 4107}}
+    if random_weights is not None:
+        attrs["random_weights"] = random_weights
+    seen = set()
+    with StoreWriting(Store(path)) as writing:
+        writer = writing.group(spec, attrs)
+        writer.ensure_arrays([pooled_name(l, p) for l, p in features], feature_dim=dim)
+        for i, seq in enumerate(sequences):
+            if seq in seen:
+                continue
+            seen.add(seq)
+            writer.add_new_row(sequence_digest(seq), seq, len(seq) // 6 + 2, 1,
+                               {pooled_name(l, p): x[i] for (l, p), x in features.items()})
+        writer.flush()
+    return spec.key
+
+
+def planted_task(n=240, classes=(0, 1), seed=0, signal=0.6):
+    """Random sequences, labels, and features where layer 2 mean (the default pooling) carries
+    the label strongly, layer 1 mean weakly and the CLS pool not at all."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    seqs = ["".join(rng.choice(list("ACGT"), rng.integers(30, 60))) for _ in range(n)]
+    y_idx = rng.integers(0, len(classes), n)
+    centers = rng.normal(size=(len(classes), PLANTED_D))
+    feats = {
+        (2, "mean"): (signal * centers[y_idx] + rng.normal(size=(n, PLANTED_D))).astype(np.float32),
+        (1, "mean"): (0.3 * centers[y_idx] + rng.normal(size=(n, PLANTED_D))).astype(np.float32),
+        (2, "cls"): rng.normal(size=(n, PLANTED_D)).astype(np.float32),
+    }
+    table = pd.DataFrame({"id": [f"seq{i}" for i in range(n)], "sequence": seqs,
+                          "label": np.array(classes, dtype=object)[y_idx]})
+    return table, feats
+
+
+def run_cli(module, args, monkeypatch, capsys):
+    """Run a console script's main() in-process; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", [module.app.info.name, *map(str, args)])
+    monkeypatch.setenv("COLUMNS", "220")  # rich's width, where a test makes stdout a terminal
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    captured = capsys.readouterr()
+    code = exit_info.value.code
+    return (0 if code is None else code), captured.out, captured.err

@@ -19,4 +19,4 @@ for task in prom_300_tata enhancers_2class enhancers_3class splice_3class; do
             --layer 12 --pool cls --out "$WORK/runs/${task}_${probe}" --force
     done
 done
-classify compare "$WORK"/runs/*
+classify compare "$WORK"/runs/* --out "$WORK/compare" --force

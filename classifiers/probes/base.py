@@ -8,17 +8,20 @@ common to all kinds and asks the probe for the rest.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from embedcache.errors import InputError
+from embedcache.errors import EmbedcacheError, InputError
 
-__all__ = ["ModelFileError", "Probe", "check_shapes", "read_arrays", "write_arrays"]
+__all__ = ["FitDivergedError", "ModelFileError", "Probe", "ProbeParameterError", "check_shapes",
+           "read_arrays", "write_arrays"]
 
 #: The on-disk encoding of a saved probe (model.json, safetensors metadata).
 ENCODING = "embedcache.classifier"
@@ -28,6 +31,22 @@ ARRAYS_FILE = "params.safetensors"
 
 class ModelFileError(InputError):
     """A saved probe is missing a file, or a file is damaged."""
+
+
+class ProbeParameterError(InputError, TypeError):
+    """A probe parameter is unknown to the probe, or its value breaks the declared constraints.
+
+    A ``TypeError`` too, as scikit-learn's own parameter errors are.
+    """
+
+
+class FitDivergedError(EmbedcacheError, ArithmeticError):
+    """Training went to NaN or infinity: nothing fitted is usable, and nothing is written.
+
+    Exit code 1, not 2: the parameters were valid, the numerics failed on this data.
+    """
+
+    exit_code = 1
 
 
 class Probe(ClassifierMixin, BaseEstimator):
@@ -139,6 +158,38 @@ class Probe(ClassifierMixin, BaseEstimator):
                 f"eval_set: labels {unknown[:5].tolist()} do not occur in the training labels "
                 f"{self.classes_.tolist()}; validate on the classes the model is trained on.")
         return X_val, np.searchsorted(self.classes_, y_val)
+
+    @classmethod
+    def from_params(cls, params: Mapping, *, kind: str | None = None) -> Probe:
+        """A probe with ``params``, checked against the declared constraints before any fit.
+
+        Parameters
+        ----------
+        params : mapping
+            Constructor parameters, typed (numbers as numbers, tuples as tuples).
+        kind : str, optional
+            The probe's name in messages (``"logistic"``); default the class name.
+
+        Raises
+        ------
+        ProbeParameterError
+            A name the probe does not take, or a value outside what its
+            ``_parameter_constraints`` allow; the message names the parameter, the value
+            and what is allowed.
+        """
+        what = f"the {kind} probe ({cls.__name__})" if kind else cls.__name__
+        names = cls._get_param_names()
+        unknown = [name for name in params if name not in names]
+        if unknown:
+            raise ProbeParameterError(
+                f"{what} has no parameter {unknown[0]!r}; its parameters are "
+                f"{', '.join(names)}.")
+        probe = cls(**params)
+        try:
+            probe._validate_params()  # what fit checks first, checked before any data is read
+        except InvalidParameterError as exc:
+            raise ProbeParameterError(str(exc)) from None
+        return probe
 
     # -- to implement ---------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ from classifiers.probes.base import ModelFileError, Probe
 __all__ = ["XGBoostProbe"]
 
 _BOOSTER = "booster.json"
+#: XGBoost keeps its real-valued parameters as float32 and refuses larger values mid-fit.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class XGBoostProbe(Probe):
@@ -29,7 +31,7 @@ class XGBoostProbe(Probe):
     max_depth : int, default=6
         Maximum tree depth.
     learning_rate : float, default=0.3
-        Shrinkage of each tree's contribution.
+        Shrinkage of each tree's contribution, in (0, 1].
     subsample : float, default=1.0
         Share of rows sampled for each tree.
     colsample_bytree : float, default=1.0
@@ -62,11 +64,11 @@ class XGBoostProbe(Probe):
     _parameter_constraints = {
         "n_estimators": [Interval(Integral, 1, None, closed="left")],
         "max_depth": [Interval(Integral, 0, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate": [Interval(Real, 0, 1, closed="right")],  # XGBoost's eta range
         "subsample": [Interval(Real, 0, 1, closed="right")],
         "colsample_bytree": [Interval(Real, 0, 1, closed="right")],
-        "min_child_weight": [Interval(Real, 0, None, closed="left")],
-        "reg_lambda": [Interval(Real, 0, None, closed="left")],
+        "min_child_weight": [Interval(Real, 0, _FLOAT32_MAX, closed="both")],
+        "reg_lambda": [Interval(Real, 0, _FLOAT32_MAX, closed="both")],
         "early_stopping_rounds": [Interval(Integral, 1, None, closed="left"), None],
         "tree_method": [StrOptions({"hist", "approx", "exact", "auto"})],
         "n_jobs": [Integral],

@@ -5,8 +5,8 @@ embeddings: two ReLU hidden layers of 128 and 64 units, minibatches of 32, 6 epo
 of Adam, cross-entropy loss, early stopping on the validation loss with the best
 epoch's parameters kept.
 
-Training runs one jitted function per epoch (a ``jax.lax.scan`` over the minibatches
-of a shuffled epoch), so the Python loop is over epochs, not steps. Prediction is
+Training (:mod:`classifiers.probes.training`) runs one jitted function per epoch, so the
+Python loop is over epochs, not steps. Prediction is
 plain NumPy in float64: it needs neither JAX nor a compilation, and a row's result
 does not depend on which other rows are predicted with it.
 
@@ -17,7 +17,6 @@ reuses the training loop, early stopping and persistence.
 
 from __future__ import annotations
 
-import functools
 import math
 from numbers import Integral, Real
 
@@ -25,12 +24,29 @@ import numpy as np
 from scipy.special import expit, softmax
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, InvalidParameterError
 
 from classifiers.probes.base import (ARRAYS_FILE, ModelFileError, Probe, check_shapes,
                                      read_arrays, write_arrays)
+from classifiers.probes.training import train
 
-__all__ = ["MLPClassifier"]
+__all__ = ["MAX_HIDDEN_LAYERS", "MAX_LAYER_WIDTH", "MLPClassifier"]
+
+#: Bounds on ``hidden_layer_sizes``, so a typo cannot exhaust memory: two 8,192-wide layers
+#: are 256 MiB of float32 weights, four times that with gradients and Adam's two moments,
+#: while probes need far less (the reference workflow uses 128 and 64).
+MAX_LAYER_WIDTH = 8192
+MAX_HIDDEN_LAYERS = 8
+
+
+_LAYER_SIZES = (f"a tuple of at most {MAX_HIDDEN_LAYERS} integers, each in [1, "
+                f"{MAX_LAYER_WIDTH}]")
+
+
+def _layer_sizes_ok(sizes) -> bool:
+    return (isinstance(sizes, (tuple, list)) and len(sizes) <= MAX_HIDDEN_LAYERS
+            and all(isinstance(s, Integral) and not isinstance(s, bool)
+                    and 1 <= s <= MAX_LAYER_WIDTH for s in sizes))
 
 
 class MLPClassifier(Probe):
@@ -96,6 +112,7 @@ class MLPClassifier(Probe):
     """
 
     _parameter_constraints = {
+        # Bounded element-wise in _validate_params: scikit-learn has no constraint for that.
         "hidden_layer_sizes": ["array-like"],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -122,11 +139,14 @@ class MLPClassifier(Probe):
         self.standardize = standardize
         self.random_state = random_state
 
+    def _validate_params(self):
+        super()._validate_params()
+        if not _layer_sizes_ok(self.hidden_layer_sizes):
+            raise InvalidParameterError(
+                f"The 'hidden_layer_sizes' parameter of {type(self).__name__} must be "
+                f"{_LAYER_SIZES}. Got {self.hidden_layer_sizes!r} instead.")
+
     def _fit(self, X, y, eval_set):
-        sizes = self.hidden_layer_sizes
-        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
-            raise ValueError(
-                f"hidden_layer_sizes must be a tuple of positive integers, got {sizes!r}.")
         rng = check_random_state(self.random_state)
         if eval_set is not None:
             (X_train, y_train), (X_val, y_val) = (X, y), eval_set
@@ -145,21 +165,25 @@ class MLPClassifier(Probe):
             self.feature_mean_ = self.feature_scale_ = None
 
         n_outputs = 1 if len(self.classes_) == 2 else len(self.classes_)
-        params, history, best_epoch = _train(
-            type(self)._logits,
-            self._init_network(X.shape[1:], n_outputs, rng),
-            self._standardized(X_train).astype(np.float32),
-            y_train,
-            None if X_val is None else self._standardized(X_val).astype(np.float32),
-            y_val,
-            binary=n_outputs == 1,
-            batch_size=self.batch_size,
-            max_epochs=self.max_epochs,
-            learning_rate=float(self.learning_rate),
-            weight_decay=float(self.weight_decay),
-            patience=self.patience,
-            rng=rng,
-        )
+        # A huge step overflows float32 on the way in; the loss check in _train says so once,
+        # instead of NumPy's overflow warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            params, history, best_epoch = train(
+                type(self)._logits,
+                self._init_network(X.shape[1:], n_outputs, rng),
+                self._standardized(X_train).astype(np.float32),
+                y_train,
+                None if X_val is None else self._standardized(X_val).astype(np.float32),
+                y_val,
+                binary=n_outputs == 1,
+                # No larger than the data: the padded epoch's size follows the batch size.
+                batch_size=min(self.batch_size, len(X_train)),
+                max_epochs=self.max_epochs,
+                learning_rate=float(self.learning_rate),
+                weight_decay=float(self.weight_decay),
+                patience=self.patience,
+                rng=rng,
+            )
         self.params_ = params
         self.history_ = history
         self.best_epoch_ = best_epoch
@@ -298,91 +322,3 @@ def _unflatten(flat):
 def _as_float64(tree):
     return {k: _as_float64(v) if isinstance(v, dict) else np.asarray(v, dtype=np.float64)
             for k, v in tree.items()}
-
-
-def _train(logits_fn, params, X, y, X_val, y_val, *, binary, batch_size, max_epochs,
-           learning_rate, weight_decay, patience, rng):
-    """Run the epochs; return the kept parameters, the loss history and the best epoch."""
-    import jax
-    import jax.numpy as jnp
-
-    epoch_fn, loss_fn = _compiled(logits_fn, binary, learning_rate, weight_decay)
-    n = X.shape[0]
-    n_batches = -(-n // batch_size)
-    # Padding the last minibatch to full size keeps one array shape for every epoch;
-    # its mask gives the padded rows zero weight.
-    mask = (np.arange(n_batches * batch_size) < n).astype(np.float32).reshape(n_batches, batch_size)
-    X_dev, y_dev = jnp.asarray(X), jnp.asarray(y.astype(np.int32))
-    if X_val is not None:
-        X_val_dev, y_val_dev = jnp.asarray(X_val), jnp.asarray(y_val.astype(np.int32))
-
-    state = _optimizer(learning_rate, weight_decay).init(params)
-    history = {"epoch": [], "train_loss": []}
-    if X_val is not None:
-        history["val_loss"] = []
-    best_params, best_loss, best_epoch = params, np.inf, 0
-    for epoch in range(1, max_epochs + 1):
-        order = np.zeros(n_batches * batch_size, dtype=np.int32)
-        order[:n] = rng.permutation(n)
-        params, state, train_loss = epoch_fn(
-            params, state, X_dev, y_dev, order.reshape(n_batches, batch_size), mask
-        )
-        history["epoch"].append(epoch)
-        history["train_loss"].append(float(train_loss))
-        if X_val is None:
-            best_params, best_epoch = params, epoch
-            continue
-        val_loss = float(loss_fn(params, X_val_dev, y_val_dev))
-        history["val_loss"].append(val_loss)
-        if val_loss < best_loss:
-            best_params, best_loss, best_epoch = params, val_loss, epoch
-        elif patience is not None and epoch - best_epoch >= patience:
-            break
-    return jax.tree_util.tree_map(np.asarray, best_params), history, best_epoch
-
-
-def _optimizer(learning_rate, weight_decay):
-    import optax
-
-    # adamw with weight_decay=0 is exactly Adam.
-    return optax.adamw(learning_rate, weight_decay=weight_decay)
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled(logits_fn, binary, learning_rate, weight_decay):
-    """The jitted epoch and validation-loss functions for one network, loss and optimizer.
-
-    Cached so that repeated fits (cross-validation, seeds, sweeps) reuse XLA's compilations.
-    """
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    optimizer = _optimizer(learning_rate, weight_decay)
-
-    def row_losses(params, X, y):
-        logits = logits_fn(params, X, jnp)
-        if binary:
-            return optax.sigmoid_binary_cross_entropy(logits[:, 0], y.astype(logits.dtype))
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y)
-
-    def batch_loss(params, X, y, weight):
-        return jnp.sum(row_losses(params, X, y) * weight) / jnp.sum(weight)
-
-    @jax.jit
-    def epoch_fn(params, state, X, y, order, mask):
-        def step(carry, batch):
-            params, state = carry
-            index, weight = batch
-            loss, grads = jax.value_and_grad(batch_loss)(params, X[index], y[index], weight)
-            updates, state = optimizer.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), loss * jnp.sum(weight)
-
-        (params, state), losses = jax.lax.scan(step, (params, state), (order, mask))
-        return params, state, jnp.sum(losses) / jnp.sum(mask)
-
-    @jax.jit
-    def loss_fn(params, X, y):
-        return jnp.mean(row_losses(params, X, y))
-
-    return epoch_fn, loss_fn

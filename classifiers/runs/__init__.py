@@ -8,21 +8,32 @@
   :mod:`~classifiers.runs.apply` (evaluate, predict), :mod:`~classifiers.runs.compare`.
 """
 
-from classifiers.runs.apply import default_evaluation_dir, evaluate_run, predict_run
-from classifiers.runs.compare import compare_runs
+from classifiers.runs.apply import (default_evaluation_dir, default_predictions_path,
+                                    evaluate_run, predict_run)
+from classifiers.runs.compare import (COMPARE_FILE, COMPARE_HEADER, compare_cells, compare_runs,
+                                      default_compare_dir)
 from classifiers.runs.cv import cross_validate
+from classifiers.runs.directory import METRICS_FILE, REPORT_FILE, SWEEP_FILE
 from classifiers.runs.fit import fit_run, sweep_run
 from classifiers.runs.record import (RUN_ENCODING, RUN_ENCODING_VERSION, RunRecord,
                                      RunVersionError, read_run)
 
 __all__ = [
+    "COMPARE_FILE",
+    "COMPARE_HEADER",
+    "METRICS_FILE",
+    "REPORT_FILE",
+    "SWEEP_FILE",
     "RUN_ENCODING",
     "RUN_ENCODING_VERSION",
     "RunRecord",
     "RunVersionError",
+    "compare_cells",
     "compare_runs",
     "cross_validate",
+    "default_compare_dir",
     "default_evaluation_dir",
+    "default_predictions_path",
     "evaluate_run",
     "fit_run",
     "predict_run",

@@ -19,10 +19,11 @@ from classifiers.metrics import bootstrap_intervals, classification_metrics
 from classifiers.runs import task as steps
 from classifiers.runs.directory import (PREDICTIONS_FILE, TRAIN_DIGESTS_FILE, Clock, sha,
                                         staged, stem)
+from classifiers.runs.pause import pause_point
 from classifiers.runs.record import RunRecord
 from embedcache.errors import InputError
 
-__all__ = ["default_evaluation_dir", "evaluate_run", "predict_run"]
+__all__ = ["default_evaluation_dir", "default_predictions_path", "evaluate_run", "predict_run"]
 
 
 def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
@@ -100,6 +101,11 @@ def default_evaluation_dir(run_dir: str | PathLike, data: str | PathLike) -> Pat
     return Path(run_dir) / f"evaluate-{stem(data)}"
 
 
+def default_predictions_path(run_dir: str | PathLike, data: str | PathLike) -> Path:
+    """Where :func:`predict_run` writes by default: ``RUN/predictions-<data file stem>.csv``."""
+    return Path(run_dir) / f"predictions-{stem(data)}.csv"
+
+
 def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
                 out: str | PathLike | None = None, cache: str | PathLike | None = None,
                 force: bool = False) -> Path:
@@ -126,7 +132,7 @@ def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
     """
     run_dir = Path(run_dir)
     fitted = RunRecord.read(run_dir, kind="fit")
-    out = Path(out) if out is not None else run_dir / f"predictions-{stem(data)}.csv"
+    out = Path(out) if out is not None else default_predictions_path(run_dir, data)
     if out.exists() and not force:
         raise InputError(f"{out} exists; pass --force to replace it, or choose another --out.")
     estimator, store, info = steps.load_fitted(run_dir, fitted, cache)
@@ -136,6 +142,7 @@ def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
                        source=str(data))
     frame = steps.prediction_frame(table, estimator.predict_proba(X), estimator.predict(X),
                                    list(estimator.classes_), with_split=False, with_label=False)
+    pause_point("predict:scored")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     try:

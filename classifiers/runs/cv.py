@@ -14,9 +14,11 @@ import pandas as pd
 
 from classifiers import plots
 from classifiers.baselines import BASELINES, make_baseline
+from classifiers.defaults import DEFAULT_POOL, DEFAULT_PROBE
 from classifiers.metrics import SCALAR_METRICS, classification_metrics, summarize_runs
 from classifiers.runs import task as steps
 from classifiers.runs.directory import PREDICTIONS_FILE, Clock, staged
+from classifiers.runs.pause import pause_point
 from classifiers.runs.record import RunRecord
 from classifiers.splits import SPLIT_ALIASES, cv_folds
 from embedcache.errors import InputError
@@ -25,8 +27,8 @@ __all__ = ["cross_validate"]
 
 
 def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
-                   model: str = "logistic", backbone: str | None = None,
-                   layer: int | None = None, pool: str = "cls", folds: int = 5, seeds: int = 1,
+                   model: str = DEFAULT_PROBE, backbone: str | None = None,
+                   layer: int | None = None, pool: str = DEFAULT_POOL, folds: int = 5, seeds: int = 1,
                    seed: int = 0, group_by: str | None = None, params: Mapping | None = None,
                    force: bool = False, command: str | None = None) -> RunRecord:
     """K-fold cross-validation repeated over seeds; mean and standard deviation of the metrics.
@@ -55,6 +57,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
     if model == "layer-weighted":
         raise InputError("cv takes one layer; cross-validate the layer-weighted probe's "
                          "choice with `classify fit --model layer-weighted` and several --seed.")
+    steps.new_probe(model, seed, params)  # unknown models and bad parameters fail first
     clock = Clock()
     with staged(out, force) as staging:
         store, info = steps.open_store(cache, backbone)
@@ -79,7 +82,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
         for s in range(seed, seed + seeds):
             for k, (tr, te) in enumerate(cv_folds(y, n_folds=folds, seed=s, groups=groups)):
                 est = steps.new_probe(model, s, params).fit(X[tr], y[tr])
-                proba, pred = est.predict_proba(X[te]), est.predict(X[te])
+                proba, pred = steps.predicted(est, X[te], model)
                 per_fold.append({"seed": s, "fold": k + 1,
                                  **classification_metrics(y[te], pred, proba, classes)})
                 frame = steps.prediction_frame(table.iloc[te], proba, pred, classes,
@@ -87,6 +90,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
                 frame.insert(1, "seed", s)
                 frame.insert(2, "fold", k + 1)
                 oof.append(frame)
+                pause_point("cv:fold")
                 for name in BASELINES:
                     b = make_baseline(name, seed=s).fit(sequences[tr], y[tr])
                     baseline_folds[name].append({"seed": s, "fold": k + 1, **classification_metrics(

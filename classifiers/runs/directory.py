@@ -11,7 +11,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from classifiers.runs.pause import pause_point
 from embedcache.errors import InputError
 
 METRICS_FILE = "metrics.json"
@@ -33,27 +36,68 @@ SWEEP_FILE = "sweep.csv"
 
 @contextmanager
 def staged(out: str | PathLike, force: bool):
-    """A staging directory that becomes ``out`` when the block completes, and vanishes if not."""
+    """A staging directory that becomes ``out`` when the block completes, and vanishes if not.
+
+    An exception (or Ctrl-C) leaving the block carries ``run_dir`` (``out``) and
+    ``run_written`` (whether ``out`` was completely written before it), so the command line
+    can say what is on disk; an interrupted or failed run leaves nothing, not even the parent
+    directories it created, and a run it was to replace is unchanged.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a directory.")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise InputError(f"{out} exists and is not empty; pass --force to replace it, or choose "
                          "another --out.")
+    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    written = False
     try:
         yield staging
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        with _interrupts_deferred():
+            pause_point("run:moving")
+            if out.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old",
+                                            dir=out.parent))
+                os.replace(out, old / out.name)
+                os.replace(staging, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staging, out)
+            written = True
+    except BaseException as exc:
+        if not written:
+            shutil.rmtree(staging, ignore_errors=True)
+            for directory in created:  # deepest first
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break
+        if not hasattr(exc, "run_dir"):
+            exc.run_dir, exc.run_written = out, written
         raise
+
+
+@contextmanager
+def _interrupts_deferred():
+    """Hold SIGINT and SIGTERM back while the run is moved into place: replacing a run takes
+    two renames, and a Ctrl-C between them would leave neither run at ``out``. A signal that
+    arrives meanwhile is noted and raised again when the block ends, to the handler that was
+    there before. (Python handlers run in the main thread only; elsewhere nothing is held.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    held = {s: signal.signal(s, lambda signum, frame: pending.append(signum))
+            for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in held.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        for s in dict.fromkeys(pending):
+            signal.raise_signal(s)
 
 
 def file_record(path, rows: int) -> dict:

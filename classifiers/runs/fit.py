@@ -25,18 +25,23 @@ bands) and report.html; it keeps no model (fit the chosen layer with ``classify 
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from classifiers import plots
+from classifiers.defaults import DEFAULT_POOL, DEFAULT_PROBE
 from classifiers.metrics import SCALAR_METRICS
 from classifiers.runs import task as steps
 from classifiers.runs.directory import (MODEL_DIR, PREDICTIONS_FILE, SWEEP_FILE,
                                         TRAIN_DIGESTS_FILE, Clock, sha, staged)
+from classifiers.runs.pause import pause_point
 from classifiers.runs.record import RunRecord
 from classifiers.splits import assign_splits
 from embedcache.errors import InputError
@@ -88,8 +93,8 @@ def _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed, loa
 
 
 def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
-            model: str = "mlp", backbone: str | None = None, layer: int | None = None,
-            layers=None, pool: str = "cls", test: str | PathLike | None = None,
+            model: str = DEFAULT_PROBE, backbone: str | None = None, layer: int | None = None,
+            layers=None, pool: str = DEFAULT_POOL, test: str | PathLike | None = None,
             group_by: str | None = None, dedup_test: bool = False, seed: int = 0,
             params: Mapping | None = None, n_bootstrap: int = 1000, force: bool = False,
             command: str | None = None) -> RunRecord:
@@ -104,8 +109,9 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
         The embedding store (``embedcache build`` wrote it).
     out : path
         The run directory to write.
-    model : {"mlp", "logistic", "xgboost", "layer-weighted"}
-        The probe.
+    model : {"logistic", "mlp", "xgboost", "layer-weighted"}
+        The probe; default ``"logistic"`` (:data:`~classifiers.defaults.DEFAULT_PROBE`, the
+        default of sweep and cv too).
     backbone : str, optional
         Model name or key in the store; default its only model.
     layer : int, optional
@@ -113,7 +119,8 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
     layers : str or sequence of int, optional
         The layers the layer-weighted probe mixes: ``"all"`` (its default), ``"1-12"``,
         ``"1,6,12"``. Only for ``model="layer-weighted"``.
-    pool : {"cls", "mean"}
+    pool : {"mean", "cls"}
+        Default ``"mean"`` (:data:`~classifiers.defaults.DEFAULT_POOL`).
     test : path, optional
         A separate test file (takes precedence over random splitting).
     group_by : str, optional
@@ -165,8 +172,9 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
         table, X, y = prepared.table, X[prepared.keep], prepared.y
         train, val, test_rows = steps.masks(table, "train", "validation", "test")
         steps.fit_probe(estimator, X, y, train, val)
+        pause_point("fit:fitted")
         clock.lap("fit")
-        proba, pred = estimator.predict_proba(X), estimator.predict(X)
+        proba, pred = steps.predicted(estimator, X, model)
         classes = list(estimator.classes_)
         metrics = steps.per_split(table, y, pred, proba, classes)
         intervals = steps.split_intervals(table, y, pred, proba, classes, n_bootstrap, seed)
@@ -206,8 +214,8 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
 
 
 def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
-              model: str = "logistic", backbone: str | None = None, layers="all",
-              pools=("cls",), test: str | PathLike | None = None, group_by: str | None = None,
+              model: str = DEFAULT_PROBE, backbone: str | None = None, layers="all",
+              pools=(DEFAULT_POOL,), test: str | PathLike | None = None, group_by: str | None = None,
               dedup_test: bool = False, seed: int = 0, params: Mapping | None = None,
               n_bootstrap: int = 1000, force: bool = False,
               command: str | None = None) -> RunRecord:
@@ -235,7 +243,7 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
     pools = list(dict.fromkeys(pools))
     if not pools:
         raise InputError("--pool is empty; give cls, mean or cls,mean.")
-    steps.new_probe(model, seed, params)  # unknown model names fail before any reading
+    steps.new_probe(model, seed, params)  # unknown models and bad parameters fail first
     clock = Clock()
     chosen = {}
 
@@ -260,19 +268,25 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
                                    source=prepared.source)
                 estimator = steps.fit_probe(steps.new_probe(model, seed, params), X, y, train,
                                             val)
-                proba, pred = estimator.predict_proba(X), estimator.predict(X)
+                proba, pred = steps.predicted(estimator, X, model)
                 classes = list(estimator.classes_)
                 rows.append({
                     "layer": layer, "pool": pool,
-                    "metrics": steps.per_split(table, y, pred, proba, classes,
-                                               ("validation", "test")),
+                    # train too: a perfect train score beside a lesser validation one is
+                    # the overfitting a report should point out.
+                    "metrics": steps.per_split(table, y, pred, proba, classes),
                     "intervals": {s: steps.split_intervals(table, y, pred, proba, classes,
                                                            n_bootstrap, seed, s)
                                   for s in ("validation", "test")},
                 })
                 scores[layer, pool] = proba, pred
+                pause_point("sweep:fitting")
         clock.lap("fit")
         best = _best(rows)
+        best["fit_command"] = _fit_command(
+            data, cache=cache, out=out, test=test, backbone=backbone, model=model,
+            layer=best["layer"], pool=best["pool"], params=params, group_by=group_by,
+            dedup_test=dedup_test, seed=seed, n_bootstrap=n_bootstrap)
         baselines, _ = steps.baselines(table, y, classes, n_bootstrap, seed)
         clock.lap("baselines")
         run = RunRecord.new("sweep", model=model, estimator=estimator, classes=classes,
@@ -289,7 +303,9 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
         steps.prediction_frame(table, proba, pred, classes).to_csv(
             staging / PREDICTIONS_FILE, index=False)
         figures = {f"{m.upper()} by layer": steps.save(
-            staging, f"{m}_by_layer.png", plots.sweep_figure(rows, m, best=best))
+            staging, f"{m}_by_layer.png", plots.sweep_figure(
+                rows, m, best=best, baselines={name: b["metrics"]["test"].get(m)
+                                               for name, b in baselines.items()}))
             for m in ("mcc", "auroc")}
         clock.lap("write")
         return steps.finish(staging, run, figures, clock)
@@ -304,6 +320,26 @@ def _best(rows) -> dict:
     best = max(rows, key=key)  # max keeps the first of equals: the shallower layer
     return {"layer": best["layer"], "pool": best["pool"], "by": f"validation {SELECT_BY[0]}",
             "validation": {m: best["metrics"]["validation"].get(m) for m in SELECT_BY}}
+
+
+def _fit_command(data, *, cache, out, test, backbone, model, layer, pool, params, group_by,
+                 dedup_test, seed, n_bootstrap) -> str:
+    """The `classify fit` line that fits the sweep's choice again: the same probe, parameters,
+    data, split and seed at the chosen layer and pooling (so its rows are the sweep's row)."""
+    out = Path(out)
+    args = ["classify", "fit", "--data", str(data), "--cache", str(cache),
+            "--out", str(out.with_name(f"{out.name}-layer{layer}-{pool}")),
+            "--model", model, "--layer", str(layer), "--pool", pool]
+    for flag, value in (("--test", test), ("--backbone", backbone), ("--group-by", group_by)):
+        if value is not None:
+            args += [flag, str(value)]
+    if dedup_test:
+        args.append("--dedup-test")
+    args += ["--seed", str(seed), "--bootstrap", str(n_bootstrap)]
+    for name, value in (params or {}).items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        args += ["--param", f"{name}={text}"]
+    return shlex.join(args)
 
 
 def _sweep_table(rows) -> pd.DataFrame:

@@ -259,6 +259,28 @@ class RunRecord(dict):
                                _estimates(b["metrics"]["test"], b.get("intervals")))
                 for name, b in self.get("baselines", {}).items()}
 
+    def overfitting(self) -> str | None:
+        """A note when the probe is perfect on its training rows but not on held-out ones.
+
+        For fit runs and a sweep's chosen row (the records holding train metrics), by MCC:
+        train 1 while validation (else test) is below 1. None otherwise.
+        """
+        if self.kind == "fit":
+            metrics = self.get("metrics", {})
+        elif self.kind == "sweep":
+            metrics = self.best_row()["metrics"]
+        else:
+            return None
+        train = metrics.get("train") or {}
+        split = "validation" if "validation" in metrics else "test"
+        held = (metrics.get(split) or {}).get("mcc")
+        if train.get("mcc") is None or held is None or train["mcc"] < 1 - 1e-9 or held >= 1 - 1e-9:
+            return None
+        return (f"overfitting: the probe is perfect on its {train['n']} training rows (train MCC "
+                f"1.000) but not on {split} (MCC {held:.3f}): it has memorized its training "
+                f"rows. Judge it by {split} and test, never by train; a simpler probe or stronger "
+                "regularisation (--param) may generalize better.")
+
     def layer_weights(self) -> dict[str, float]:
         """Layer -> learned weight (layer-weighted probe); empty for other probes."""
         return dict(self.get("layer_weights", {}))

@@ -19,6 +19,7 @@ from classifiers import plots
 from classifiers.baselines import BASELINES, make_baseline
 from classifiers.features import Backbone, read_task, resolve_backbone, task_features
 from classifiers.metrics import bootstrap_intervals, classification_metrics
+from classifiers.probes.base import FitDivergedError
 from classifiers.runs.directory import MODEL_DIR, PLOTS_DIR, REPORT_FILE, file_record
 from classifiers.runs.record import RunRecord
 from classifiers.report import write_report
@@ -193,6 +194,19 @@ def fit_probe(estimator, X, y, train, val):
     if "eval_set" in inspect.signature(estimator.fit).parameters and val.any():
         kwargs["eval_set"] = (X[val], y[val])
     return estimator.fit(X[train], y[train], **kwargs)
+
+
+def predicted(estimator, X, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, predictions) of a fitted probe; non-finite probabilities mean the fit
+    diverged (a huge step size, say), which no metric or run should record."""
+    proba = estimator.predict_proba(X)
+    if not np.isfinite(proba).all():
+        params = ", ".join(f"{k}={v!r}" for k, v in sorted(estimator.get_params().items()))
+        raise FitDivergedError(
+            f"the {model} probe's fit diverged: its predicted probabilities are NaN or infinite "
+            f"({params}); nothing was written. Use a smaller step (learning_rate) or stronger "
+            "regularisation and fit again.")
+    return proba, estimator.classes_[proba.argmax(axis=1)]
 
 
 def per_split(table, y, pred, proba, classes, splits=("train", "validation", "test")) -> dict:

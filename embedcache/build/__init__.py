@@ -44,81 +44,34 @@ partly filled shards, so much shorter intervals cost I/O).
 from __future__ import annotations
 
 import time
-from typing import Sequence
 
 
-from embedcache.sequences.alphabet import DEFAULT_ALPHABET
 from embedcache.build.inputs import open_sources, scan_sources
 from embedcache.build.plan import plan_rows, settle
 from embedcache.build.report import BuildReport
 from embedcache.build.runner import compute, engines
-from embedcache.errors import InputError
-from embedcache.request import BuildRequest, check_devices
+from embedcache.request import split_settings
 from embedcache.store import Store
 
 __all__ = ["BuildReport", "build"]
 
 
-def build(
-    cache,
-    inputs,
-    *,
-    model,
-    layers: Sequence[int | str] | None = None,
-    pools: Sequence[str] | None = None,
-    attention: Sequence[tuple[int, int]] = (),
-    max_tokens: int | None = None,
-    species: str | None = None,
-    batch_size: int | None = None,
-    token_budget: int | None = None,
-    dtype: str = "float32",
-    store_dtype: str = "float32",
-    alphabet: str = DEFAULT_ALPHABET,
-    long: str = "error",
-    window_overlap: int | None = None,
-    reference=None,
-    quiet: bool = False,
-    lock_timeout: float = 10.0,
-    chunk_size: int = 10_000,
-    cache_dir=None,
-    allow_random_weights: bool = False,
-    shard=None,
-    dask=None,
-    devices: int | None = None,
-) -> BuildReport:
+def build(cache, inputs, *, model, reference=None, cache_dir=None, allow_random_weights: bool = False,
+          **settings) -> BuildReport:
     """Compute what the store lacks for ``inputs`` and write it; see the module docs.
 
     Parameters
     ----------
     cache
-        Store path (created if missing).
+        Store path or URL (created if missing), or an open :class:`~embedcache.store.Store`.
     inputs
         A sequence file path, several paths, or a list of DNA sequences.
     model
         A released model name, a checkpoint directory, or a model key already in the
         store (its checkpoint is reloaded from the recorded name or directory and must
         still have the recorded parameter digest; the group's policies are used).
-    layers, pools, attention, max_tokens, dtype, store_dtype, alphabet, long, window_overlap
-        The request (:class:`embedcache.request.BuildRequest`): 1-based layers to pool
-        (default the last; ``"final"`` too for NTv3), ``"cls"``/``"mean"`` (default: all the
-        model has; NTv3 has ``mean`` only), ``(layer, head)`` maps, tokens per pass (CLS
-        included; default 512, NTv3: bases, default 131,072 or the context), compute and
-        stored dtypes, alphabet policy
-        (:mod:`embedcache.sequences.alphabet`), long-sequence policy (``"error"``, ``"truncate"``,
-        ``"tile"``) and the windows' overlap (default ``max_tokens // 8``).
-    species
-        The species a post-trained NTv3 model is conditioned on (part of the model key);
-        missing or unknown, the error lists the checkpoint's species.
-    batch_size, token_budget
-        Caps on rows and padded tokens per batch (see :class:`embedcache.engine.Embedder`).
     reference
         Genome FASTA for BED inputs.
-    quiet
-        No progress output.
-    lock_timeout
-        Seconds to wait for another writer before :class:`~embedcache.errors.StoreLockedError`.
-    chunk_size
-        Records per chunk read from a file.
     cache_dir
         Hugging Face cache for released models.
     allow_random_weights
@@ -126,46 +79,33 @@ def build(
         seeded random weights instead of failing (see
         :func:`embedcache.checkpoints.load_checkpoint`). The model group, the report and
         ``embedcache info`` say so: such embeddings carry no biology.
-    shard
-        ``(i, n)`` (or ``"i/n"``): compute only share ``i`` of ``n`` of the unique sequences,
-        chosen by digest (:class:`embedcache.request.Shard`), so that ``n`` concurrent jobs
-        over the same inputs cover every sequence once with no merge step.
-    dask
-        A ``distributed.Client``, a scheduler address, or ``"local"``/``"local:N"`` (a local
-        cluster of N single-threaded worker processes): batches are embedded by the Dask
-        workers, and this process writes the results as they arrive
-        (:mod:`embedcache.engine.dask`).
-    devices
-        Split each batch over the first N local devices of JAX's default backend (default:
-        all of them; :func:`embedcache.engine.local_devices`). Not with ``dask``: each Dask
-        worker uses one device (run one worker per device).
+    **settings
+        What to compute, the fields of :class:`~embedcache.request.BuildRequest` (``layers``,
+        ``pools``, ``attention``, ``max_tokens``, ``species``, ``alphabet``, ``long``,
+        ``window_overlap``, ``dtype``, ``store_dtype``, ``shard``), and how to run, the fields of
+        :class:`~embedcache.request.RunOptions` (``batch_size``, ``token_budget``, ``devices``,
+        ``dask``, ``lock_timeout``, ``chunk_size``, ``quiet``); each documented there once.
 
     Returns
     -------
     BuildReport
     """
     t0 = time.perf_counter()
-    # Option values are checked here, before a checkpoint or an input is read.
-    request = BuildRequest(layers=None if layers is None else tuple(layers),
-                           pools=None if pools is None else tuple(pools), attention=tuple(attention),
-                           max_tokens=max_tokens, alphabet=alphabet, long=long, window_overlap=window_overlap,
-                           dtype=dtype, store_dtype=store_dtype, species=species, shard=shard)
-    devices = check_devices(devices)
-    if dask is not None:
+    # Every option value is checked here, before a checkpoint or an input is read.
+    request, run = split_settings(settings)
+    if run.dask is not None:
         from embedcache.engine.dask import check_spec
 
-        check_spec(dask)
-        if devices is not None:
-            raise InputError("--devices is for a build on this machine; with --dask each worker uses one device: "
-                             "start one worker per device (e.g. dask-cuda's LocalCUDACluster) and drop --devices.")
-    elif devices is not None:
+        check_spec(run.dask)
+    elif run.devices is not None:
         from embedcache.engine import local_devices
 
-        local_devices(devices)  # that many exist: said before a checkpoint is read
+        local_devices(run.devices)  # that many exist: said before a checkpoint is read
     store = cache if isinstance(cache, Store) else Store(cache)
+    # The request is settled against the model once, here, and handed on as it is.
     checkpoint, family, request, spec = settle(store, model, request, cache_dir=cache_dir,
-                                                           allow_random_weights=allow_random_weights)
-    sources = open_sources(inputs, alphabet=request.alphabet, reference=reference, chunk_size=chunk_size)
+                                               allow_random_weights=allow_random_weights)
+    sources = open_sources(inputs, alphabet=request.alphabet, reference=reference, chunk_size=run.chunk_size)
     scan = scan_sources(sources, family, request)
     mine = scan.unique if request.shard is None else {d for d in scan.unique if request.shard.owns(d)}
     report = BuildReport(cache=str(store.path), model_key=spec.key, model_name=checkpoint.name,
@@ -179,10 +119,8 @@ def build(
     computed = dict.fromkeys(request.outputs, 0)
     if todo:
         del todo  # planned again by the writer
-        with engines(dask, checkpoint, request, family, batch_size=batch_size, token_budget=token_budget,
-                      devices=devices, cache_dir=cache_dir) as make_engine:
-            runner, held = compute(store, checkpoint, family, request, spec, sources, mine, make_engine,
-                                    lock_timeout=lock_timeout, quiet=quiet)
+        with engines(checkpoint, family, request, run, cache_dir=cache_dir) as make_engine:
+            runner, held = compute(store, checkpoint, family, request, spec, sources, mine, make_engine, run)
         report.computed, report.tokens = runner.progress.done, runner.progress.tokens
         report.new_rows = runner.writer.rows_written
         report.write_seconds = runner.writer.commit_seconds_total

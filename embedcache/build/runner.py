@@ -13,31 +13,30 @@ from embedcache.build.inputs import windows
 from embedcache.build.plan import plan_rows
 from embedcache.build.progress import Progress
 from embedcache.errors import ModelOutputError
-from embedcache.request import BuildRequest, Output
-from embedcache.store import ModelSpec, Store, sequence_digest
+from embedcache.request import BuildRequest, Output, RunOptions
+from embedcache.store import ModelSpec, Store, StoreWriting, sequence_digest
 
 __all__ = ["compute", "engines"]
 
 
 @contextlib.contextmanager
-def engines(dask, checkpoint, request: BuildRequest, family, *, devices, cache_dir, **engine_kw):
-    """Yields ``make(outputs)``: an engine computing exactly ``outputs``, on this machine's
-    ``devices`` or on the Dask workers of ``dask``."""
-    if dask is None:
+def engines(checkpoint, family, request: BuildRequest, run: RunOptions, *, cache_dir):
+    """Yields ``make(outputs)``: an engine computing exactly ``outputs`` of the settled
+    ``request``, on this machine's devices or on the Dask workers of ``run.dask``."""
+    if run.dask is None:
         from embedcache import engine
 
-        yield lambda outputs: engine.Embedder(checkpoint, request, outputs=outputs, family=family, devices=devices,
-                                              **engine_kw)
+        yield lambda outputs: engine.Embedder(checkpoint, request, outputs=outputs, family=family, run=run)
         return
     from embedcache.engine.dask import DaskEmbedder, connect
 
-    with connect(dask) as client:
-        yield lambda outputs: DaskEmbedder(client, checkpoint, request, outputs=outputs, family=family,
-                                           cache_dir=cache_dir, **engine_kw)
+    with connect(run.dask) as client:
+        yield lambda outputs: DaskEmbedder(client, checkpoint, request, outputs=outputs, family=family, run=run,
+                                           cache_dir=cache_dir)
 
 
 def compute(store: Store, checkpoint, family, request: BuildRequest, spec: ModelSpec, sources, unique: set,
-             make_engine, *, lock_timeout: float, quiet: bool) -> tuple["_Runner", dict]:
+             make_engine, run: RunOptions) -> tuple["_Runner", dict]:
     """The second pass: every store write of a build is here. Returns the runner and, per
     output, how many of ``unique`` the store held when it began."""
     attrs = {
@@ -50,14 +49,14 @@ def compute(store: Store, checkpoint, family, request: BuildRequest, spec: Model
         "random_weights": bool(getattr(checkpoint, "random_weights", False)),
     }
     outputs = request.outputs
-    with store.writing(timeout=lock_timeout) as writing:
+    with StoreWriting(store, timeout=run.lock_timeout) as writing:
         writer = writing.group(spec, attrs, commit_seconds=float(os.environ.get("EMBEDCACHE_COMMIT_SECONDS", 2.0)))
         writer.ensure_arrays([o.name for o in outputs],
                              feature_dim={o.name: family.feature_dim(o.layer) for o in outputs if o.pool},
                              attention_size=family.attention_size(spec.max_tokens))
         # Planned again: another build may have committed rows since the first plan.
         todo, held = plan_rows(writer.snapshot(), unique, outputs)
-        runner = _Runner(make_engine, family, request, writer, Progress(len(todo), quiet), model=checkpoint.name)
+        runner = _Runner(make_engine, family, request, writer, Progress(len(todo), run.quiet), model=checkpoint.name)
         try:
             for _, chunks in sources:
                 for df in chunks():

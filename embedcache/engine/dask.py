@@ -24,7 +24,7 @@ import numpy as np
 from embedcache.engine.local import EmbeddingBatch
 from embedcache.engine.planner import Planner
 from embedcache.errors import CheckpointError, InputError
-from embedcache.request import BuildRequest, Output
+from embedcache.request import BuildRequest, Output, RunOptions
 
 __all__ = ["DaskEmbedder", "check_spec", "connect", "worker_loads"]
 
@@ -93,7 +93,7 @@ def worker_loads() -> int:
     return len(_CHECKPOINTS)
 
 
-def _embedder(ref: _CheckpointRef, request: BuildRequest, outputs: tuple, token_budget, batch_size):
+def _embedder(ref: _CheckpointRef, request: BuildRequest, outputs: tuple, run: RunOptions):
     from embedcache.checkpoints import load_checkpoint
     from embedcache.engine.local import Embedder
 
@@ -105,19 +105,18 @@ def _embedder(ref: _CheckpointRef, request: BuildRequest, outputs: tuple, token_
                 f"client's {ref.digest[:16]}...: the workers must see the same checkpoint files as the client."
             )
         _CHECKPOINTS[ref] = checkpoint
-    key = (ref, request, outputs, token_budget, batch_size)
+    key = (ref, request, outputs, run)
     if key not in _EMBEDDERS:
         # One device per worker (dask-cuda gives each worker its own GPU as device 0); the
-        # client plans batches for one device's token budget.
-        _EMBEDDERS[key] = Embedder(_CHECKPOINTS[ref], request, outputs=outputs, token_budget=token_budget,
-                                   batch_size=batch_size, devices=1)
+        # client plans batches for one device's token budget. The request comes settled.
+        _EMBEDDERS[key] = Embedder(_CHECKPOINTS[ref], request, outputs=outputs, run=run)
     return _EMBEDDERS[key]
 
 
-def _embed_batch(ref, request, outputs, token_budget, batch_size, length: int, part: list) -> list[EmbeddingBatch]:
+def _embed_batch(ref, request, outputs, run, length: int, part: list) -> list[EmbeddingBatch]:
     """The Dask task: one batch of ``(tag, tokens)`` at padded length ``length``, as the
     client planned it, embedded on this worker."""
-    return list(_embedder(ref, request, outputs, token_budget, batch_size).run(length, part))
+    return list(_embedder(ref, request, outputs, run).run(length, part))
 
 
 class DaskEmbedder:
@@ -129,8 +128,7 @@ class DaskEmbedder:
     """
 
     def __init__(self, client, checkpoint, request: BuildRequest, *, outputs: Sequence[Output],
-                 token_budget: int | None = None, batch_size: int | None = None, cache_dir=None,
-                 family=None) -> None:
+                 run: RunOptions | None = None, cache_dir=None, family=None) -> None:
         from distributed import as_completed
 
         from embedcache.families import family_for
@@ -138,14 +136,16 @@ class DaskEmbedder:
         self.client = client
         # The workers' embedders pick the same family from the checkpoint and the request's species.
         family = family or family_for(checkpoint, species=request.species)
-        self.request = request.for_model(family)
+        self.request = request if request.settled else request.for_model(family)
         self.outputs = tuple(outputs)
-        # The workers' default (see Embedder) depends on their backend; the client's plan must match it.
-        if token_budget is None:
-            token_budget = 4096 if _workers_on_cpu(client) else 32768
-        self.token_budget, self.batch_size = token_budget, batch_size
+        run = run or RunOptions()
+        # One device per worker; its default budget depends on the workers' backend, and the
+        # client's plan must be the workers' (they get it as a plain RunOptions).
+        self.worker_run = RunOptions(batch_size=run.batch_size, devices=1,
+                                     token_budget=run.budget(1, on_cpu=_workers_on_cpu(client)))
         limit = self.request.max_tokens
-        self.planner = Planner(limit, token_budget, batch_size, ladder=family.ladder(limit), mix=family.masks_padding)
+        self.planner = Planner(limit, self.worker_run.token_budget, run.batch_size, ladder=family.ladder(limit),
+                               mix=family.masks_padding)
         random = bool(getattr(checkpoint, "random_weights", False))
         self.ref = _CheckpointRef(model=checkpoint.name if random else str(checkpoint.source),
                                   digest=checkpoint.digest, cache_dir=None if cache_dir is None else str(cache_dir))
@@ -171,8 +171,8 @@ class DaskEmbedder:
     def _submit(self, length: int, part: list) -> Iterator[EmbeddingBatch]:
         while self._in_flight >= self._limit:
             yield from self._result(next(self._done))
-        future = self.client.submit(_embed_batch, self.ref, self.request, self.outputs, self.token_budget,
-                                    self.batch_size, length, part, pure=False)
+        future = self.client.submit(_embed_batch, self.ref, self.request, self.outputs, self.worker_run,
+                                    length, part, pure=False)
         self._in_flight += 1
         self._done.add(future)
 

@@ -33,7 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from embedcache.engine.planner import Planner, _pow2_ceil, _pow2_floor
 from embedcache.errors import InputError
-from embedcache.request import BuildRequest, Output, check_devices
+from embedcache.request import BuildRequest, Output, RunOptions, check_devices
 
 __all__ = ["EmbeddingBatch", "Embedder", "enable_compile_cache", "local_devices"]
 
@@ -122,33 +122,31 @@ class Embedder:
         ``dtype``, species); checked against the model family.
     outputs
         The subset of ``request.outputs`` to compute (default: all of them).
-    token_budget
-        Padded tokens per batch; default 4,096 per device on CPU, 32,768 per device on
-        accelerators.
-    batch_size
-        Optional cap on rows per batch (rows are still padded to a multiple of the devices).
+    run
+        :class:`~embedcache.request.RunOptions`: ``token_budget`` (default 4,096 padded tokens per
+        device on CPU, 32,768 on accelerators), ``batch_size`` (a cap on rows per batch; rows
+        are still padded to a multiple of the devices) and ``devices`` (the first N local
+        devices, default all; see :func:`local_devices`).
     family
         The model family object (default :func:`embedcache.families.family_for`): its
         tokens, padded lengths, forward and pooling.
-    devices
-        Use the first N local devices (default: all of them); see :func:`local_devices`.
     """
 
     def __init__(self, checkpoint: Any, request: BuildRequest, *, outputs: Sequence[Output] | None = None,
-                 token_budget: int | None = None, batch_size: int | None = None, family: Any = None,
-                 devices: int | None = None) -> None:
+                 run: RunOptions | None = None, family: Any = None) -> None:
         from embedcache.families import family_for
 
+        run = run or RunOptions()
         self.family = family or family_for(checkpoint, species=request.species)
-        request = request.for_model(self.family)
+        # A build hands over its request settled; a request made by hand is settled here.
+        request = request if request.settled else request.for_model(self.family)
         self.request = request
         self.outputs = tuple(dict.fromkeys(request.outputs if outputs is None else outputs))
         if not self.outputs:
             raise InputError("nothing to compute: no outputs requested")
-        self.devices = local_devices(devices)
-        on_cpu = jax.default_backend() == "cpu"
-        budget = token_budget or len(self.devices) * (4096 if on_cpu else 32768)
-        self.planner = Planner(request.max_tokens, budget, batch_size, ladder=self.family.ladder(request.max_tokens),
+        self.devices = local_devices(run.devices)
+        budget = run.budget(len(self.devices), on_cpu=jax.default_backend() == "cpu")
+        self.planner = Planner(request.max_tokens, budget, run.batch_size, ladder=self.family.ladder(request.max_tokens),
                                mix=self.family.masks_padding)
         self.stats = EmbedderStats()
         enable_compile_cache()
@@ -156,6 +154,8 @@ class Embedder:
         self._params = jax.device_put(self.family.prepare_params(checkpoint.params, _DTYPES[request.dtype]),
                                       _shardings(self.devices)[1])
         self._fn, self._seen_shapes = _compiled(self.family, self.outputs, request.dtype, self.devices)
+        # The family names pooled outputs "layer/pool"; each maps back to its (layer, pool).
+        self._pool_keys = {f"{o.layer}/{o.pool}": (o.layer, o.pool) for o in self.outputs if o.pool}
         self._row_cap: dict[int, int] = {}
         self._in_flight: deque = deque()
 
@@ -279,7 +279,7 @@ class Embedder:
         self.stats.sequences += b
         self.stats.real_tokens += int(n_tok.sum())
         self.stats.padded_tokens += rows * length
-        pooled = {_pool_key(k): np.asarray(v[:b], dtype=np.float32) for k, v in raw["pooled"].items()}
+        pooled = {self._pool_keys[k]: np.asarray(v[:b], dtype=np.float32) for k, v in raw["pooled"].items()}
         maps = {k: np.asarray(v[:b], dtype=np.float32) for k, v in raw["attention"].items()}
         return EmbeddingBatch(index=np.asarray([t for t, _ in part]), n_tokens=n_tok, pooled=pooled, attention=maps)
 
@@ -315,12 +315,6 @@ def _compiled(family, outputs: tuple, dtype: str, devices: Sequence) -> tuple:
         by_row, replicated = _shardings(devices)
         _COMPILED[key] = (jax.jit(compute, in_shardings=(replicated, by_row, by_row), out_shardings=by_row), set())
     return _COMPILED[key]
-
-
-def _pool_key(name: str) -> tuple:
-    """``"12/cls"`` -> ``(12, "cls")``; ``"final/mean"`` -> ``("final", "mean")``."""
-    layer, pool = name.split("/")
-    return (layer if layer == "final" else int(layer)), pool
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -88,6 +88,8 @@ class Family(Protocol):
     layouts: ClassVar[tuple[Layout, ...]]
     config: Any
     tokenizer: Any
+    num_layers: int
+    pad_id: int
     pools: tuple[str, ...]
     prefix: int
     masks_padding: bool

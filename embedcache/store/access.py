@@ -12,17 +12,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore
 
-__all__ = ["open_store", "is_url", "list_dir", "get_bytes", "get_json", "delete_prefix", "size_of",
-           "create_exclusive"]
+__all__ = ["open_store", "is_url", "list_dir", "get_bytes", "get_json", "size_of",
+           "create_exclusive", "put_bytes", "delete_key", "exists"]
 
 
 def is_url(location) -> bool:
@@ -127,8 +127,9 @@ def size_of(store, prefix: str) -> int:
     return int(sync(store.getsize_prefix(prefix)))
 
 
-def delete_prefix(store, prefix: str) -> None:
-    sync(store.delete_dir(prefix))
+def put_bytes(store, key: str, data: bytes) -> None:
+    """Write ``key`` whole (atomically: Zarr's local store renames a temporary file)."""
+    sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
 
 
 def delete_key(store, key: str) -> None:
@@ -143,14 +144,22 @@ def create_exclusive(store, key: str, data: bytes) -> bool:
     ``If-None-Match: *`` in s3fs ``mode="create"``).
     """
     if isinstance(store, LocalStore):
+        # Written whole to a private name, then hard-linked into place: the link fails if
+        # the name exists, and a crash never leaves a half-written object under it.
         path = Path(store.root) / key
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
-            with open(path, "xb") as f:
+            with open(tmp, "xb") as f:
                 f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
             return True
         except FileExistsError:
             return False
+        finally:
+            tmp.unlink(missing_ok=True)
     fs, path = store.fs, f"{store.path}/{key}"
     try:
         sync(fs._pipe_file(path, data, mode="create")) if fs.async_impl else fs.pipe_file(path, data, mode="create")
@@ -166,5 +175,28 @@ def create_exclusive(store, key: str, data: bytes) -> bool:
         return True
 
 
-def zarr_group(store, path: str = "", mode: str = "r") -> zarr.Group:
-    return zarr.open_group(store=store, path=path, mode=mode, zarr_format=3)
+def list_with_times(store, prefix: str) -> dict[str, float]:
+    """Every object under ``prefix`` (keys from the store's root) with its modification time
+    (seconds since the epoch): what ``embedcache gc`` needs to tell old leftovers from a
+    commit being written now."""
+    if isinstance(store, LocalStore):
+        root = Path(store.root)
+        out = {}
+        for path in (root / prefix).rglob("*"):
+            try:
+                if path.is_file():
+                    out[path.relative_to(root).as_posix()] = path.stat().st_mtime
+            except FileNotFoundError:  # deleted while listing
+                continue
+        return out
+    fs, base = store.fs, store.path.rstrip("/")
+    try:
+        found = (sync(fs._find(f"{base}/{prefix}", detail=True)) if fs.async_impl
+                 else fs.find(f"{base}/{prefix}", detail=True))
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for path, info in found.items():
+        when = info.get("LastModified") or info.get("mtime") or info.get("created") or 0
+        out[path[len(base) + 1:]] = when.timestamp() if hasattr(when, "timestamp") else float(when)
+    return out

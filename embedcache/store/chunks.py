@@ -60,7 +60,7 @@ def fetch(arr: zarr.Array, indices, into: list | None = None) -> list:
     """
     store, proto = arr.store_path.store, default_buffer_prototype()
     keys = [chunk_key(arr, s) for s in indices]
-    if into is not None and hasattr(store, "read_into"):
+    if into is not None and reads_into(store):
         raws = [store.read_into(k, b) for k, b in zip(keys, into)]
         into[:] = [b if r is None else (r if r.base is None else r.base) for r, b in zip(raws, into)]
         return raws
@@ -69,6 +69,11 @@ def fetch(arr: zarr.Array, indices, into: list | None = None) -> list:
         return await asyncio.gather(*(store.get(k, prototype=proto) for k in keys))
 
     return [None if b is None else b.as_numpy_array() for b in sync(get_all())]
+
+
+def reads_into(store) -> bool:
+    """Whether ``store`` reads whole local objects into a caller's buffer (``read_into``)."""
+    return getattr(store, "local", hasattr(store, "read_into"))
 
 
 def is_plain(arr: zarr.Array) -> bool:
@@ -91,8 +96,10 @@ def plain_blocks(arr: zarr.Array, indices, where, into: list | None = None) -> l
     size = step * int(np.prod(row_shape, dtype=np.int64)) * arr.dtype.itemsize + 4
     indices = [int(c) for c in indices]
     blocks = []
+    # A committed group's view has checked each chunk whole against its manifest.
+    checked = getattr(arr.store_path.store, "verified", False)
     for c, raw in zip(indices, fetch(arr, indices, into)):
-        if raw is None or raw.size != size or not _crc_ok(raw):
+        if raw is None or raw.size != size or not (checked or _crc_ok(raw)):
             what = "missing" if raw is None else "corrupted (checksum mismatch)"
             raise damaged_error(*where, c * step, min((c + 1) * step, arr.shape[0]), what, chunk_key(arr, c))
         # An edge chunk is stored full size; its padding past the array's end is no data.
@@ -117,7 +124,7 @@ def stream_blocks(arr: zarr.Array, indices, where):
     """
     indices = [int(c) for c in indices]
     window = 1
-    if not hasattr(arr.store_path.store, "read_into"):
+    if not reads_into(arr.store_path.store):
         chunk_bytes = int(arr.metadata.chunk_grid.chunk_shape[0]) * int(np.prod(arr.shape[1:])) * arr.dtype.itemsize
         window = max(1, WINDOW_BYTES // max(1, chunk_bytes))
     buffers = [None] * window
@@ -198,7 +205,9 @@ def units(arr: zarr.Array, n_rows: int):
     """Every chunk (inner chunk, in a shard) of the first ``n_rows`` rows, with its state.
 
     Yields ``(lo, hi, values, state)``: ``state`` is ``"ok"`` (``values`` decoded),
-    ``"missing"`` or ``"corrupted"`` (``values`` is ``None``). Each shard is fetched once.
+    ``"absent"`` (never written: fill values, or damage if rows needed it), ``"missing"``
+    (written, now lost), ``"corrupted"`` or ``"foreign"`` (not the chunk the commit
+    wrote); ``values`` is ``None`` unless ``"ok"``. Each shard is fetched once.
     """
     step = int(arr.metadata.chunk_grid.chunk_shape[0])
     for s in range(-(-n_rows // step)):
@@ -211,7 +220,13 @@ def shard_units(arr: zarr.Array, s: int, hi_rows: int):
     sharded = is_sharded(arr)
     inner = int(arr.metadata.codecs[0].chunk_shape[0]) if sharded else step
     here = sharded and decodes_here(arr)
-    (raw,) = fetch(arr, [s])
+    try:
+        (raw,) = fetch(arr, [s])
+    except DamagedChunkError as exc:  # the manifest's view: lost, or not the chunk committed
+        state = "missing" if exc.what == "missing" else "foreign"
+        for lo in range(s * step, hi_rows, inner):
+            yield lo, min(lo + inner, hi_rows), None, state
+        return
     if sharded:
         status, index = shard_index(arr, raw)
     else:
@@ -234,7 +249,7 @@ def shard_units(arr: zarr.Array, s: int, hi_rows: int):
             else:
                 yield lo, hi, values, "ok"
                 continue
-        yield lo, hi, None, ("missing" if status[i] == 1 else "corrupted")
+        yield lo, hi, None, ("absent" if status[i] == 1 else "corrupted")
 
 
 def damaged_error(store, key: str, name: str, lo: int, hi: int, what: str, chunk: str) -> DamagedChunkError:
@@ -250,6 +265,10 @@ def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
     committed, for instance); any other damage raises :class:`DamagedChunkError`.
     """
     rows = np.asarray(rows, dtype=np.int64)
+    if getattr(arr.store_path.store, "verified", False):
+        # Chunks checked whole against a manifest: what it does not list (or a shard it
+        # lists lacks) was never written, fill values as committed; damage raises in the fetch.
+        needed = _nothing_needed
     if not decodes_here(arr):
         unique, inverse = unique_rows(rows)
         return _read_rows_zarr(arr, unique, store=store, key=key, name=name, needed=needed)[inverse]
@@ -286,6 +305,10 @@ def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
                 lo, hi = s * per_shard * inner, min((s + 1) * per_shard * inner, arr.shape[0])
             raise damaged_error(store, key, name, lo, hi, what, chunk_key(arr, s))
     return blocks[slot.reshape(-1), rows - chunk_of * inner]
+
+
+def _nothing_needed(rows: np.ndarray) -> np.ndarray:
+    return np.zeros(len(rows), dtype=bool)
 
 
 def _read_rows_zarr(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,

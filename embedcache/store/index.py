@@ -18,6 +18,7 @@ and memory holds one chunk beside the task's keys.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Callable
 
 import numpy as np
@@ -59,25 +60,40 @@ def run_name(a: int, b: int) -> str:
 
 
 def sorted_run(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    order = np.argsort(keys[:, 0], kind="stable")
     return np.column_stack([keys[order], rows[order].astype(np.uint64)])
 
 
-def write_run(group: zarr.Group, a: int, b: int, entries: np.ndarray) -> None:
-    """Write run ``[a, b)`` (already sorted) with its fences; the caller commits it."""
-    index = group.require_group(INDEX_GROUP)
+def run_path(a: int, b: int) -> str:
+    """The array name of run ``[a, b)`` in its group."""
+    return f"{INDEX_GROUP}/{run_name(a, b)}"
+
+
+def add_run(writer, a: int, b: int, entries: np.ndarray) -> None:
+    """Add run ``[a, b)`` (already sorted), with its fences, to the commit ``writer`` builds."""
+    from zarr.storage import MemoryStore
+
     fences = [int(x) for x in entries[::INDEX_CHUNK, 0]]
-    arr = index.create_array(run_name(a, b), shape=entries.shape, dtype="uint64",
-                             chunks=(INDEX_CHUNK, 3), compressors=(Crc32cCodec(),),
-                             fill_value=0, dimension_names=("entry", "field"),
-                             attributes=encoding_attrs(kind="index", rows=[a, b], fences=fences),
-                             overwrite=True)
-    with zarr.config.set({"array.write_empty_chunks": True}):
-        arr[...] = entries
+    mem = MemoryStore()
+    zarr.create_array(mem, name="r", shape=entries.shape, dtype="uint64", chunks=(INDEX_CHUNK, 3),
+                      compressors=(Crc32cCodec(),), fill_value=0, dimension_names=("entry", "field"),
+                      attributes=encoding_attrs(kind="index", rows=[a, b], fences=fences), zarr_format=3)
+    meta = json.loads(mem._store_dict["r/zarr.json"].to_bytes())
+    writer.target.arrays[run_path(a, b)] = {"meta": meta, "chunks": {}}
+    writer.write(run_path(a, b), np.arange(len(entries)), entries)
 
 
-def read_run(group: zarr.Group, a: int, b: int) -> np.ndarray:
-    return np.asarray(group[INDEX_GROUP][run_name(a, b)][...])
+def read_run(group, a: int, b: int) -> np.ndarray:
+    """The entries of run ``[a, b)`` of a committed snapshot (a :class:`~.read.ModelGroup`)."""
+    return np.asarray(group._open(run_path(a, b))[...])
+
+
+def merge_runs(parts: list) -> np.ndarray:
+    """Sorted runs merged into one, in about linear time: a stable sort of their
+    concatenation by the first key word finds the runs already sorted (Timsort). Keys
+    sharing a first word stay adjacent, which is all a search needs."""
+    stacked = np.concatenate(parts)
+    return stacked[np.argsort(stacked[:, 0], kind="stable")]
 
 
 def plan_merge(runs: list, new: list) -> tuple[list, list]:
@@ -109,7 +125,7 @@ def lookup(open_array: Callable[[str], zarr.Array], runs: list, keys: np.ndarray
         todo = np.flatnonzero(found < 0)
         if not todo.size:
             break
-        name = f"{INDEX_GROUP}/{run_name(a, b)}"
+        name = run_path(a, b)
         found[todo] = _search_run(open_array(name), keys[todo], (*(where or ("the cache", "")), name))
     out[order] = found
     return out
@@ -118,6 +134,8 @@ def lookup(open_array: Callable[[str], zarr.Array], runs: list, keys: np.ndarray
 def _search_run(arr: zarr.Array, keys: np.ndarray, where) -> np.ndarray:
     """Rows of ``keys`` (sorted by first word) in one run, reading only the chunks that
     may hold them, one at a time (:func:`~.chunks.stream_blocks`)."""
+    if arr.shape[0] == 0:  # a run of rows a repair dropped, all of them
+        return np.full(len(keys), -1, dtype=np.int64)
     if not checked_chunks.is_plain(arr):  # not laid out by this version: Zarr reads it
         return _search(np.asarray(arr[...]), keys)
     fences = np.asarray(arr.attrs["fences"], dtype=np.uint64)

@@ -1,6 +1,6 @@
 """Names, the model spec and its key, encoding attributes, and how arrays are laid out.
 
-Layout (encoding version 2)
+Layout (encoding version 3)
 ---------------------------
 ::
 
@@ -10,8 +10,16 @@ Layout (encoding version 2)
       embedcache.lease         object stores: the commit lease (see :mod:`.lock`)
       <model key>/             one group per model key (:attr:`ModelSpec.key`)
         zarr.json              self-describing attributes (model name, parameter digest,
-                               architecture, tokenizer, policies, dtypes, versions), and the
-                               commit: ``n_rows`` and ``index_runs``, written in one document
+                               architecture, tokenizer, policies, dtypes, versions)
+        commits/<g>.json       the commits: manifest ``g`` names every array's metadata and
+                               chunk objects (with size and CRC32C), ``n_rows`` and the index
+                               runs; the newest is the group (:mod:`.manifest`)
+        head.json              a hint: a recent generation
+        <array>/<i>.<token>    chunk ``i`` of an array, written once (:mod:`.cow`)
+
+The arrays a manifest names (Zarr metadata each; :class:`~.view.GroupView` shows them
+to any Zarr client)::
+
         digest      (row,)     hex sha256 of the normalized sequence's ASCII bytes
         sequence    (row,)     the normalized sequence (variable-length UTF-8)
         length      (row,)     bases in the sequence
@@ -20,14 +28,14 @@ Layout (encoding version 2)
         layer_12_cls           (row, feature)      one array per (layer, pool)
         attention_1_4          (row, query, key)   one per (layer, head), both 1-based
         has_layer_12_cls       (row,)              fill mask of each data array
-        index/                 the digest index (:mod:`.index`): one array per sorted run
-          run_<a>_<b>          (b - a, 3) uint64: digest key (2 words) and row, sorted
+        index/run_<a>_<b>      (entries, 3) uint64: digest key (2 words) and row, sorted (:mod:`.index`)
 
-Version 1 lacked ``index/`` and compressed every array with Blosc-lz4; ``embedcache
-upgrade`` turns a version-1 store into version 2 (:mod:`.upgrade`).
+Version 1 lacked the index and compressed every array with Blosc-lz4; version 2 kept
+the commit (``n_rows``, ``index_runs``) in the group's attributes and chunks at Zarr's
+own keys, rewritten in place. ``embedcache upgrade`` turns either into version 3 (:mod:`.upgrade`).
 
 Pooled embeddings are stored uncompressed, in plain (unsharded) chunks of up to 4096
-rows with a CRC32C checksum each: float32 features compress by a few percent at best,
+rows with a CRC32C checksum each, holding only the rows written so far: float32 features compress by a few percent at best,
 and skipping decompression and the sharding codec keeps reads near memory speed
 (``bench/feature_loading.py`` prints the trade-off). Attention maps, mostly zeros past
 each row's tokens, and the per-row arrays stay lz4-compressed in shards.
@@ -50,9 +58,9 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 from embedcache.errors import StoreError, StoreVersionError
 
 ENCODING = "embedcache-store"
-ENCODING_VERSION = 2
+ENCODING_VERSION = 3
 #: Versions this release reads; older ones are upgraded by ``embedcache upgrade``.
-UPGRADABLE_VERSIONS = (1,)
+UPGRADABLE_VERSIONS = (1, 2)
 LOCK_NAME = "embedcache.lock"
 LEASE_NAME = "embedcache.lease"
 INDEX_GROUP = "index"
@@ -261,5 +269,12 @@ def create_array(g: zarr.Group, name: str, dtype, row_shape: tuple, dims: tuple,
     )
 
 
-def shard_rows(arr: zarr.Array) -> int:
-    return int(arr.metadata.chunk_grid.chunk_shape[0])
+def array_meta(name: str, dtype, row_shape: tuple, dims: tuple, *, rows: int, **attrs) -> dict:
+    """The Zarr metadata document (a dict) of a new array laid out as :func:`create_array` does;
+    format 3 keeps it in the group's manifest, not in a ``zarr.json`` of its own."""
+    from zarr.storage import MemoryStore
+
+    mem = MemoryStore()
+    create_array(zarr.open_group(store=mem, mode="w", zarr_format=3), "a", dtype, row_shape, dims,
+                 rows=rows, **attrs)
+    return json.loads(mem._store_dict["a/zarr.json"].to_bytes())

@@ -1,4 +1,8 @@
-"""The commit lock: one writer at a time writes and commits a batch of rows.
+"""The commit lock: writers take turns, so that they rarely waste work.
+
+It only saves work: what makes a commit safe is its swap (:mod:`.manifest`), which a
+writer whose lock or lease ran out loses. Set ``EMBEDCACHE_LOCK=lease`` to use the lease
+on a local store too (a shared file system whose locks cannot be trusted).
 
 On a local store it is :data:`~embedcache.store.layout.LOCK_NAME` held through
 :mod:`filelock`; the operating system releases it when the holder dies, so it is never
@@ -8,8 +12,8 @@ only if absent; S3's ``If-None-Match: *``), holding its owner and an expiry
 :data:`LEASE_SECONDS` ahead (120 s; ``EMBEDCACHE_LEASE_SECONDS`` changes it). Its holder
 deletes it when the commit is done. A waiting writer waits at least until the lease it
 sees expires; an expired lease (its holder died mid-commit) is deleted and the writers
-compete again. A commit must therefore finish within the expiry (one batch of rows takes
-seconds), and a build rerun after a writer was killed mid-commit waits up to the expiry.
+compete again. A writer stopped past its expiry then loses its swap and starts its
+commit again; a build rerun after a writer was killed mid-commit waits up to the expiry.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ LEASE_SECONDS = float(os.environ.get("EMBEDCACHE_LEASE_SECONDS", 120.0))
 @contextmanager
 def commit_lock(store, timeout: float):
     """Hold the store's commit lock or lease for the ``with`` block."""
-    if store.remote:
+    if store.remote or os.environ.get("EMBEDCACHE_LOCK") == "lease":
         with _lease(store, timeout):
             yield
         return

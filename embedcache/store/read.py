@@ -1,23 +1,24 @@
 """Opening a store and reading it: model groups, the rows of a task, their values.
 
 Reading never locks and never writes. Each :class:`ModelGroup` is a snapshot of one
-commit (its ``n_rows`` and index runs); everything past ``n_rows`` is ignored, since it
-may belong to a write in progress or one a crash interrupted.
+commit: its manifest (:mod:`.manifest`) names every chunk, and arrays are read through
+a :class:`~.view.GroupView` of it, which checks each chunk against the manifest. Objects
+a later commit superseded are deleted a few commits on; a read that misses one starts
+again from the newest commit (rows, once committed, keep their number and values).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import zarr
 
-from embedcache.errors import StoreError
-from embedcache.store import access, index
+from embedcache.errors import DamagedChunkError, StoreError
+from embedcache.store import access, index, manifest
 from embedcache.store import chunks as checked_chunks
 from embedcache.store.layout import (
     ROW_ARRAYS,
@@ -26,6 +27,7 @@ from embedcache.store.layout import (
     is_data_name,
     mask_name,
 )
+from embedcache.store.view import GroupView
 
 
 class Store:
@@ -83,7 +85,8 @@ class Store:
             return True
         from embedcache.store.layout import LEASE_NAME, LOCK_NAME
 
-        return not set(access.list_dir(self.zstore, "")) - {LOCK_NAME, LEASE_NAME}
+        # Hidden names: another writer's root document being written (access.create_exclusive).
+        return not {n for n in access.list_dir(self.zstore, "") if not n.startswith(".")} - {LOCK_NAME, LEASE_NAME}
 
     def root_attrs(self) -> dict:
         """The root's attributes, after checking it is a store this release reads."""
@@ -101,7 +104,10 @@ class Store:
             meta = access.get_json(self.zstore, "zarr.json")
         except ValueError as exc:  # a damaged zarr.json is a store problem, not a bug
             raise StoreError(f"cannot open the store {self.path}: {exc}. Run `embedcache verify {self.path}`.") from exc
-        attrs = meta.get("attributes", {})
+        attrs = meta.get("attributes") if isinstance(meta, dict) else None
+        if not isinstance(attrs, dict):
+            raise StoreError(f"cannot open the store {self.path}: its zarr.json is not a Zarr group document. "
+                             f"Run `embedcache verify {self.path}`.")
         check_encoding(attrs, f"store {self.path}", store=str(self.path))
         return attrs
 
@@ -123,8 +129,8 @@ class Store:
             except ValueError:
                 out.append(child)
                 continue
-            if meta is not None and meta.get("node_type") == node_type:
-                out.append(child)
+            if meta is not None and (not isinstance(meta, dict) or meta.get("node_type") == node_type):
+                out.append(child)  # not a document at all: damage, reported when read
         return out
 
     def groups(self) -> list["ModelGroup"]:
@@ -139,28 +145,21 @@ class Store:
         except ValueError as exc:
             raise StoreError(f"model group {self.path}/{key} has unreadable metadata ({exc}); "
                              "the store is damaged.") from exc
-        if meta is None or meta.get("node_type") != "group":
+        if not isinstance(meta, dict) or meta.get("node_type") != "group":
             self.root_attrs()
+            if meta is not None:
+                raise StoreError(f"model group {self.path}/{key} has unreadable metadata (not a group "
+                                 f"document); the store is damaged. Run `embedcache verify {self.path}`.")
             raise StoreError(
                 f"store {self.path} has no model group {key!r}; it holds {self.keys() or 'none'}. "
                 "Run `embedcache info` to list them."
             )
-        return ModelGroup(self, key, meta.get("attributes", {}))
-
-    def zgroup(self, key: str = "", mode: str = "r") -> zarr.Group:
-        return access.zarr_group(self.zstore, key, mode)
-
-    def writing(self, *, timeout: float = 600.0):
-        """A :class:`~embedcache.store.write.StoreWriting`: create model groups and write to them.
-
-        Writers never hold a lock for long: each commit takes it (a file lock, or a lease
-        object on object storage) for the time of its writes. ``timeout`` is how long one
-        commit waits for the others before :class:`StoreLockedError`. Usable as a context
-        manager, for compatibility.
-        """
-        from embedcache.store.write import StoreWriting
-
-        return StoreWriting(self, timeout=timeout)
+        attrs = meta.get("attributes", {})
+        if not isinstance(attrs, dict):
+            raise StoreError(f"model group {self.path}/{key} has unreadable attributes; the store is damaged.")
+        check_encoding(attrs, f"model group {self.path}/{key}", store=str(self.path))
+        # A group being created has no commit yet: it reads as empty.
+        return ModelGroup(self, key, attrs, manifest.head(self, key) or manifest.Manifest(generation=-1))
 
     def disk_bytes(self, key: str | None = None) -> int:
         """Bytes stored in the whole store, or in one model group."""
@@ -176,13 +175,27 @@ class Store:
 class ModelGroup:
     """A read-only snapshot of one model group: its attributes and committed rows."""
 
-    def __init__(self, store: Store, key: str, attrs: Mapping):
+    def __init__(self, store: Store, key: str, attrs: Mapping, committed: "manifest.Manifest"):
         self.store = store
         self.key = key
         check_encoding(attrs, f"model group {store.path}/{key}", store=str(store.path))
-        self.attrs = dict(attrs)
-        self.n_rows = int(attrs.get("n_rows", 0))
-        self.runs = [tuple(r) for r in attrs.get("index_runs", [])]
+        self.manifest = committed
+        self.n_rows = committed.n_rows
+        self.runs = [tuple(r) for r in committed.runs]
+        self.attrs = {**attrs, "n_rows": self.n_rows, "index_runs": [list(r) for r in self.runs]}
+        self.view = GroupView(store.zstore, key, committed, attrs, where=str(store.path))
+
+    @property
+    def generation(self) -> int:
+        """The commit this snapshot shows (0: the empty group)."""
+        return self.manifest.generation
+
+    def zarr_store(self) -> GroupView:
+        """A read-only Zarr store of this snapshot, for any Zarr client::
+
+            xr.open_zarr(group.zarr_store(), consolidated=False)
+        """
+        return self.view
 
     def __repr__(self) -> str:
         return f"ModelGroup({self.key!r}, model={self.model_name!r}, rows={self.n_rows})"
@@ -201,7 +214,7 @@ class ModelGroup:
 
     def members(self) -> list[str]:
         """Names of all arrays of the group (data, masks, per-row), sorted."""
-        return self.store.members(self.key, "array")
+        return sorted(n for n in self.manifest.arrays if "/" not in n)
 
     def array_names(self) -> list[str]:
         """Names of the data arrays (pooled embeddings and attention maps), sorted."""
@@ -211,18 +224,29 @@ class ModelGroup:
         """Array ``path`` of the group (``KeyError`` if absent), its metadata read once per
         commit: a task's read then costs no metadata round trips, while a commit that adds
         rows (and resizes the arrays) or index runs makes the next snapshot open them anew."""
-        commit = (self.n_rows, tuple(self.runs), self.attrs.get("encoding_version"))
         held = self.store._opened.get(self.key)
-        if held is None or held[0] != commit:
-            held = self.store._opened[self.key] = (commit, {})
+        if held is None or held[0] != self.generation:
+            held = self.store._opened[self.key] = (self.generation, {})
         arrays = held[1]
         if path not in arrays:
-            try:
-                arrays[path] = zarr.open_array(store=self.store.zstore, path=f"{self.key}/{path}",
-                                               mode="r", zarr_format=3)
-            except FileNotFoundError:
-                raise KeyError(path) from None
+            if path not in self.manifest.arrays:
+                raise KeyError(path)
+            arrays[path] = zarr.open_array(store=self.view, path=path, mode="r", zarr_format=3)
         return arrays[path]
+
+    def _settled(self, fn):
+        """``fn(group)`` on this snapshot or, if a chunk it needs was deleted since (superseded
+        by later commits), on the newest; damage of the newest commit is raised."""
+        group = self
+        for _ in range(10):
+            try:
+                return fn(group)
+            except DamagedChunkError:
+                newer = group.refreshed()
+                if newer.generation == group.generation:
+                    raise
+                group = newer
+        return fn(group)
 
     def array(self, name: str) -> zarr.Array:
         """A member array, checked for its encoding and committed length."""
@@ -245,7 +269,8 @@ class ModelGroup:
         """A per-row array (``digest``, ``sequence``, ``length``, ``n_tokens``, ``n_windows``)."""
         if self.n_rows == 0:
             return np.zeros(0, dtype=object if ROW_ARRAYS[name] is str else ROW_ARRAYS[name])
-        return self._values(name, self.array(name), np.arange(self.n_rows))
+        rows = np.arange(self.n_rows)
+        return self._settled(lambda g: g._values(name, g.array(name), rows))
 
     def digests(self) -> np.ndarray:
         """Hex digests of the committed rows, in row order."""
@@ -257,18 +282,20 @@ class ModelGroup:
         A commit may retire an index run between reading this snapshot and reading the
         run; the lookup then starts again from the group as committed now.
         """
-        group = self
-        for attempt in range(5):
-            try:
-                rows = index.lookup(group._open, group.runs, keys, where=(self.store.path, self.key))
-                rows[rows >= self.n_rows] = -1  # rows committed after this snapshot
-                return rows
-            except (KeyError, FileNotFoundError, ValueError, StoreError):
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-                group = self.refreshed()
-        raise AssertionError("unreachable")
+        self._check_runs()
+        rows = self._settled(lambda g: index.lookup(g._open, g.runs, keys, where=(self.store.path, self.key)))
+        rows[rows >= self.n_rows] = -1  # rows committed after this snapshot
+        return rows
+
+    def _check_runs(self) -> None:
+        """Refuse an index whose runs do not cover the committed rows once each: a lookup
+        would miss rows, and a build store them twice."""
+        ends = [0] + [b for _, b in self.runs]
+        if any(a != e for (a, _), e in zip(self.runs, ends)) or ends[-1] != self.n_rows or any(
+                index.run_path(a, b) not in self.manifest.arrays for a, b in self.runs):
+            raise StoreError(f"the digest index of {self.store.path}/{self.key} is damaged (its runs {self.runs} "
+                             f"do not cover rows 0-{self.n_rows - 1} once). It is derived data: rebuild it with "
+                             f"`embedcache verify {self.store.path} --repair`, then rerun.")
 
     def rows_of(self, digests: Sequence[str]) -> np.ndarray:
         """Row of each hex digest, ``-1`` where absent."""
@@ -282,7 +309,11 @@ class ModelGroup:
 
     def filled(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Which committed rows (all, or ``rows``) hold array ``name`` (all False if it is absent)."""
-        n = self.n_rows if rows is None else len(rows)
+        rows = np.arange(self.n_rows) if rows is None else np.asarray(rows, dtype=np.int64)
+        return self._settled(lambda g: g._filled(name, rows))
+
+    def _filled(self, name: str, rows: np.ndarray) -> np.ndarray:
+        n = len(rows)
         try:
             if self.n_rows == 0:
                 raise KeyError(name)
@@ -290,11 +321,9 @@ class ModelGroup:
         except KeyError:
             return np.zeros(n, dtype=bool)
         mask = self.array(mask_name(name))
-        if rows is None:
-            return np.asarray(mask[: self.n_rows], dtype=bool)
-        # Zarr never writes a mask chunk of all "not filled": an absent one reads so (the
-        # safe direction: the rows are reported missing and the next build recomputes them).
-        return np.asarray(self._values(mask_name(name), mask, np.asarray(rows, dtype=np.int64),
+        # A mask chunk the manifest does not list was never written: "not filled". A listed
+        # one that is lost or foreign is damage (GroupView raises).
+        return np.asarray(self._values(mask_name(name), mask, rows,
                                        needed=lambda r: np.zeros(len(r), dtype=bool)), dtype=bool)
 
     def read(self, name: str, rows: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -305,7 +334,8 @@ class ModelGroup:
             return np.zeros((0, *arr.shape[1:]), dtype=np.float32)
         if rows.min() < 0 or rows.max() >= self.n_rows:
             raise IndexError(f"rows outside the {self.n_rows} committed rows of {self.key}")
-        return np.asarray(self._values(name, arr, rows, needed=lambda r: self.filled(name, r)), dtype=np.float32)
+        return self._settled(lambda g: np.asarray(
+            g._values(name, g.array(name), rows, needed=lambda r: g.filled(name, r)), dtype=np.float32))
 
     def _values(self, name: str, arr: zarr.Array, rows: np.ndarray, needed=None) -> np.ndarray:
         """``arr[rows]``, never fill values where a chunk is lost: :class:`DamagedChunkError`.

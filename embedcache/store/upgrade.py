@@ -1,20 +1,27 @@
 """``embedcache upgrade``: bring a store written in an older encoding version to this one.
 
-Version 1 to 2 adds the persisted digest index of each model group and stamps every
-node with the new version; the stored values and their chunks are left as they are
-(version 2 reads any chunk layout; arrays created later use the new one). The steps run
-under the commit lock in an order that makes the upgrade safe to interrupt and rerun:
-a group's index is written before its version is stamped, and the root is stamped only
-after every group, so a store is either still version 1 (rerun finishes it) or whole.
+Versions 1 and 2 kept a group's commit (``n_rows``, and from version 2 the index runs) in
+its attributes, and chunks at Zarr's own keys. Version 3 (:mod:`.manifest`) names every
+chunk in a manifest: the upgrade writes each group's first manifest (generation 0),
+naming the chunks where they lie (each read once for its checksum; nothing is copied)
+and a digest index built afresh from the digests, then stamps the group and, after every
+group, the root. The manifest is created only if absent and each stamp comes after what
+it vouches for, so the upgrade is safe to interrupt and rerun; a finished store is left
+as it is. What version 3 no longer uses (arrays' own ``zarr.json``, old index runs, rows
+past the commit) is deleted once its group is stamped.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import zarr
 
 from embedcache.errors import StoreError, StoreVersionError
-from embedcache.store import access, index
+from embedcache.store import access, gc, index, manifest
+from embedcache.store.cow import ChunkWriter
+from embedcache.store.manifest import Manifest, identity
 from embedcache.store.layout import ENCODING, ENCODING_VERSION, UPGRADABLE_VERSIONS
 from embedcache.store.lock import commit_lock
 
@@ -41,8 +48,9 @@ def upgrade(store, *, timeout: float = 600.0) -> list[str]:
             if _version(meta, f"model group {store.path}/{key}") != ENCODING_VERSION:
                 _upgrade_group(store, key, meta.get("attributes", {}))
                 done.append(key)
-        zarr.open_group(store=store.zstore, mode="r+", zarr_format=3).update_attributes(
-            {"encoding_version": ENCODING_VERSION})
+        root = access.get_json(store.zstore, "zarr.json")
+        root["attributes"]["encoding_version"] = ENCODING_VERSION
+        access.put_bytes(store.zstore, "zarr.json", json.dumps(root).encode())
         return done
 
 
@@ -58,13 +66,34 @@ def _version(meta, where: str) -> int:
 
 
 def _upgrade_group(store, key: str, attrs: dict) -> None:
-    g = zarr.open_group(store=store.zstore, path=key, mode="r+", zarr_format=3)
-    n = int(attrs.get("n_rows", 0))
-    runs = []
-    if n:
-        digests = np.asarray(g["digest"][:n])
-        index.write_run(g, 0, n, index.sorted_run(index.keys_of_hex(digests.tolist()), np.arange(n)))
-        runs = [[0, n]]
-    for name in store.members(key, "array"):
-        g[name].update_attributes({"encoding_version": ENCODING_VERSION})
-    g.update_attributes({"encoding_version": ENCODING_VERSION, "index_runs": runs})
+    zs = store.zstore
+    if manifest.head(store, key) is None:
+        g = zarr.open_group(store=zs, path=key, mode="r", zarr_format=3)
+        n = int(attrs.get("n_rows", 0))
+        arrays = {}
+        for name in store.members(key, "array"):
+            arr = g[name]
+            meta = access.get_json(zs, f"{key}/{name}/zarr.json")
+            meta["shape"] = [n, *meta["shape"][1:]]
+            meta.setdefault("attributes", {})["encoding_version"] = ENCODING_VERSION
+            step = int(arr.metadata.chunk_grid.chunk_shape[0])
+            table = {}
+            for c in range(-(-n // step)):
+                obj = f"{name}/{arr.metadata.encode_chunk_key((c,) + (0,) * (arr.ndim - 1))}"
+                raw = access.get_bytes(zs, f"{key}/{obj}")
+                if raw is not None:
+                    table[str(c)] = [obj, identity(raw), len(raw)]
+            arrays[name] = {"meta": meta, "chunks": table}
+        first = Manifest(generation=0, n_rows=n, arrays=arrays)
+        if n:
+            digests = np.asarray(g["digest"][:n]).tolist()
+            writer = ChunkWriter(store, key, None, first)
+            index.add_run(writer, 0, n, index.sorted_run(index.keys_of_hex(digests), np.arange(n)))
+            writer.finish()
+            first.runs = [[0, n]]
+        manifest.publish(store, key, first)  # create-only: an interrupted upgrade's rerun keeps the first
+    kept = {k: v for k, v in attrs.items() if k not in ("n_rows", "index_runs")}
+    doc = {"zarr_format": 3, "node_type": "group", "attributes": {**kept, "encoding_version": ENCODING_VERSION}}
+    access.put_bytes(zs, f"{key}/zarr.json", json.dumps(doc).encode())
+    for leftover in gc.group_leftovers(store, key):
+        access.delete_key(zs, leftover)

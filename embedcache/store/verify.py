@@ -1,10 +1,12 @@
 """Verification: read back every committed byte of a store and report what is wrong.
 
-Every chunk that should exist is read back, inner chunk by inner chunk (each carries a
-CRC32C, so a truncated or corrupted one fails; a problem names only its rows); each
-row's digest is recomputed from its sequence; every filled value must be finite; the
-index must find every row at its own number. Problems are reported here, and repaired
-by :mod:`.repair`.
+Every chunk the committed manifest lists is read back and checked against it (size and
+CRC32C of the whole object: a lost, truncated, corrupted, stale, moved or foreign chunk
+is damage, named with its rows and object), then decoded inner chunk by inner chunk;
+each row's digest is recomputed from its sequence; every filled value must be finite;
+the index must find every row at its own number. Streaming the arrays shard by shard
+keeps only the per-row arrays in memory. Problems are reported here, and repaired by
+:mod:`.repair`; leftovers (objects no commit names) are listed by :mod:`.gc`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedcache.errors import StoreError
-from embedcache.store import chunks
+from embedcache.store import chunks, index
 from embedcache.store.layout import ROW_ARRAYS, mask_name, sequence_digest
 
 
@@ -26,7 +28,8 @@ class Problem:
     array: str
     rows: tuple
     what: str
-    #: Damage of stored chunks: "missing", "corrupted" or "nonfinite" ("" for other problems).
+    #: Damage of stored chunks: "missing", "corrupted", "foreign" (not the chunk committed) or
+    #: "nonfinite" ("" for other problems).
     damage: str = ""
 
     def __str__(self) -> str:
@@ -80,6 +83,7 @@ class _Checker:
         self.n = group.n_rows
         self.problems: list[Problem] = []
         self.names = group.members()
+        self.damaged: dict[str, set] = {}  # rows of unreadable chunks, per array (reported once)
 
     def report(self, name, rows, what, damage="") -> None:
         self.problems.append(Problem(self.g.key, name, tuple(int(r) for r in rows), what, damage))
@@ -91,20 +95,25 @@ class _Checker:
             self.report(name, (), str(exc))
             return None
 
-    def shards(self, name, arr, expect_file):
+    def shards(self, name, arr):
         """Yield ``(lo, hi, values, error, damage)`` per chunk (inner chunk of a shard) of the
-        committed rows; a missing chunk is damage only where ``expect_file(lo, hi)``."""
+        committed rows (``values`` ``None`` for a chunk never written)."""
         step = int(arr.metadata.chunk_grid.chunk_shape[0])
+        table = self.g.manifest.arrays[name]["chunks"]
         for lo, hi, block, state in chunks.units(arr, self.n):
-            chunk = arr.metadata.encode_chunk_key((lo // step,) + (0,) * (arr.ndim - 1))
-            if state == "ok" or (state == "missing" and not expect_file(lo, hi)):
+            entry = table.get(str(lo // step))
+            chunk = f"{self.g.key}/{entry[0]}" if entry else f"{self.g.key}/{name} #{lo // step} (never written)"
+            if state in ("ok", "absent"):  # absent: never written, fill values as committed
                 yield lo, hi, block, None, ""
             elif state == "missing":
-                yield lo, hi, None, f"chunk file {chunk} is missing", state
+                yield lo, hi, None, f"chunk file {chunk} is missing", "missing"
+            elif state == "foreign":
+                yield lo, hi, None, (f"chunk {chunk} is not the one committed (size or checksum differs from "
+                                     "the manifest's: a stale, moved or foreign chunk)"), state
             else:
                 yield lo, hi, None, f"chunk file {chunk} is unreadable (truncated or corrupted)", state
 
-    def load(self, name, expect_file=lambda lo, hi: True):
+    def load(self, name):
         """The committed rows of ``name``; unreadable shards are reported and read as fill."""
         arr = self.array(name)
         if arr is None:
@@ -112,13 +121,14 @@ class _Checker:
         out = np.empty((self.n, *arr.shape[1:]), dtype=object if arr.dtype.kind in "OTU" else arr.dtype)
         out[:] = "" if out.dtype == object else arr.fill_value
         bad = []
-        for lo, hi, block, err, damage in self.shards(name, arr, expect_file):
+        for lo, hi, block, err, damage in self.shards(name, arr):
             if err:
                 _add(bad, lo, hi, err, damage)
             elif block is not None:
                 out[lo:hi] = block
         for rows, what, damage in bad[: self.limit]:
             self.report(name, rows, what, damage)
+        self.damaged[name] = {r for rows, _, _ in bad for r in rows}
         return out
 
     def rows(self) -> dict | None:
@@ -129,8 +139,11 @@ class _Checker:
         if len(rows) < len(ROW_ARRAYS) or any(v is None for v in rows.values()):
             return None
         wrong_digest, wrong_length, duplicate, seen = [], [], [], set()
+        lost = self.damaged.get("digest", set()) | self.damaged.get("sequence", set())
         for i, (seq, dig, length) in enumerate(zip(rows["sequence"].tolist(), rows["digest"].tolist(),
                                                    rows["length"].tolist())):
+            if (dig == "" and seq == "") or i in lost:
+                continue  # a row dropped by a repair (no lookup finds it), or one whose chunk is reported
             try:
                 ok = sequence_digest(str(seq)) == str(dig)
             except UnicodeEncodeError:
@@ -152,15 +165,18 @@ class _Checker:
 
     def index(self, digests: np.ndarray) -> None:
         covered = sum(b - a for a, b in self.g.runs)
-        if covered != self.n or any(r[0] != (p[1] if p else 0) for p, r in zip([None] + self.g.runs, self.g.runs)):
+        if covered != self.n or any(r[0] != (p[1] if p else 0) for p, r in zip([None] + self.g.runs, self.g.runs)) \
+                or any(index.run_path(a, b) not in self.g.manifest.arrays for a, b in self.g.runs):
             self.report("index", (), f"index runs {self.g.runs} do not cover rows 0-{self.n - 1} once")
             return
         try:
-            found = self.g.rows_of(digests.tolist()) if self.n else np.zeros(0, dtype=np.int64)
+            found = self.g.rows_of(["0" * 64 if d == "" else d for d in digests.tolist()]) \
+                if self.n else np.zeros(0, dtype=np.int64)
         except Exception as exc:  # noqa: BLE001 - an unreadable index run is damage to report
             self.report("index", (), f"index unreadable ({type(exc).__name__}: {exc})")
             return
-        wrong = np.flatnonzero(found != np.arange(self.n))
+        expect = np.where(digests == "", -1, np.arange(self.n))  # dropped rows are not indexed
+        wrong = np.flatnonzero(found != expect)
         if wrong.size:
             self.report("index", wrong, "index does not find the row at its number")
 
@@ -172,14 +188,13 @@ class _Checker:
             if mask_name(name) not in self.names:
                 self.report(name, (), f"fill mask {mask_name(name)} missing")
                 continue
-            mask = self.load(mask_name(name), expect_file=lambda lo, hi: False)  # see ModelGroup.filled
+            mask = self.load(mask_name(name))
             arr = self.array(name)
             if mask is None or arr is None:
                 continue
             mask = np.asarray(mask, dtype=bool)
             bad = []
-            # A shard holding no filled row may legitimately never have been written.
-            for lo, hi, block, err, damage in self.shards(name, arr, lambda lo, hi: mask[lo:hi].any()):
+            for lo, hi, block, err, damage in self.shards(name, arr):
                 if err:
                     _add(bad, lo, hi, err, damage)
                     continue
@@ -201,6 +216,8 @@ def verify_group(group, *, max_problems_per_array: int = 20) -> list[Problem]:
     list of Problem
         Empty when the group is sound.
     """
+    if group.generation < 0:  # a group whose creation was interrupted: nothing committed
+        return []
     c = _Checker(group, max_problems_per_array)
     rows = c.rows()
     if rows is None:

@@ -1,42 +1,46 @@
-"""Writing: many writers compute apart and commit batches of rows one at a time.
+"""Writing: many writers compute apart and commit batches of rows, each commit a swap.
 
 A writer buffers the rows it computed. A *commit* takes the store's commit lock (see
-:mod:`.lock`) and, holding it, re-reads the group as committed now, drops what other
-writers committed meanwhile (a row already present becomes at most a fill of the
-arrays it lacks; a value already filled is not written again), then writes in one
-order: data arrays, then the per-row arrays and fill masks, then the index run of the
-new rows, then the commit itself (``n_rows`` and ``index_runs`` in one metadata
-document). Readers and resumed builds ignore everything at or past the committed
-``n_rows``, so a writer killed at any moment leaves only whole rows; the next commit
-overwrites its leftovers and deletes index runs no commit refers to.
+:mod:`.lock`; it only keeps writers from wasting work) and reads the group's newest
+manifest (:mod:`.manifest`). It drops what other writers committed meanwhile (a row
+already present becomes at most a fill of the arrays it lacks; a value already filled is
+not written again), writes the chunks it changes to fresh objects (:mod:`.cow`), and
+then swaps its manifest in with a create-only write of the next generation. If another
+writer got there first (its lease had lapsed, say), the swap fails, the objects written
+are deleted and the commit starts again from the new state. A writer killed at any
+moment leaves only unreferenced objects, garbage for ``embedcache gc``; readers see
+whole commits.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
-import zarr
 
 from embedcache.errors import StoreError
-from embedcache.store import access, index
+from embedcache.store import access, index, manifest, pause
+from embedcache.store.cow import ChunkWriter
 from embedcache.store.layout import (
-    INDEX_GROUP,
     ROW_ARRAYS,
     ModelSpec,
-    create_array,
+    array_meta,
     encoding_attrs,
     is_data_name,
     mask_name,
     package_versions,
     parse_array_name,
-    shard_rows,
 )
 from embedcache.store.lock import commit_lock
 from embedcache.store.read import ModelGroup, Store
+
+#: Swaps a commit may lose in a row before the writer gives up (each loss means another
+#: writer committed, so this is only reached if the store is being rewritten wholesale).
+MAX_ATTEMPTS = 200
 
 
 class StoreWriting:
@@ -57,12 +61,11 @@ class StoreWriting:
         if store.exists():
             store.root_attrs()
             return
-        if not store._is_empty():
+        if not store._is_empty() and not store.exists():  # exists: another writer created it meanwhile
             raise StoreError(f"{store.path} exists but is not an embedcache store (no zarr.json); "
                              "choose a new path for the cache.")
-        with commit_lock(store, timeout):
-            if not store.exists():
-                zarr.open_group(store=store.zstore, mode="a", zarr_format=3, attributes=encoding_attrs())
+        root = {"zarr_format": 3, "node_type": "group", "attributes": encoding_attrs()}
+        access.create_exclusive(store.zstore, "zarr.json", json.dumps(root).encode())
 
     def __enter__(self) -> "StoreWriting":
         return self
@@ -79,29 +82,23 @@ class StoreWriting:
             The model spec; its key names the group.
         attrs
             Descriptive attributes for a new group (model name, architecture, tokenizer...).
-            Encoding, the spec's fields, versions, creation time and the commit are added here.
+            Encoding, the spec's fields, versions and creation time are added here.
         **writer_options
             ``block_rows``, ``block_bytes``, ``commit_seconds`` of :class:`GroupWriter`.
         """
-        with commit_lock(self.store, self.timeout):
-            root = self.store.zgroup("", "r+")
-            if spec.key not in self.store.members("", "group"):
-                full = encoding_attrs(
-                    **dict(attrs), **asdict(spec),
-                    created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                    versions=package_versions(), n_rows=0, index_runs=[],
-                )
-                root.create_group(spec.key, attributes=full, overwrite=True)
-            g = self.store.zgroup(spec.key, "r+")
-            n_rows = int(g.attrs.get("n_rows", 0))
-            # Checked on every open: a writer killed while creating the group leaves some
-            # row arrays missing, and nothing was committed yet.
-            missing = [name for name in ROW_ARRAYS if name not in g]
-            if missing and n_rows:
-                raise StoreError(f"model group {self.store.path}/{spec.key} has {n_rows} rows but lacks "
-                                 f"{missing}; the store is damaged. Run `embedcache verify {self.store.path}`.")
-            for name in missing:
-                create_array(g, name, ROW_ARRAYS[name], (), ("row",), rows=0, kind="row")
+        key, zs = spec.key, self.store.zstore
+        if access.get_bytes(zs, f"{key}/zarr.json") is None:
+            full = encoding_attrs(
+                **dict(attrs), **asdict(spec),
+                created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                versions=package_versions(),
+            )
+            doc = {"zarr_format": 3, "node_type": "group", "attributes": full}
+            access.create_exclusive(zs, f"{key}/zarr.json", json.dumps(doc).encode())  # first creator wins
+        if manifest.head(self.store, key) is None:
+            arrays = {name: {"meta": array_meta(name, kind_, (), ("row",), rows=0, kind="row"), "chunks": {}}
+                      for name, kind_ in ROW_ARRAYS.items()}
+            manifest.publish(self.store, key, manifest.Manifest(arrays=arrays))  # generation 0, once
         return GroupWriter(self.store, spec, timeout=self.timeout, **writer_options)
 
 
@@ -149,6 +146,7 @@ class GroupWriter:
         self._attention_size = int(spec.max_tokens)
         self.rows_written = 0
         self.rows_skipped = 0
+        self.swaps_lost = 0  # commits that lost their swap and started again
         self.values_written: dict[str, int] = {}
 
     def snapshot(self) -> ModelGroup:
@@ -157,40 +155,41 @@ class GroupWriter:
 
     def ensure_arrays(self, names: Sequence[str], *, feature_dim: int | Mapping[str, int],
                       attention_size: int | None = None) -> None:
-        """Create the data arrays and fill masks the group lacks, sized to its committed rows.
+        """Add the data arrays and fill masks the group lacks, sized to its committed rows.
 
         ``feature_dim`` is one width for every pooled array or a width per name (NTv3's
         ``final`` is narrower than its core layers); attention maps are ``attention_size``
         square (default ``max_tokens``; NTv3 maps cover its core positions). A new array
-        reads "not filled" for every committed row. Data array and mask are checked apart,
-        so a writer killed between creating the two is repaired here.
+        reads "not filled" for every committed row. Committed at once, as a commit of its
+        own, so that readers and other writers see the arrays.
         """
         dims = feature_dim if isinstance(feature_dim, Mapping) else dict.fromkeys(names, feature_dim)
         self._arrays.update({n: int(dims[n]) if n in dims else 0 for n in names})
         if attention_size is not None:
             self._attention_size = int(attention_size)
-        with commit_lock(self.store, self.timeout):
-            g = self.store.zgroup(self.key, "r+")
-            self._create_missing(g, int(g.attrs.get("n_rows", 0)))
+        self._commit_with_retries(_Pending())
 
-    def _create_missing(self, g: zarr.Group, n_rows: int) -> None:
-        have = set(self.store.members(self.key, "array"))
-        dtype, T = self.spec.store_dtype, self._attention_size
+    def _add_missing(self, target: manifest.Manifest) -> bool:
+        """Add the arrays this writer writes that ``target`` lacks; whether any was added."""
+        dtype, T, n = self.spec.store_dtype, self._attention_size, target.n_rows
+        added = False
         for name, feature_dim in self._arrays.items():
             kind, layer, last = parse_array_name(name)
-            if name not in have:
+            if name not in target.arrays:
                 if kind == "pooled":
-                    create_array(g, name, dtype, (feature_dim,), ("row", "feature"), rows=n_rows,
-                                 kind="pooled", layer=layer, pool=last)
+                    meta = array_meta(name, dtype, (feature_dim,), ("row", "feature"), rows=n,
+                                      kind="pooled", layer=layer, pool=last)
                 else:
-                    create_array(g, name, dtype, (T, T), ("row", "query", "key"), rows=n_rows,
-                                 kind="attention", layer=layer, head=last)
-            if mask_name(name) not in have:
-                create_array(g, mask_name(name), "bool", (), ("row",), rows=n_rows, kind="mask", of=name)
-                if n_rows:
-                    # Written, not left to fill values: a missing mask chunk then always means damage.
-                    with zarr.config.set({"array.write_empty_chunks": True}):
-                        self.store.zgroup(self.key, "r+")[mask_name(name)][:] = np.zeros(n_rows, dtype=bool)
+                    meta = array_meta(name, dtype, (T, T), ("row", "query", "key"), rows=n,
+                                      kind="attention", layer=layer, head=last)
+                target.arrays[name] = {"meta": meta, "chunks": {}}
+                added = True
+            if mask_name(name) not in target.arrays:
+                # No chunks: every committed row reads "not filled" (a listed chunk that is lost is damage).
+                meta = array_meta(mask_name(name), "bool", (), ("row",), rows=n, kind="mask", of=name)
+                target.arrays[mask_name(name)] = {"meta": meta, "chunks": {}}
+                added = True
+        return added
 
     def add_new_row(self, digest: str, sequence: str, n_tokens: int, n_windows: int,
                     values: Mapping[str, np.ndarray]) -> None:
@@ -214,7 +213,7 @@ class GroupWriter:
 
     def _maybe_flush(self) -> None:
         p = self._pending
-        # A commit rewrites the partly filled shards whatever it adds; spacing commits at
+        # A commit rewrites the partly filled chunks whatever it adds; spacing commits at
         # least 20 times their own duration keeps that under 5% of the time.
         interval = max(self.commit_seconds, 20 * self._flush_seconds)
         due = time.monotonic() - self._last_flush >= interval
@@ -226,38 +225,73 @@ class GroupWriter:
         p, self._pending = self._pending, _Pending()
         t0 = time.monotonic()
         if p.new or p.old:
-            with commit_lock(self.store, self.timeout), zarr.config.set({"array.write_empty_chunks": True}):
-                self._commit(p)
+            self._commit_with_retries(p)
         self._last_flush = time.monotonic()
         self._flush_seconds = self._last_flush - t0
         self.commit_seconds_total += self._flush_seconds
 
+    def _commit_with_retries(self, p: _Pending) -> None:
+        for _ in range(MAX_ATTEMPTS):
+            with commit_lock(self.store, self.timeout):
+                pause.point("locked")
+                if self._commit(p):
+                    return
+            self.swaps_lost += 1
+        raise StoreError(f"{MAX_ATTEMPTS} commits to {self.store.path}/{self.key} in a row lost their swap "
+                         "to other writers; the store is being rewritten faster than this writer can "
+                         "commit. Run the build again (it resumes).")
+
     # ----------------------------------------------------------------------------------
-    # Under the commit lock
+    # One attempt: plan on the newest manifest, write copy-on-write, swap
     # ----------------------------------------------------------------------------------
 
-    def _commit(self, p: _Pending) -> None:
-        g = self.store.zgroup(self.key, "r+")
-        now = ModelGroup(self.store, self.key, dict(g.attrs))
-        self._create_missing(g, now.n_rows)
-        new, old = self._drop_committed(now, p)
-        self.n_rows = now.n_rows
-        if old:
-            self._write_old(g, now, old)
+    def _commit(self, p: _Pending) -> bool:
+        """One attempt at committing ``p``; ``False`` if another writer committed first."""
+        now = self.store.group(self.key)
+        target = now.manifest.successor()
+        added = self._add_missing(target)
+        new, old, skipped = self._drop_committed(now, p)
+        if not (new or old or added):
+            self.n_rows = now.n_rows
+            self.rows_skipped += skipped
+            return True
+        writer = ChunkWriter(self.store, self.key, now, target)
+        written = {}
+        for name, by_row in old.items():
+            rows = np.array(sorted(by_row), dtype=np.int64)
+            values = np.stack([by_row[r] for r in rows.tolist()]).astype(self.spec.store_dtype, copy=False)
+            writer.write(name, rows, values)
+            writer.write(mask_name(name), rows, True)
+            written[name] = written.get(name, 0) + rows.size
         if new:
-            self._append(g, now, new)
+            self._append(writer, now, new, written)
+        writer.finish()
+        dropped = target.take_garbage(writer.superseded)
+        pause.point("before_publish")
+        if not manifest.publish(self.store, self.key, target):
+            writer.discard()
+            return False
+        pause.point("after_publish")
+        # Counted at once: an interrupt while old objects are deleted must still report these rows.
+        self.n_rows = target.n_rows
+        self.rows_written += len(new)
+        self.rows_skipped += skipped
+        for name, k in written.items():
+            self.values_written[name] = self.values_written.get(name, 0) + k
+        manifest.retire(self.store, self.key, target, dropped)
+        return True
 
-    def _drop_committed(self, now: ModelGroup, p: _Pending) -> tuple[list, dict]:
+    def _drop_committed(self, now: ModelGroup, p: _Pending) -> tuple[list, dict, int]:
         """What is still to write once the rows other writers committed are taken out."""
         old = {name: dict(rows) for name, rows in p.old.items()}
-        new = []
+        new, skipped = [], 0
         if p.new:
             rows = now.rows_of([d for d, *_ in p.new])
             for (d, s, t, w, values), row in zip(p.new, rows.tolist()):
                 if row < 0:
                     new.append((d, s, t, w, values))
                     continue
-                self.rows_skipped += 1
+                skipped += 1
                 for name, value in values.items():
                     old.setdefault(name, {})[row] = value
         for name in list(old):
@@ -267,88 +301,42 @@ class GroupWriter:
                 del old[name][r]
             if not old[name]:
                 del old[name]
-        return new, old
+        return new, old, skipped
 
-    def _write_old(self, g: zarr.Group, now: ModelGroup, old: dict) -> None:
-        for name, by_row in old.items():
-            rows = np.array(sorted(by_row), dtype=np.int64)
-            values = np.stack([by_row[r] for r in rows.tolist()]).astype(self.spec.store_dtype, copy=False)
-            _set_rows(g[name], rows, values)
-            # The mask flips only after the data is written: a crash between leaves "not filled".
-            _set_rows(g[mask_name(name)], rows, np.ones(rows.size, dtype=bool))
-            self.values_written[name] = self.values_written.get(name, 0) + rows.size
-
-    def _append(self, g: zarr.Group, now: ModelGroup, new: list) -> None:
+    def _append(self, writer: ChunkWriter, now: ModelGroup, new: list, written: dict) -> None:
+        target = writer.target
         lo, b = now.n_rows, len(new)
         hi = lo + b
-        members = self.store.members(self.key, "array")
-        data_names = [n for n in members if is_data_name(n)]
-        # Every array grows together, so the group stays one rectangular dataset; a larger
-        # leftover of a killed write shrinks back (only uncommitted rows lie there).
-        for name in members:
-            arr = g[name]
-            if arr.shape[0] != hi:
-                arr.resize((hi, *arr.shape[1:]))
-        masks = {}
-        for name in data_names:
+        target.n_rows = hi
+        # Every array grows together, so the group stays one rectangular dataset.
+        for name, entry in target.arrays.items():
+            if not name.startswith(f"{index.INDEX_GROUP}/"):
+                entry["meta"]["shape"] = [hi, *entry["meta"]["shape"][1:]]
+        for name in [n for n in target.arrays if is_data_name(n)]:
             offsets = [i for i, row in enumerate(new) if name in row[4]]
-            masks[name] = np.zeros(b, dtype=bool)
             if not offsets:
-                continue
-            masks[name][offsets] = True
+                continue  # past the committed rows the mask reads "not filled" already
             values = np.stack([new[i][4][name] for i in offsets]).astype(self.spec.store_dtype, copy=False)
-            if len(offsets) == b:
-                g[name][lo:hi] = values
-            else:
-                _set_rows(g[name], np.asarray(offsets, dtype=np.int64) + lo, values)
-            self.values_written[name] = self.values_written.get(name, 0) + len(offsets)
+            rows = np.asarray(offsets, dtype=np.int64) + lo
+            writer.write(name, rows, values)
+            writer.write(mask_name(name), rows, True)
+            written[name] = written.get(name, 0) + len(offsets)
+        rows = np.arange(lo, hi)
         digests = [row[0] for row in new]
-        g["digest"][lo:hi] = np.array(digests, dtype=object)
-        g["sequence"][lo:hi] = np.array([row[1] for row in new], dtype=object)
-        g["length"][lo:hi] = np.array([len(row[1]) for row in new], dtype=np.int64)
-        g["n_tokens"][lo:hi] = np.array([row[2] for row in new], dtype=np.int32)
-        g["n_windows"][lo:hi] = np.array([row[3] for row in new], dtype=np.int32)
-        for name in data_names:
-            # Written for every array, computed or not: a killed write may have left stale
-            # True values in these rows, which now belong to other sequences.
-            g[mask_name(name)][lo:hi] = masks[name]
-        runs = self._index(g, now.runs, lo, hi, digests)
-        # The commit: only now do readers and other writers see these rows.
-        g.update_attributes({"n_rows": hi, "index_runs": runs})
-        # Counted at once: an interrupt while old runs are retired must still report these rows.
-        self.n_rows = hi
-        self.rows_written += b
-        self._retire_runs(runs)
+        writer.write("digest", rows, np.array(digests, dtype=object))
+        writer.write("sequence", rows, np.array([row[1] for row in new], dtype=object))
+        writer.write("length", rows, np.array([len(row[1]) for row in new], dtype=np.int64))
+        writer.write("n_tokens", rows, np.array([row[2] for row in new], dtype=np.int32))
+        writer.write("n_windows", rows, np.array([row[3] for row in new], dtype=np.int32))
+        self._index(writer, now, lo, hi, digests)
 
-    def _index(self, g: zarr.Group, runs: list, lo: int, hi: int, digests: list) -> list:
+    def _index(self, writer: ChunkWriter, now: ModelGroup, lo: int, hi: int, digests: list) -> None:
         entries = index.sorted_run(index.keys_of_hex(digests), np.arange(lo, hi))
-        final, merged = index.plan_merge(runs, [lo, hi])
+        final, merged = index.plan_merge(now.runs, [lo, hi])
         if len(merged) > 1:
-            parts = [index.read_run(g, a, b) for a, b in merged[:-1]] + [entries]
-            stacked = np.concatenate(parts)
-            entries = stacked[np.lexsort((stacked[:, 1], stacked[:, 0]))]
+            entries = index.merge_runs([index.read_run(now, a, b) for a, b in merged[:-1]] + [entries])
+            for a, b in merged[:-1]:
+                writer.remove_array(index.run_path(a, b))
         a, b = final[-1]
-        index.write_run(g, a, b, entries)
-        return final
-
-    def _retire_runs(self, runs: list) -> None:
-        keep = {index.run_name(a, b) for a, b in runs}
-        for name in self.store.members(f"{self.key}/{INDEX_GROUP}", "array"):
-            if name not in keep:
-                access.delete_prefix(self.store.zstore, f"{self.key}/{INDEX_GROUP}/{name}")
-
-
-def _set_rows(arr: zarr.Array, rows: np.ndarray, values: np.ndarray) -> None:
-    """Write ``values`` at sorted ``rows``, one read-modify-write per shard touched.
-
-    Zarr 3.1 cannot write an orthogonal selection into a sharded array (a shape mismatch
-    inside the sharding codec), and a shard is rewritten whole by any partial write anyway.
-    """
-    step = shard_rows(arr)
-    shard_of = rows // step
-    for s in np.unique(shard_of):
-        sel = shard_of == s
-        lo, hi = int(rows[sel][0]), int(rows[sel][-1]) + 1
-        block = np.asarray(arr[lo:hi])
-        block[rows[sel] - lo] = values[sel]
-        arr[lo:hi] = block
+        index.add_run(writer, a, b, entries)
+        writer.target.runs = [list(r) for r in final]

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 
 import embedcache.engine as engine_mod
 from conftest import FAST, short_seqs, tree_hash, TINY_V2, write_checkpoint
 from embedcache import EmbeddingCache
+from embedcache.build import build
 from embedcache.checkpoints import load_checkpoint
-from embedcache.request import BuildRequest
+from embedcache.request import BuildRequest, RunOptions
 from embedcache.engine import Embedder
 from embedcache.errors import (
     AlphabetError,
@@ -193,7 +193,7 @@ def test_long_tile_averages_windows_weighted_by_tokens(tmp_path):
     starts = list(range(0, len(body) - 63, 55)) + [len(body) - 63]
     windows = [np.concatenate([tokens[:1], body[s : s + 63]]) for s in starts]
     assert len(windows) >= 2 and starts[-1] + 63 == len(body)
-    engine = Embedder(ckpt, BuildRequest(layers=[2], pools=["cls", "mean"], max_tokens=64), batch_size=8)
+    engine = Embedder(ckpt, BuildRequest(layers=[2], pools=["cls", "mean"], max_tokens=64), run=RunOptions(batch_size=8))
     out = {}
     for batch in engine.embed(windows):
         for r, i in enumerate(batch.index):
@@ -225,10 +225,10 @@ def test_float16_store_halves_the_disk(tmp_path):
     for dtype in ("float32", "float16"):
         cache = EmbeddingCache(tmp_path / f"{dtype}.zarr")
         cache.build(seqs, model=CKPT, layers=[2], pools=["cls"], store_dtype=dtype, **FAST)
-        key = cache.group().key
-        sizes[dtype] = sum(p.stat().st_size for p in (cache.path / key / "layer_2_cls" / "c").rglob("*") if p.is_file())
+        group = cache.group()
+        sizes[dtype] = sum(size for _, _, size in group.manifest.arrays["layer_2_cls"]["chunks"].values())
         values[dtype] = cache.embeddings(seqs, layer=2)
-        assert zarr.open_array(str(cache.path / key / "layer_2_cls")).dtype == np.dtype(dtype)
+        assert group.array("layer_2_cls").dtype == np.dtype(dtype)
     assert sizes["float16"] <= 0.55 * sizes["float32"], sizes
     assert values["float16"].dtype == np.float32
     np.testing.assert_allclose(values["float16"], values["float32"], rtol=2e-3, atol=2e-3)
@@ -361,3 +361,23 @@ def test_bad_requests_are_refused_before_work(tmp_path):
         with pytest.raises(InputError, match="is not one of|nothing to compute"):
             cache.build(seqs, model=str(tmp_path / "no-such-model"), **{"layers": [2], **bad})
     assert not cache.path.exists()
+
+
+def test_a_build_settles_its_request_once(tmp_path, monkeypatch, tiny_v2_checkpoint):
+    """The request is checked against the model once and handed to the engine as it is."""
+    calls = []
+    original = BuildRequest.for_model
+
+    def counted(self, family):
+        calls.append(self)
+        return original(self, family)
+
+    monkeypatch.setattr(BuildRequest, "for_model", counted)
+    seqs = short_seqs(10, seed=4)
+    build(tmp_path / "c.zarr", seqs, model=tiny_v2_checkpoint, layers=[1, 2], **FAST)
+    assert len(calls) == 1
+
+
+def test_unknown_build_keywords_are_named():
+    with pytest.raises(TypeError, match="bogus"):
+        build("unused.zarr", ["ACGT"], model="unused", bogus=1)

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.embedcache_app import app
-from conftest import TINY_BUILD_API as API, TINY_BUILD_ARGS as ARGS, kill_once_rows_committed
+from conftest import TINY_BUILD_API as API, TINY_BUILD_ARGS as ARGS, kill_at_pause
 from embedcache import EmbeddingCache
 from embedcache.errors import InputError
 from embedcache.request import BuildRequest, Shard
@@ -90,7 +90,7 @@ def test_bad_shard_specs_exit_2_naming_the_option(spec, tmp_path):
 def test_three_concurrent_shards_cover_each_sequence_once(tmp_path, jax_compile_cache):
     seqs = _seqs()
     fasta, cache_path = _fasta(tmp_path, seqs), tmp_path / "shared.zarr"
-    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.05"}
+    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.05", "EMBEDCACHE_COMMIT_ROWS": "8"}
     procs = [_start(fasta, cache_path, f"{i}/3", env) for i in range(3)]
     outs = [p.communicate(timeout=300) for p in procs]
     for i, (p, (out, err)) in enumerate(zip(procs, outs)):
@@ -113,11 +113,15 @@ def test_three_concurrent_shards_cover_each_sequence_once(tmp_path, jax_compile_
 def test_killed_shard_leaves_others_whole_and_its_rerun_completes(tmp_path, jax_compile_cache):
     seqs = _seqs()
     fasta, cache_path = _fasta(tmp_path, seqs), tmp_path / "shared.zarr"
-    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.05"}
-    procs = [_start(fasta, cache_path, f"{i}/3", env) for i in range(3)]
+    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.05", "EMBEDCACHE_COMMIT_ROWS": "8"}
+    marker = tmp_path / "stopped"
+    # Shard 1 stops itself in its third commit (chunks written, not yet swapped in) and is killed there.
+    procs = [_start(fasta, cache_path, f"{i}/3",
+                    {**env, "EMBEDCACHE_TEST_PAUSE": f"before_publish:{marker}:3"} if i == 1 else env)
+             for i in range(3)]
     victim = procs[1]
-    killed, outs = kill_once_rows_committed(victim, procs, cache_path, 10)
-    assert killed, "shard 1 finished before it could be killed: enlarge the input"
+    killed, outs = kill_at_pause(victim, procs, marker)
+    assert killed, "shard 1 finished before its third commit: enlarge the input"
     assert victim.returncode == -signal.SIGKILL
     for i in (0, 2):
         assert procs[i].returncode == 0, outs[i][1][-2000:]

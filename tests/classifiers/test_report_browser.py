@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_runs import planted_task, write_feature_store
 
+from conftest import planted_task, write_feature_store
 from classifiers.runs import cross_validate, fit_run, sweep_run
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))),

@@ -14,59 +14,11 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.preprocessing import label_binarize
 
+from conftest import planted_task, write_feature_store
 from classifiers.metrics import SCALAR_METRICS
 from classifiers.runs import (RunVersionError, compare_runs, cross_validate, evaluate_run,
                               fit_run, predict_run, read_run)
 from embedcache.errors import InputError, StoreError
-from embedcache.store import ModelSpec, Store, pooled_name, sequence_digest
-
-D = 16
-
-
-def write_feature_store(path: Path, sequences, features: dict, *, name="planted", seed=0,
-                        num_layers=2, random_weights=None, max_tokens=64) -> str:
-    """A real embedcache store whose (layer, pool) arrays hold the given features.
-
-    ``features`` maps (layer, pool) to an (n, D) array, row i for ``sequences[i]``. Returns the
-    model key.
-    """
-    dim = next(iter(features.values())).shape[1]
-    spec = ModelSpec(param_digest=f"{seed:064x}", max_tokens=max_tokens)
-    attrs = {"model_name": name, "source": name, "variant": "v2", "feature_dim": dim,
-             "num_layers": num_layers, "attention_heads": 4,
-             "tokenizer": {"variant": "v2", "k": 6, "vocab_size": 4107}}
-    if random_weights is not None:
-        attrs["random_weights"] = random_weights
-    seen = set()
-    with Store(path).writing() as writing:
-        writer = writing.group(spec, attrs)
-        writer.ensure_arrays([pooled_name(l, p) for l, p in features], feature_dim=dim)
-        for i, seq in enumerate(sequences):
-            if seq in seen:
-                continue
-            seen.add(seq)
-            writer.add_new_row(sequence_digest(seq), seq, len(seq) // 6 + 2, 1,
-                               {pooled_name(l, p): x[i] for (l, p), x in features.items()})
-        writer.flush()
-    return spec.key
-
-
-def planted_task(n=240, classes=(0, 1), seed=0, signal=0.6):
-    """Random sequences, labels, and features where layer 2 CLS carries the label strongly,
-    layer 1 CLS weakly and the mean pools not at all."""
-    rng = np.random.default_rng(seed)
-    seqs = ["".join(rng.choice(list("ACGT"), rng.integers(30, 60))) for _ in range(n)]
-    y_idx = rng.integers(0, len(classes), n)
-    centers = rng.normal(size=(len(classes), D))
-    feats = {
-        (2, "cls"): (signal * centers[y_idx] + rng.normal(size=(n, D))).astype(np.float32),
-        (1, "cls"): (0.3 * centers[y_idx] + rng.normal(size=(n, D))).astype(np.float32),
-        (2, "mean"): rng.normal(size=(n, D)).astype(np.float32),
-    }
-    table = pd.DataFrame({"id": [f"seq{i}" for i in range(n)], "sequence": seqs,
-                          "label": np.array(classes, dtype=object)[y_idx]})
-    return table, feats
-
 
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory):
@@ -158,7 +110,7 @@ def test_fit_reports_baselines_on_the_same_split_and_provenance(logistic_run, bi
     for split in ("train", "validation", "test"):
         assert majority[split]["n"] == run["metrics"][split]["n"]
     features = run["features"]
-    assert features["layer"] == 2 and features["pool"] == "cls"
+    assert features["layer"] == 2 and features["pool"] == "mean"  # the default pooling
     assert features["store"] == str((binary / "cache.zarr").resolve())
     assert features["backbone"]["name"] == "planted" and features["backbone"]["key"]
     data = run["task"]["files"]["data"]
@@ -181,8 +133,8 @@ def test_fit_reports_baselines_on_the_same_split_and_provenance(logistic_run, bi
 
 def test_layer_and_pool_choose_the_features(binary, tmp_path):
     run = fit_run(binary / "task.csv", cache=binary / "cache.zarr", out=tmp_path / "r",
-                  model="logistic", layer=2, pool="mean", n_bootstrap=50)
-    # The mean pool holds noise only.
+                  model="logistic", layer=2, pool="cls", n_bootstrap=50)
+    # The CLS pool holds noise only.
     assert abs(run["metrics"]["test"]["mcc"]) < 0.35
 
 
@@ -376,9 +328,9 @@ def test_sequences_missing_from_the_cache_say_how_many_and_the_build_command(bin
 
 
 def test_layer_missing_from_the_cache(binary, tmp_path):
-    with pytest.raises(StoreError, match="--layers 1 --pool mean"):
+    with pytest.raises(StoreError, match="--layers 1 --pool cls"):
         fit_run(binary / "task.csv", cache=binary / "cache.zarr", out=tmp_path / "r", layer=1,
-                pool="mean", model="logistic")
+                pool="cls", model="logistic")
 
 
 @pytest.mark.parametrize("labels, message", [

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_runs import D, planted_task, write_feature_store
 
+from conftest import PLANTED_D as D, planted_task, write_feature_store
 from classifiers.metrics import SCALAR_METRICS
 from classifiers.runs import (compare_runs, evaluate_run, fit_run, predict_run, read_run,
                               sweep_run)
@@ -88,14 +88,14 @@ def test_sweep_rows_equal_single_fits_on_the_same_split(split_signal, sweep_dir,
 
 
 def test_missing_layers_are_listed_in_one_error_with_the_build_command(tmp_path):
-    table, feats = planted_task(n=60)  # layers 1 and 2 CLS, layer 2 mean: no layer 1 mean
+    table, feats = planted_task(n=60)  # layers 1 and 2 mean, layer 2 CLS: no layer 1 CLS
     write_feature_store(tmp_path / "c.zarr", table["sequence"], feats, num_layers=3)
     table.to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(StoreError) as info:
         sweep_run(tmp_path / "t.csv", cache=tmp_path / "c.zarr", out=tmp_path / "s",
                   layers="all", pools=["cls", "mean"])
     message = str(info.value)
-    assert "layer 1 mean, layer 3 cls, layer 3 mean" in message
+    assert "layer 1 cls, layer 3 cls, layer 3 mean" in message
     assert f"embedcache build {tmp_path / 't.csv'}" in message
     assert "--layers 1,3 --pool cls,mean" in message
     assert not (tmp_path / "s").exists()
@@ -115,7 +115,8 @@ def test_bad_layer_specs_are_refused(tmp_path, layers, message):
 
 def test_layer_weighted_run_reports_reloads_and_predicts(split_signal, tmp_path):
     run = fit_run(split_signal / "task.csv", cache=split_signal / "cache.zarr",
-                  out=tmp_path / "lw", model="layer-weighted", layers="1-3", n_bootstrap=50)
+                  out=tmp_path / "lw", model="layer-weighted", layers="1-3", pool="cls",
+                  n_bootstrap=50)
     assert run["features"]["layer"] == [1, 2, 3]
     weights = run["layer_weights"]
     assert list(weights) == ["1", "2", "3"]

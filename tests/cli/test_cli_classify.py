@@ -5,28 +5,17 @@ exit code 2 with a clear message for bad input."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from classifiers.plots import cached_attention_figure
+from conftest import run_cli
+from embedcache.attention_plot import attention_figure
 from cli import classify_app, embedcache_app
 from embedcache import EmbeddingCache
 from embedcache.families.nt.tokenizer import tokenizer_for
-
-
-def run_cli(module, args, monkeypatch, capsys):
-    """Run a console script's main() in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", [module.app.info.name, *map(str, args)])
-    monkeypatch.setenv("COLUMNS", "220")  # rich wraps tables to the terminal width
-    with pytest.raises(SystemExit) as exit_info:
-        module.main()
-    captured = capsys.readouterr()
-    code = exit_info.value.code
-    return (0 if code is None else code), captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +79,8 @@ def test_fit_then_evaluate_predict_compare(built, tmp_path, monkeypatch, capsys)
 def test_mlp_fit_and_cv_on_the_command_line(built, tmp_path, monkeypatch, capsys):
     task, cache = built / "task.csv", built / "cache.zarr"
     code, out, err = run_cli(classify_app, [
-        "fit", "--data", task, "--cache", cache, "--out", tmp_path / "mlp", "--bootstrap", "50",
-        "--param", "max_epochs=3"], monkeypatch, capsys)
+        "fit", "--model", "mlp", "--data", task, "--cache", cache, "--out", tmp_path / "mlp",
+        "--bootstrap", "50", "--param", "max_epochs=3"], monkeypatch, capsys)
     assert code == 0, err
     run = json.loads((tmp_path / "mlp" / "metrics.json").read_text())
     assert run["model"]["kind"] == "mlp" and run["model"]["n_epochs"] == 3
@@ -142,7 +131,7 @@ def test_attention_plot_labels_the_axes_with_kmer_tokens(built, tmp_path, monkey
         monkeypatch, capsys)
     assert code == 0, err
     assert (tmp_path / "att.png").read_bytes()[:4] == b"\x89PNG"
-    fig = cached_attention_figure(EmbeddingCache(built / "cache.zarr"), seq, layer=1, head=4)
+    fig = attention_figure(EmbeddingCache(built / "cache.zarr"), seq, layer=1, head=4)
     tokenizer = tokenizer_for("v2", 6)
     expected = tokenizer.token_strings(tokenizer.encode(seq))
     ax = fig.axes[0]

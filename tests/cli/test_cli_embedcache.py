@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 from typer.testing import CliRunner
 
 from cli.embedcache_app import app
@@ -72,20 +71,29 @@ def test_build_info_export_verify(task, tmp_path):
 def test_verify_reports_damage_and_rows(task, tmp_path):
     cache = tmp_path / "c.zarr"
     assert _build(task, cache, "--layers", "2", "--quiet").exit_code == 0
-    key = EmbeddingCache(cache).models()[0]["key"]
-    g = zarr.open_group(str(cache / key), mode="r+")
-    g["sequence"][3] = "ACGTTT"
-    values = g["layer_2_mean"][:]
+    from embedcache.store import manifest
+    from embedcache.store.cow import ChunkWriter
+
+    group = EmbeddingCache(cache).group()
+    key = group.key
+    # A commit of wrong contents (every chunk sound): a sequence that no longer matches its digest, a NaN.
+    values = group.read("layer_2_mean", np.arange(group.n_rows))
     values[5, 0] = np.nan
-    g["layer_2_mean"][:] = values
-    shard = cache / key / "layer_2_cls" / "c" / "0" / "0"
+    target = group.manifest.successor()
+    writer = ChunkWriter(group.store, key, group, target)
+    writer.write("sequence", np.array([3]), np.array(["ACGTTT"], dtype=object))
+    writer.write("layer_2_mean", np.arange(group.n_rows), values)
+    writer.finish()
+    assert manifest.publish(group.store, key, target)
+    obj = target.arrays["layer_2_cls"]["chunks"]["0"][0]
+    shard = cache / key / obj
     shard.write_bytes(shard.read_bytes()[:-40])  # truncated
     result = runner.invoke(app, ["verify", str(cache)])
     assert result.exit_code == 1
     err = result.stderr
     assert "digest does not match the row's sequence (rows 3)" in err
     assert "layer_2_mean: NaN or inf values (rows 5)" in err
-    assert "layer_2_cls: chunk file c/0/0 is unreadable" in err and "rows 0-11" in err
+    assert f"layer_2_cls: chunk {key}/{obj} is not the one committed" in err and "rows 0-11" in err
     assert "3 problem(s)" in err
 
 

@@ -49,7 +49,7 @@ CHILD = textwrap.dedent("""
     from cli.embedcache_app import app
     from embedcache import EmbeddingCache
     from embedcache.checkpoints import load_checkpoint
-    from embedcache.request import BuildRequest
+    from embedcache.request import BuildRequest, RunOptions
 
     out, ckpt_v2, ckpt_v3 = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     args = json.loads((out / "args.json").read_text())
@@ -65,7 +65,7 @@ CHILD = textwrap.dedent("""
     def embed(ckpt, request, devices, seqs, tag):
         seen["builds"].append([])
         budget = args["budget"][tag[:2]] * (2 if devices is None else 1)
-        emb = engine.Embedder(ckpt, BuildRequest(**request), devices=devices, token_budget=budget)
+        emb = engine.Embedder(ckpt, BuildRequest(**request), run=RunOptions(devices=devices, token_budget=budget))
         arrays = {}
         for batch in emb.embed(emb.family.encode_batch(seqs)):
             for kind, outputs in (("pooled", batch.pooled), ("attention", batch.attention)):
@@ -80,7 +80,7 @@ CHILD = textwrap.dedent("""
                                        for s in leaf.addressable_shards}),
                      "devices": sorted({d.id for leaf in leaves for d in leaf.sharding.device_set})}
         # A lone sequence: a partial batch of one row, padded to one row per device.
-        lone = engine.Embedder(ckpt, BuildRequest(**request), devices=devices)
+        lone = engine.Embedder(ckpt, BuildRequest(**request), run=RunOptions(devices=devices))
         list(lone.embed(lone.family.encode_batch(seqs[:1])))
         seen[tag]["lone_rows"] = [rows for rows, _ in lone.stats.compiled_shapes]
         return arrays

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from embedcache.checkpoints import load_checkpoint
-from embedcache.request import BuildRequest
+from embedcache.request import BuildRequest, RunOptions
 from embedcache.engine import Embedder, Planner, bucket_lengths
 from embedcache.errors import InputError, SequenceTooLongError
 from embedcache.families.nt.forward import forward, prepare_params
@@ -54,8 +54,8 @@ def _collect(embedder, arrays):
 def test_outputs_do_not_depend_on_batching(ckpt, token_arrays):
     kwargs = dict(layers=LAYERS, attention=MAPS, max_tokens=64)
     together = _collect(Embedder(ckpt, BuildRequest(**kwargs)), token_arrays)
-    alone = _collect(Embedder(ckpt, BuildRequest(**kwargs), batch_size=1), token_arrays)
-    small_budget = _collect(Embedder(ckpt, BuildRequest(**kwargs), token_budget=64), token_arrays)
+    alone = _collect(Embedder(ckpt, BuildRequest(**kwargs), run=RunOptions(batch_size=1)), token_arrays)
+    small_budget = _collect(Embedder(ckpt, BuildRequest(**kwargs), run=RunOptions(token_budget=64)), token_arrays)
     for other in (alone, small_budget):
         for key in together[0]:
             for a, b in zip(together[0][key], other[0][key]):

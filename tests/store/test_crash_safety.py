@@ -67,19 +67,21 @@ def test_sigkill_mid_build_leaves_whole_rows_and_resumes_to_the_same_content(tmp
     want = _content(reference)
 
     crashed = tmp_path / "crashed.zarr"
-    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.1"}
+    marker = tmp_path / "stopped"
+    # The build stops itself mid-commit (its third: chunks written, not yet swapped in), and is killed there.
+    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.1",
+           "EMBEDCACHE_TEST_PAUSE": f"before_publish:{marker}:3"}
     proc = subprocess.Popen(_build_cmd(fasta, crashed), env=env, cwd=Path(__file__).parents[2],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        while _committed_rows(crashed) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        while not marker.exists():
+            assert proc.poll() is None, "the build ended before its third commit: enlarge the input"
             time.sleep(0.01)
         # A reader during the build: the committed rows are readable, the lock is not needed.
         during = EmbeddingCache(crashed)
         group = during.group()
         committed = group.row_array("sequence").tolist()
-        assert during.embeddings(committed, layer=2, pool="mean").shape == (len(committed), 64)
-        time.sleep(0.3)  # somewhere in the middle of writing
+        assert committed and during.embeddings(committed, layer=2, pool="mean").shape == (len(committed), 64)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()

@@ -19,6 +19,7 @@ from conftest import TINY_V2
 from embedcache import EmbeddingCache
 from embedcache.errors import DamagedChunkError
 from embedcache.store import Store
+from test_store import chunk_file
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
@@ -53,23 +54,25 @@ def _flip(path: Path, at: int) -> None:
 
 def _damage(cache: Path, key: str, kind: str) -> tuple[str, tuple[int, int]]:
     """Damage one chunk; the array and the rows (first, last) it held."""
+    store = Store(cache)
     if kind == "pooled deleted":
-        (cache / key / "layer_2_cls/c/0/0").unlink()
+        chunk_file(store, key, "layer_2_cls").unlink()
         return "layer_2_cls", (0, N - 1)
     if kind == "pooled corrupted":
-        _flip(cache / key / "layer_2_cls/c/0/0", 4000)
+        _flip(chunk_file(store, key, "layer_2_cls"), 4000)
         return "layer_2_cls", (0, N - 1)
     if kind == "attention deleted":  # shards of 128 rows, inner chunks of 16
-        (cache / key / "attention_1_1/c/1/0/0").unlink()
+        chunk_file(store, key, "attention_1_1", 1).unlink()
         return "attention_1_1", (128, 255)
     if kind == "attention corrupted":  # inside the first inner chunk of the second shard
-        _flip(cache / key / "attention_1_1/c/1/0/0", 2000)
-        return "attention_1_1", (128, 143)
+        _flip(chunk_file(store, key, "attention_1_1", 1), 2000)
+        # Not the shard committed (the manifest's checksum): none of it is data, not even its sound inner chunks.
+        return "attention_1_1", (128, 255)
     if kind == "mask corrupted":
-        _flip(cache / key / "has_layer_2_cls/c/0", 10)
+        _flip(chunk_file(store, key, "has_layer_2_cls"), 10)
         return "has_layer_2_cls", (0, N - 1)
     if kind == "row array corrupted":
-        _flip(cache / key / "n_tokens/c/0", 10)
+        _flip(chunk_file(store, key, "n_tokens"), 10)
         return "n_tokens", (0, N - 1)
     raise AssertionError(kind)
 
@@ -100,20 +103,21 @@ def test_attention_never_reads_lost_chunks_as_data(clean, tmp_path, kind):
     with pytest.raises(DamagedChunkError) as err:
         EmbeddingCache(cache).attention(seqs[lo], layer=1, head=1)
     assert err.value.array == f"{key}/{array}" and err.value.rows == (lo, hi)
-    if kind == "attention corrupted":
-        # Fine-grained: the rows of the other inner chunks of the same shard still read, and equal.
-        good = EmbeddingCache(cache).attention(seqs[hi + 1], layer=1, head=1)
-        np.testing.assert_array_equal(good, EmbeddingCache(clean / "clean.zarr").attention(seqs[hi + 1], layer=1,
+    if kind.startswith("attention"):
+        # The rows of the other shards still read, and equal.
+        good = EmbeddingCache(cache).attention(seqs[lo - 1], layer=1, head=1)
+        np.testing.assert_array_equal(good, EmbeddingCache(clean / "clean.zarr").attention(seqs[lo - 1], layer=1,
                                                                                           head=1))
 
 
-def test_verify_names_the_rows_of_the_damaged_inner_chunk(clean, tmp_path):
+def test_verify_names_the_rows_and_object_of_the_damaged_chunk(clean, tmp_path):
     cache, key = _copy(clean, tmp_path)
+    path = chunk_file(Store(cache), key, "attention_1_1", 1)
     _damage(cache, key, "attention corrupted")
     problems = Store(cache).verify()
     assert [(p.array, p.rows[0], p.rows[-1], p.damage) for p in problems] == [
-        ("attention_1_1", 128, 143, "corrupted")]
-    assert "(rows 128-143)" in str(problems[0])
+        ("attention_1_1", 128, 255, "foreign")]
+    assert "(rows 128-255)" in str(problems[0]) and path.relative_to(cache).as_posix() in str(problems[0])
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
@@ -153,17 +157,17 @@ def test_repair_then_build_recomputes_exactly_the_damaged_rows(clean, tmp_path):
     cache, key = _copy(clean, tmp_path)
     _damage(cache, key, "pooled deleted")
     _damage(cache, key, "attention corrupted")
-    _flip(cache / key / "has_layer_1_mean/c/0", 10)
+    _flip(chunk_file(Store(cache), key, "has_layer_1_mean"), 10)
     run = _cli("cli.embedcache_app", "verify", cache, "--repair")
     assert run.returncode == 0, run.stderr
-    assert f"{N} row(s) of {key}/layer_2_cls" in run.stdout and f"16 row(s) of {key}/attention_1_1" in run.stdout
+    assert f"{N} row(s) of {key}/layer_2_cls" in run.stdout and f"128 row(s) of {key}/attention_1_1" in run.stdout
     assert f"{N} row(s) of {key}/layer_1_mean" in run.stdout
     assert Store(cache).verify() == []
     group = Store(cache).group(key)
-    assert group.filled("attention_1_1").sum() == N - 16 and not group.filled("layer_2_cls").any()
+    assert group.filled("attention_1_1").sum() == N - 128 and not group.filled("layer_2_cls").any()
     report = EmbeddingCache(cache).build(clean / "task.csv", **BUILD)
     assert report.new_rows == 0 and report.computed == N  # every row lacked layer_2_cls
-    assert report.arrays["attention_1_1"]["computed"] == 16
+    assert report.arrays["attention_1_1"]["computed"] == 128
     assert report.arrays["layer_2_cls"] == report.arrays["layer_1_mean"] == {"computed": N, "reused": 0}
     assert report.arrays["layer_1_cls"] == report.arrays["layer_2_mean"] == {"computed": 0, "reused": N}
     healed, reference = _content(cache), _content(clean / "clean.zarr")

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import TINY_V2
 from embedcache import EmbeddingCache
-from embedcache.store import LEASE_NAME, ModelSpec, Store, pooled_name, sequence_digest
+from embedcache.store import LEASE_NAME, ModelSpec, Store, StoreWriting, pooled_name, sequence_digest
 from embedcache.store import access
 from embedcache.store.lock import commit_lock
 
@@ -128,7 +128,7 @@ def test_killed_build_on_s3_resumes(s3, tmp_path, jax_compile_cache):
 def test_a_second_committer_waits_for_the_lease(s3):
     store = Store("s3://caches/lease.zarr")
     spec = ModelSpec(param_digest="ab" * 32, max_tokens=16)
-    writer = store.writing().group(spec, {"model_name": "synthetic"})
+    writer = StoreWriting(store).group(spec, {"model_name": "synthetic"})
     name = pooled_name(2, "cls")
     writer.ensure_arrays([name], feature_dim=4)
     writer.add_new_row(sequence_digest("ACGT"), "ACGT", 2, 1, {name: np.ones(4, np.float32)})

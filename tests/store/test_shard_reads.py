@@ -3,6 +3,7 @@ itself decodes, in any row order, and damage named as before, down to the inner 
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import google_crc32c
@@ -12,8 +13,9 @@ import pytest
 from embedcache.errors import DamagedChunkError
 from embedcache.store import Store, mask_name, sequence_digest
 from embedcache.store import chunks
+from embedcache.store.manifest import identity
 
-from test_store import CLS2, _seqs, _write
+from test_store import CLS2, _seqs, _write, chunk_file
 
 N_SEQS = 9000  # inner chunks of masks hold 4096 rows: three of them, the last one partial
 
@@ -56,9 +58,10 @@ def test_masks_and_row_numbers_read_what_zarr_decodes(built):
 
 
 def _rewrite_shard(store, key, name, edit):
-    """Apply ``edit(raw, index)`` to shard 0 of ``name``, keeping every checksum valid."""
+    """Apply ``edit(raw, index)`` to shard 0 of ``name``, keeping every checksum valid, the
+    manifest's included: a shard committed so (an upgraded store's may lack inner chunks)."""
     arr = store.group(key).array(name)
-    path = store.path / chunks.chunk_key(arr, 0)
+    path = chunk_file(store, key, name, 0)
     raw = np.frombuffer(path.read_bytes(), dtype="B").copy()
     n_inner = int(arr.metadata.chunk_grid.chunk_shape[0]) // int(arr.metadata.codecs[0].chunk_shape[0])
     index = raw[-(n_inner * 16 + 4):-4].view("<u8").reshape(n_inner, 2)
@@ -66,27 +69,39 @@ def _rewrite_shard(store, key, name, edit):
     tail = raw[-(n_inner * 16 + 4):]
     tail[-4:] = np.frombuffer(np.uint32(google_crc32c.value(tail[:-4].tobytes())).tobytes(), dtype="B")
     path.write_bytes(raw.tobytes())
+    head = store.path / key / "commits" / f"{store.group(key).generation:012d}.json"
+    doc = json.loads(head.read_text())
+    doc["arrays"][name]["chunks"]["0"][1:] = [identity(raw.tobytes()), int(raw.size)]
+    head.write_text(json.dumps(doc))
 
 
 def _drop_inner_1(raw, index):
     index[1] = 2**64 - 1
 
 
-def test_an_absent_inner_chunk_is_not_filled_and_its_numbers_are_damage(copy):
+def test_an_absent_inner_chunk_of_a_committed_shard_reads_as_fill_values(copy):
+    # Zarr leaves out inner chunks of fill values only; a shard the manifest vouches for
+    # is the one committed, so its absent inner chunk is fill values, not damage.
     store, key, seqs = copy
     for name in (mask_name(CLS2), "length"):
         _rewrite_shard(store, key, name, _drop_inner_1)
+    store = Store(store.path)  # a new reader: arrays opened before were of the manifest as it was
     g = store.group(key)
     rows = _rows(g.n_rows)
     inside = (rows >= 4096) & (rows < 8192)
-    # The safe direction: the rows are reported missing, and the next build recomputes them.
     np.testing.assert_array_equal(g.filled(CLS2, rows), ~inside)
-    np.testing.assert_array_equal(g._values("length", g.array("length"), rows[~inside]),
-                                  np.asarray([len(s) for s in seqs])[rows[~inside]])
+    lengths = np.asarray([len(s) for s in seqs])[rows]
+    lengths[inside] = 0
+    np.testing.assert_array_equal(g._values("length", g.array("length"), rows), lengths)
+
+
+def test_a_lost_shard_is_damage_even_where_the_rows_need_no_values(copy):
+    store, key, _ = copy
+    chunk_file(store, key, mask_name(CLS2), 0).unlink()
     with pytest.raises(DamagedChunkError) as err:
-        g._values("length", g.array("length"), rows)
-    assert err.value.rows == (4096, 8191) and err.value.what == "missing"
-    assert err.value.array == f"{key}/length"
+        store.group(key).filled(CLS2, np.array([3]))
+    assert err.value.rows == (0, store.group(key).n_rows - 1) and err.value.what == "missing"
+    assert err.value.array == f"{key}/{mask_name(CLS2)}"
 
 
 def test_an_inner_chunk_that_does_not_decode_is_named(copy):
@@ -100,6 +115,7 @@ def test_an_inner_chunk_that_does_not_decode_is_named(copy):
             np.uint32(google_crc32c.value(raw[offset:offset + length - 4].tobytes())).tobytes(), dtype="B")
 
     _rewrite_shard(store, key, mask_name(CLS2), garble)
+    store = Store(store.path)  # a new reader: arrays opened before were of the manifest as it was
     g = store.group(key)
     assert g.filled(CLS2, np.arange(8192)).all()  # the other inner chunks still read
     with pytest.raises(DamagedChunkError) as err:
@@ -111,15 +127,16 @@ def test_an_inner_chunk_that_does_not_decode_is_named(copy):
 
 def test_a_checksum_mismatch_is_named_even_where_the_rows_need_no_values(copy):
     store, key, _ = copy
-    path = store.path / chunks.chunk_key(store.group(key).array(mask_name(CLS2)), 0)
+    path = chunk_file(store, key, mask_name(CLS2), 0)
     raw = bytearray(path.read_bytes())
     raw[20] ^= 0xFF  # inside inner chunk 0
     path.write_bytes(bytes(raw))
     g = store.group(key)
-    assert g.filled(CLS2, np.array([4096, g.n_rows - 1])).all()
-    with pytest.raises(DamagedChunkError) as err:
-        g.filled(CLS2, np.array([5000, 3]))
-    assert err.value.rows == (0, 4095) and "checksum" in err.value.what
+    # The shard is not the one committed (the manifest's checksum): none of it is read as data.
+    for rows in ([4096, g.n_rows - 1], [5000, 3]):
+        with pytest.raises(DamagedChunkError) as err:
+            g.filled(CLS2, np.array(rows))
+        assert err.value.rows == (0, g.n_rows - 1) and "checksum" in err.value.what
 
 
 def test_a_few_rows_of_a_long_array_are_read_without_a_table_of_its_chunks(tmp_path):

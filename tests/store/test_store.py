@@ -23,6 +23,7 @@ from embedcache.store import (
     ENCODING_VERSION,
     ModelSpec,
     Store,
+    StoreWriting,
     attention_name,
     mask_name,
     pooled_name,
@@ -55,7 +56,7 @@ def _values(seq: str, name: str) -> np.ndarray:
 
 def _write(store: Store, seqs, names, spec=None, **writer_kw):
     spec = spec or _spec()
-    with store.writing(timeout=writer_kw.pop("timeout", 600.0)) as w:
+    with StoreWriting(store, timeout=writer_kw.pop("timeout", 600.0)) as w:
         gw = w.group(spec, {"model_name": "synthetic", "architecture": {"embed_dim": D}})
         for k, v in writer_kw.items():
             setattr(gw, k, v)
@@ -78,6 +79,26 @@ def _write(store: Store, seqs, names, spec=None, **writer_kw):
     return spec.key
 
 
+def chunk_file(store: Store, key: str, name: str, c: int = 0) -> Path:
+    """The object the committed manifest names for chunk ``c`` of array ``name``."""
+    return store.path / key / store.group(key).manifest.arrays[name]["chunks"][str(c)][0]
+
+
+def commit_edit(store: Store, key: str, edits: dict) -> None:
+    """Commit ``{array: (rows, values)}`` as a writer would, bypassing its checks: a store
+    whose committed contents are wrong though every chunk is sound."""
+    from embedcache.store import manifest
+    from embedcache.store.cow import ChunkWriter
+
+    g = store.group(key)
+    target = g.manifest.successor()
+    writer = ChunkWriter(store, key, g, target)
+    for name, (rows, values) in edits.items():
+        writer.write(name, np.asarray(rows), values)
+    writer.finish()
+    assert manifest.publish(store, key, target)
+
+
 def _tree_hash(path: Path) -> dict:
     return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(path.rglob("*")) if p.is_file()}
@@ -89,8 +110,8 @@ def test_layout_encoding_dimensions_and_sharding(tmp_path):
     key = _write(store, seqs, [CLS2, ATT])
     root = zarr.open_group(str(store.path), mode="r")
     assert root.attrs["encoding"] == ENCODING and root.attrs["encoding_version"] == ENCODING_VERSION
-    g = root[key]
-    assert g.attrs["encoding_version"] == ENCODING_VERSION and g.attrs["n_rows"] == 30
+    g = zarr.open_group(store=store.group(key).zarr_store(), mode="r")  # the committed state, as Zarr sees it
+    assert g.attrs["encoding_version"] == ENCODING_VERSION and store.group(key).n_rows == 30
     assert g.attrs["model_name"] == "synthetic" and g.attrs["param_digest"] == "ab" * 32
     assert g.attrs["max_tokens"] == T and g.attrs["long"] == "error" and "zarr" in g.attrs["versions"] and g.attrs["created"]
     expected = {"digest", "sequence", "length", "n_tokens", "n_windows", CLS2, ATT, mask_name(CLS2), mask_name(ATT)}
@@ -106,8 +127,9 @@ def test_layout_encoding_dimensions_and_sharding(tmp_path):
             assert codecs == ["sharding_indexed"], (name, codecs)
     assert g[CLS2].metadata.dimension_names == ("row", "feature")
     assert g[ATT].metadata.dimension_names == ("row", "query", "key") and g[ATT].shape == (30, T, T)
-    # Rows are packed: 30 rows of a row array live in one shard file, not one file each.
-    assert len([p for p in (store.path / key / "digest").rglob("*") if p.is_file()]) == 2  # zarr.json + 1 shard
+    # Rows are packed: 30 rows of a row array live in one shard object, not one each.
+    assert len(store.group(key).manifest.arrays["digest"]["chunks"]) == 1
+    assert len([p for p in (store.path / key / "digest").rglob("*") if p.is_file()]) == 1
     assert list(g["digest"][:]) == [sequence_digest(s) for s in seqs]
     assert list(g["length"][:]) == [len(s) for s in seqs]
 
@@ -117,7 +139,7 @@ def test_xarray_opens_a_model_group(tmp_path):
     store = Store(tmp_path / "c.zarr")
     seqs = _seqs(12)
     key = _write(store, seqs, [CLS2, ATT])
-    ds = xr.open_zarr(str(store.path), group=key, consolidated=False)
+    ds = xr.open_zarr(store.group(key).zarr_store(), consolidated=False)  # the README's line
     assert ds.sizes["row"] == 12 and ds.sizes["feature"] == D and ds.sizes["query"] == T
     np.testing.assert_array_equal(ds[CLS2].values, np.stack([_values(s, CLS2) for s in seqs]))
     assert ds.attrs["model_name"] == "synthetic"
@@ -180,43 +202,41 @@ def test_appending_does_not_rewrite_full_chunks(tmp_path, monkeypatch):
     store = Store(tmp_path / "c.zarr")
     seqs = _seqs(400, seed=1)
     key = _write(store, seqs[:130], [CLS2], block_rows=16)
-    shard0 = store.path / key / CLS2 / "c" / "0" / "0"
+    shard0 = chunk_file(store, key, CLS2, 0)
     stat0 = shard0.stat()
     _write(store, seqs[130:], [CLS2], block_rows=16)
+    assert chunk_file(store, key, CLS2, 0) == shard0
     stat1 = shard0.stat()
     assert (stat0.st_ino, stat0.st_mtime_ns) == (stat1.st_ino, stat1.st_mtime_ns)
-    arr = zarr.open_array(str(store.path / key / CLS2), mode="r")
+    g = store.group(key)
     shard = 64
-    assert arr.metadata.chunk_grid.chunk_shape == (shard, D) and 130 > shard
-    assert len(list((store.path / key / CLS2 / "c").iterdir())) == -(-400 // shard)
+    assert g.array(CLS2).metadata.chunk_grid.chunk_shape == (shard, D) and 130 > shard
+    assert len(g.manifest.arrays[CLS2]["chunks"]) == -(-400 // shard)
     assert store.verify() == []
 
-
 def test_uncommitted_rows_are_invisible_and_overwritten(tmp_path, monkeypatch):
+    from embedcache.store import gc, manifest
+
     store = Store(tmp_path / "c.zarr")
     first, second = _seqs(10, seed=1), _seqs(10, seed=2)
     key = _write(store, first[:5], [CLS2, ATT])
 
-    # A write killed just before its commit: data, row arrays, masks and index run on
-    # disk, the commit (n_rows and index_runs) not.
-    real_update = zarr.Group.update_attributes
+    # A write killed just before its swap: its chunks and index run written, no manifest names them.
+    def crash(*args):
+        raise KeyboardInterrupt("killed")
 
-    def crash(self, new_attributes):
-        if "n_rows" in new_attributes:
-            raise KeyboardInterrupt("killed")
-        return real_update(self, new_attributes)
-
-    monkeypatch.setattr(zarr.Group, "update_attributes", crash)
+    monkeypatch.setattr(manifest, "publish", crash)
     with pytest.raises(KeyboardInterrupt):
         _write(store, first[5:], [CLS2, ATT])
     monkeypatch.undo()
     g = store.group(key)
-    assert g.n_rows == 5 and zarr.open_array(str(store.path / key / CLS2)).shape[0] == 10
+    assert g.n_rows == 5 and g.array(CLS2).shape[0] == 5
     assert g.index([sequence_digest(first[7])]) == {}
     assert store.verify() == []
+    left = gc.leftovers(store).objects
+    assert left and all(k.startswith(f"{key}/") for k in left)
 
-    # The next writer asks only for another array: the stale True masks of rows 5.. must not
-    # make the new sequences look filled with the killed write's values.
+    # The next writer asks only for another array: nothing of the killed write is seen.
     _write(store, second, [MEAN2])
     g = store.group(key)
     assert g.n_rows == 15
@@ -224,7 +244,11 @@ def test_uncommitted_rows_are_invisible_and_overwritten(tmp_path, monkeypatch):
     assert not g.filled(CLS2)[new_rows].any() and not g.filled(ATT)[new_rows].any()
     assert g.filled(MEAN2)[new_rows].all()
     assert store.verify() == []
-
+    # Leftovers are kept while young (a commit may be writing them), removed once old.
+    assert gc.collect(store).objects == {}
+    assert set(gc.collect(store, older_than=0).objects) >= set(left)
+    assert gc.leftovers(store).objects == {} and store.verify() == []
+    np.testing.assert_array_equal(g.read(MEAN2, new_rows), np.stack([_values(s, MEAN2) for s in second]))
 
 def test_float16_halves_the_disk(tmp_path):
     seqs = _seqs(3000, seed=3)
@@ -243,10 +267,13 @@ def test_float16_halves_the_disk(tmp_path):
 def test_unknown_versions_and_foreign_directories_are_refused(tmp_path):
     store = Store(tmp_path / "c.zarr")
     key = _write(store, _seqs(3), [CLS2])
-    g = zarr.open_group(str(store.path / key), mode="r+")
-    g[CLS2].attrs["encoding_version"] = ENCODING_VERSION + 1
+    head = store.path / key / "commits" / f"{store.group(key).generation:012d}.json"
+    doc = json.loads(head.read_text())
+    doc["arrays"][CLS2]["meta"]["attributes"]["encoding_version"] = ENCODING_VERSION + 1
+    head.write_text(json.dumps(doc))
     with pytest.raises(StoreVersionError, match="Upgrade embedcache"):
         store.group(key).read(CLS2, [0])
+    g = zarr.open_group(str(store.path / key), mode="r+")
     g.attrs["encoding_version"] = ENCODING_VERSION + 1
     with pytest.raises(StoreVersionError, match=f"{key}.*version {ENCODING_VERSION + 1}"):
         store.group(key)
@@ -254,7 +281,7 @@ def test_unknown_versions_and_foreign_directories_are_refused(tmp_path):
     with pytest.raises(StoreVersionError, match="pip install -U embedcache"):
         store.keys()
     with pytest.raises(StoreVersionError):
-        with store.writing():
+        with StoreWriting(store):
             pass
 
     other = tmp_path / "other"
@@ -263,7 +290,7 @@ def test_unknown_versions_and_foreign_directories_are_refused(tmp_path):
     with pytest.raises(StoreError, match="not an embedcache store"):
         Store(other).keys()
     with pytest.raises(StoreError, match="not an embedcache store"):
-        with Store(other).writing():
+        with StoreWriting(Store(other)):
             pass
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
     with pytest.raises(StoreError, match="embedcache build"):
@@ -322,18 +349,18 @@ def test_verify_finds_damaged_chunks(tmp_path, how):
     store = Store(tmp_path / "c.zarr")
     key = _write(store, _seqs(25), [CLS2])
     assert store.verify() == []
-    _corrupt(store.path / key / CLS2 / "c" / "0" / "0", how)
+    _corrupt(chunk_file(store, key, CLS2), how)
     problems = store.verify()
     assert len(problems) == 1
     p = problems[0]
-    assert p.array == CLS2 and p.rows == tuple(range(25)) and "unreadable" in p.what
+    assert p.array == CLS2 and p.rows == tuple(range(25)) and "checksum differs from the manifest" in p.what
     assert "rows 0-24" in str(p)
 
 
 def test_verify_finds_missing_chunk(tmp_path):
     store = Store(tmp_path / "c.zarr")
     key = _write(store, _seqs(5), [CLS2])
-    (store.path / key / CLS2 / "c" / "0" / "0").unlink()
+    chunk_file(store, key, CLS2).unlink()
     (problem,) = store.verify()
     assert problem.array == CLS2 and "missing" in problem.what
 
@@ -342,12 +369,11 @@ def test_verify_finds_wrong_digest_and_nonfinite_values(tmp_path):
     store = Store(tmp_path / "c.zarr")
     seqs = _seqs(10)
     key = _write(store, seqs, [CLS2, ATT])
-    g = zarr.open_group(str(store.path / key), mode="r+")
-    g["sequence"][4] = "ACGTACGTTT"  # the row's digest no longer matches its sequence
-    vals = g[CLS2][:]
+    vals = store.group(key).read(CLS2, np.arange(10))
     vals[2, 1] = np.nan
     vals[7, 0] = np.inf
-    g[CLS2][:] = vals
+    # the row's digest no longer matches its sequence
+    commit_edit(store, key, {"sequence": ([4], np.array(["ACGTACGTTT"], dtype=object)), CLS2: (np.arange(10), vals)})
     problems = {(p.array, p.what): p.rows for p in store.verify()}
     assert problems[("digest", "digest does not match the row's sequence")] == (4,)
     assert problems[(CLS2, "NaN or inf values")] == (2, 7)
@@ -355,18 +381,15 @@ def test_verify_finds_wrong_digest_and_nonfinite_values(tmp_path):
 
 
 def test_verify_ignores_uncommitted_garbage(tmp_path):
+    from embedcache.store import gc
+
     store = Store(tmp_path / "c.zarr")
     key = _write(store, _seqs(6), [CLS2])
-    g = zarr.open_group(str(store.path / key), mode="r+")
-    for arr in g.array_values():
-        arr.resize((9, *arr.shape[1:]))
-    vals = g[CLS2][:]
-    vals[7] = np.nan
-    g[CLS2][:] = vals
-    g["digest"][8] = "not a digest"
+    (store.path / key / CLS2 / "0.feedfacefeedface").write_bytes(b"\xff" * 100)  # as a killed writer leaves
+    (store.path / key / "commits" / "notes").write_bytes(b"x")
     assert store.verify() == []
     assert store.group(key).n_rows == 6
-
+    assert sorted(gc.leftovers(store).objects) == sorted([f"{key}/{CLS2}/0.feedfacefeedface", f"{key}/commits/notes"])
 
 def test_models_info(tmp_path):
     store = Store(tmp_path / "c.zarr")
@@ -382,9 +405,12 @@ def test_models_info(tmp_path):
 def test_verify_reports_damaged_metadata_instead_of_crashing(tmp_path):
     store = Store(tmp_path / "c.zarr")
     key = _write(store, _seqs(6), [CLS2, MEAN2])
-    (store.path / key / MEAN2 / "zarr.json").write_text('{"zarr_format": 3, "node_ty')
+    head = store.path / key / "commits" / f"{store.group(key).generation:012d}.json"
+    head.write_text('{"generation": 3, "n_ro')
     (problem,) = store.verify()
-    assert problem.array == MEAN2 and "unreadable metadata" in problem.what
+    assert problem.key == key and "manifest" in problem.what and "unreadable" in problem.what
+    head.unlink()  # the manifest before it is the committed state again
+    assert store.verify() == []
     meta = store.path / key / "zarr.json"
     meta.write_bytes(meta.read_bytes()[:20])
     (problem,) = store.verify()
@@ -393,16 +419,15 @@ def test_verify_reports_damaged_metadata_instead_of_crashing(tmp_path):
         store.group(key)
 
 
-def test_a_writer_killed_while_creating_arrays_is_repaired(tmp_path):
+def test_a_writer_killed_while_creating_a_group_is_repaired(tmp_path):
     store = Store(tmp_path / "c.zarr")
     key = _write(store, _seqs(4), [CLS2])
-    # As if killed after creating a new data array but before its mask, and a new group
-    # before its row arrays.
-    g = zarr.open_group(str(store.path / key), mode="r+")
-    layout.create_array(g, MEAN2, "float32", (D,), ("row", "feature"), rows=4, kind="pooled")
+    # As if killed after writing a new group's attributes but before its first manifest.
     spec = _spec(long="truncate")
-    zarr.open_group(str(store.path), mode="r+").create_group(spec.key, attributes={
-        **layout.encoding_attrs(), **asdict(spec), "n_rows": 0})
+    (store.path / spec.key).mkdir()
+    (store.path / spec.key / "zarr.json").write_text(json.dumps(
+        {"zarr_format": 3, "node_type": "group", "attributes": {**layout.encoding_attrs(), **asdict(spec)}}))
+    assert store.group(spec.key).n_rows == 0 and store.verify() == []
     seqs = _seqs(6, seed=5)
     _write(store, seqs, [CLS2, MEAN2])
     _write(store, seqs, [CLS2], spec=spec)
@@ -410,14 +435,13 @@ def test_a_writer_killed_while_creating_arrays_is_repaired(tmp_path):
     assert store.group(spec.key).n_rows == 6
     assert store.verify() == []
 
-
 def test_rows_another_writer_committed_meanwhile_are_not_written_twice(tmp_path):
     store = Store(tmp_path / "c.zarr")
     seqs = _seqs(30, seed=11)
     spec = _spec()
     attrs = {"model_name": "synthetic", "architecture": {"embed_dim": D}}
-    first = store.writing().group(spec, attrs)
-    second = store.writing().group(spec, attrs)
+    first = StoreWriting(store).group(spec, attrs)
+    second = StoreWriting(store).group(spec, attrs)
     for w in (first, second):
         w.ensure_arrays([CLS2], feature_dim=D)
     # Both planned on the empty group, so both hold every row; the first commits rows 0-19.
@@ -454,6 +478,27 @@ def test_index_runs_merge_and_find_every_row(tmp_path):
         sequence_digest(seqs[5]))]).all()
     np.testing.assert_array_equal(index.keys_of_sequences(seqs[:5]), index.keys_of_hex(
         [sequence_digest(s) for s in seqs[:5]]))
-    # Only the runs the last commit refers to are kept.
-    kept = sorted(p.name for p in (store.path / key / "index").iterdir() if p.is_dir())
-    assert kept == sorted(index.run_name(a, b) for a, b in g.runs)
+    # The manifest names exactly the runs it uses; merged runs' objects are deleted a few commits on.
+    assert sorted(n for n in g.manifest.arrays if n.startswith("index/")) == sorted(
+        index.run_path(a, b) for a, b in g.runs)
+    on_disk = {p.relative_to(store.path / key).as_posix() for p in (store.path / key / "index").rglob("*")
+               if p.is_file()}
+    pending = {o for _, objs in g.manifest.garbage for o in objs}
+    assert on_disk - pending == {o for n, e in g.manifest.arrays.items() if n.startswith("index/")
+                                 for o, *_ in e["chunks"].values()}
+
+
+def test_a_small_store_takes_at_most_twice_its_data(tmp_path):
+    """300 rows of 12 layers x 2 pools, 512 wide, in three commits: plain chunks hold only
+    the rows written (not a whole 4,096-row chunk each), and superseded copies go a commit later."""
+    store = Store(tmp_path / "c.zarr")
+    names = [pooled_name(layer, pool) for layer in range(1, 13) for pool in ("cls", "mean")]
+    writer = StoreWriting(store).group(_spec(), {"model_name": "small"}, block_rows=100, commit_seconds=1e9)
+    writer.ensure_arrays(names, feature_dim=512)
+    rng = np.random.default_rng(0)
+    for s in dict.fromkeys(_seqs(300, seed=30)):
+        writer.add_new_row(sequence_digest(s), s, 3, 1, {n: rng.standard_normal(512).astype(np.float32) for n in names})
+    writer.flush()
+    g = store.group(writer.key)
+    data = g.n_rows * len(names) * 512 * 4
+    assert g.n_rows > 250 and store.disk_bytes() <= 2 * data, store.disk_bytes() / data

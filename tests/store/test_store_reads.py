@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from embedcache.errors import DamagedChunkError
-from embedcache.store import Store, sequence_digest
+from embedcache.store import Store, StoreWriting, sequence_digest
 from embedcache.store.chunks import unique_rows
 
-from test_store import CLS2, _seqs, _values, _write
+from test_store import CLS2, _seqs, _values, _write, chunk_file
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_a_damaged_index_chunk_is_named_not_read_as_absent(tmp_path):
     key = _write(store, seqs, [CLS2])
     g = store.group(key)
     (a, b), = g.runs
-    chunk = store.path / key / "index" / f"run_{a}_{b}" / "c" / "0" / "0"
+    chunk = chunk_file(store, key, f"index/run_{a}_{b}")
     data = bytearray(chunk.read_bytes())
     data[len(data) // 3] ^= 0xFF
     chunk.write_bytes(bytes(data))
@@ -92,7 +92,7 @@ def test_an_object_store_read_in_windows_reads_the_same(big, monkeypatch, window
     _, seqs, expected = big
     store = Store(f"memory://reads-{window}/c.zarr")
     g = store.group(_write(store, seqs, [CLS2]))
-    assert not hasattr(g.array(CLS2).store_path.store, "read_into")
+    assert not chunks.reads_into(g.array(CLS2).store_path.store)
     monkeypatch.setattr(chunks, "WINDOW_BYTES", window)  # 1: one chunk per window
     for rows in (np.random.default_rng(1).permutation(g.n_rows), np.arange(g.n_rows)):
         np.testing.assert_array_equal(g.read(CLS2, rows), expected[rows])
@@ -105,11 +105,13 @@ def test_a_local_read_reuses_one_buffer_and_names_a_damaged_chunk(big, tmp_path)
     g, seqs, expected = big
     shutil.copytree(g.store.path, tmp_path / "c.zarr")
     g = Store(tmp_path / "c.zarr").group(g.key)
+    from embedcache.store import chunks
+
     arr = g.array(CLS2)
-    assert hasattr(arr.store_path.store, "read_into")
+    assert chunks.reads_into(arr.store_path.store)
     rows = np.random.default_rng(2).permutation(g.n_rows)
     np.testing.assert_array_equal(g.read(CLS2, rows), expected[rows])
-    chunk = tmp_path / "c.zarr" / g.key / CLS2 / "c" / "1" / "0"
+    chunk = chunk_file(g.store, g.key, CLS2, 1)
     data = bytearray(chunk.read_bytes())
     data[100] ^= 0xFF
     chunk.write_bytes(bytes(data))
@@ -122,9 +124,9 @@ def test_a_local_read_reuses_one_buffer_and_names_a_damaged_chunk(big, tmp_path)
 def test_a_lookup_finds_keys_whose_first_word_spans_index_chunks(tmp_path):
     """Index chunks are read one at a time; a first word shared across a chunk boundary
     (about never with sha256, so made here) is searched in both chunks."""
-    import zarr
-
-    from embedcache.store import access, index
+    from embedcache.store import index, manifest
+    from embedcache.store.cow import ChunkWriter
+    from test_store import _spec
 
     n, edge = 2 * index.INDEX_CHUNK + 100, index.INDEX_CHUNK
     rng = np.random.default_rng(4)
@@ -132,9 +134,17 @@ def test_a_lookup_finds_keys_whose_first_word_spans_index_chunks(tmp_path):
     hi[edge - 50:edge + 50] = hi[edge - 50]
     keys = np.column_stack([hi, rng.integers(0, 2**63, n, dtype=np.uint64)])
     rows = rng.permutation(n)
-    group = zarr.open_group(store=access.open_store(tmp_path / "g.zarr"), mode="w", zarr_format=3)
-    index.write_run(group, 0, n, index.sorted_run(keys, rows))
+    store = Store(tmp_path / "g.zarr")
+    key = StoreWriting(store).group(_spec(), {}).key
+    g = store.group(key)
+    target = g.manifest.successor()
+    writer = ChunkWriter(store, key, g, target)
+    index.add_run(writer, 0, n, index.sorted_run(keys, rows))
+    writer.finish()
+    target.runs = [[0, n]]
+    assert manifest.publish(store, key, target)
+    group = store.group(key)
     absent = np.array([[hi[edge], 2**63 + 5], [0, 1], [2**64 - 1, 0]], dtype=np.uint64)
     order = rng.permutation(n)
-    found = index.lookup(lambda path: group[path], [(0, n)], np.concatenate([keys[order], absent]))
+    found = index.lookup(group._open, [(0, n)], np.concatenate([keys[order], absent]))
     np.testing.assert_array_equal(found, np.concatenate([rows[order], [-1, -1, -1]]))

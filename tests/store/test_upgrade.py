@@ -82,16 +82,22 @@ def test_upgrade_reads_the_same_values_and_is_idempotent(v1):
     assert cache.verify() == []
 
 
-@pytest.mark.parametrize("stage", ["group", "root"])
+@pytest.mark.parametrize("stage", ["manifest", "group", "root"])
 def test_an_interrupted_upgrade_is_refused_then_finished_by_a_rerun(v1, monkeypatch, stage):
-    real = zarr.Group.update_attributes
+    from embedcache.store import access, manifest
 
-    def crash(self, new_attributes):
-        if ("index_runs" in new_attributes) == (stage == "group"):
+    if stage == "manifest":  # killed while writing the first manifest's index run
+        def crash(*args, **kwargs):
             raise KeyboardInterrupt("killed")
-        return real(self, new_attributes)
+        monkeypatch.setattr(manifest, "publish", crash)
+    else:  # killed as the group's, or the root's, version is stamped
+        real = access.put_bytes
 
-    monkeypatch.setattr(zarr.Group, "update_attributes", crash)
+        def crash(store, key, data):
+            if key == ("zarr.json" if stage == "root" else f"{_key(v1)}/zarr.json"):
+                raise KeyboardInterrupt("killed")
+            return real(store, key, data)
+        monkeypatch.setattr(access, "put_bytes", crash)
     with pytest.raises(KeyboardInterrupt):
         EmbeddingCache(v1).upgrade()
     monkeypatch.undo()
@@ -102,4 +108,36 @@ def test_an_interrupted_upgrade_is_refused_then_finished_by_a_rerun(v1, monkeypa
     cache = EmbeddingCache(v1)
     np.testing.assert_array_equal(cache.embeddings(expected["sequences"].tolist(), layer=2, pool="cls"),
                                   expected["layer_2_cls"])
-    assert cache.verify() == []
+    assert cache.verify() == [] and cache.leftovers().objects == {}
+
+
+def _key(path: Path) -> str:
+    return next(p.name for p in path.iterdir() if p.is_dir())
+
+
+FIXTURE_V2 = Path(__file__).parents[1] / "fixtures" / "store_v2"
+
+
+def test_format_2_upgrades_to_3_in_place_and_reads_the_same(tmp_path):
+    path = tmp_path / "cache.zarr"
+    shutil.copytree(FIXTURE_V2 / "cache.zarr", path)
+    expected = np.load(FIXTURE_V2 / "expected.npz")
+    seqs = expected["sequences"].tolist()
+    with pytest.raises(StoreVersionError, match=f"version 2.*embedcache upgrade {path}"):
+        EmbeddingCache(path).embeddings(seqs, layer=2, pool="cls")
+    done = _upgrade_cli(path)
+    assert done.returncode == 0 and "upgraded 1 model group(s)" in done.stdout, done.stderr
+    cache = EmbeddingCache(path)
+    np.testing.assert_array_equal(cache.embeddings(seqs, layer=2, pool="cls"), expected["layer_2_cls"])
+    np.testing.assert_array_equal(cache.embeddings(seqs[:30], layer=1, pool="mean"), expected["layer_1_mean"])
+    info = json.loads((FIXTURE_V2 / "info.json").read_text())
+    (now,) = cache.info()
+    assert (now["key"], now["rows"]) == (info[0]["key"], info[0]["rows"])
+    assert now["arrays"] == {"attention_1_2": 30, "layer_1_cls": 30, "layer_1_mean": 30, "layer_2_cls": 40,
+                             "layer_2_mean": 40}
+    assert cache.verify() == [] and cache.leftovers().objects == {}
+    after = _tree(path)
+    assert _upgrade_cli(path).returncode == 0 and _tree(path) == after  # idempotent
+    report = cache.build(seqs + ["ACGTTGCAACGTTGCAACGT"], model=TINY_V2 / "checkpoint", layers=[2],
+                         max_tokens=64, quiet=True, batch_size=8)
+    assert (report.computed, report.reused) == (1, 40) and cache.verify() == []

@@ -50,7 +50,7 @@ from embedcache.sequences.readers.fasta import fasta_chunks
 from embedcache.sequences.readers.parquet import parquet_chunks
 from embedcache.sequences.readers.table import table_chunks
 
-__all__ = ["FORMATS", "READERS", "Reader", "detect_format", "iter_records", "read_records"]
+__all__ = ["FORMATS", "READERS", "Reader", "detect_format", "iter_records", "read_records", "sequence_of"]
 
 
 @dataclass(frozen=True)
@@ -198,3 +198,21 @@ def read_records(
     return pd.concat(chunks, ignore_index=True)
 
 
+def sequence_of(path: str | PathLike, record_id: str) -> str:
+    """The (normalized) sequence of the record ``record_id`` in a sequence file.
+
+    Raises
+    ------
+    InputError
+        No record has that id, or several with different sequences do.
+    """
+    table = read_records(path)
+    found = table.loc[table["id"] == record_id, "sequence"].unique()
+    if len(found) == 0:
+        shown = ", ".join(table["id"].head(5))
+        raise InputError(f"{path} has no record with id {record_id!r} (ids such as {shown}); "
+                         "check --sequence-id, or pass the sequence itself with --sequence.")
+    if len(found) > 1:
+        raise InputError(f"{path} holds {len(found)} different sequences with id {record_id!r}; "
+                         "pass the sequence itself with --sequence.")
+    return str(found[0])
