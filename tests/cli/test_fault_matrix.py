@@ -108,10 +108,10 @@ def _billion_layers(params, hp):
 
 
 def _damaged_store(world: dict, tmp: Path) -> str:
-    """A copy of the store with every stored chunk of a pooled array and of a map deleted."""
+    """A copy of the store with every stored chunk of layer 2's pooled arrays and of a map deleted."""
     cache = tmp / "damaged.zarr"
     shutil.copytree(world["cache"], cache)
-    for name in ("layer_2_cls", "attention_1_1"):
+    for name in ("layer_2_cls", "layer_2_mean", "attention_1_1"):
         array = next(p for p in cache.rglob("*") if p.is_dir() and p.name == name)
         for chunk in [p for p in array.rglob("*") if p.is_file() and p.name != "zarr.json"]:
             chunk.unlink()
