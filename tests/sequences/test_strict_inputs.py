@@ -77,3 +77,12 @@ def test_non_utf8_line_is_named(tmp_path):
     with pytest.raises(InputError) as err:
         read_records(path)
     assert f"{path}, line 4: bytes that are not UTF-8" in str(err.value)
+
+
+def test_a_quote_left_open_is_named(tmp_path):
+    path = tmp_path / "open.csv"
+    path.write_text('id,sequence\nr0,AC\n"r1,ACGT\nr2,GG\n')
+    with pytest.raises(InputError) as err:
+        read_records(path)
+    assert f"{path}, lines 3-4 (one row: is a quote left open on line 3?)" in str(err.value)
+    assert "1 field where the header (line 1) has 2" in str(err.value)

@@ -136,7 +136,9 @@ def _strict_header(path: Path, sep: str, label: str) -> list[str]:
     lines = text_lines(path)
     reader = csv.reader((line for _, line in lines), delimiter=sep)
     try:
+        first = 1  # the line a row starts on: a quoted field may span lines
         for row in reader:
+            start, first = first, reader.line_num + 1
             # pandas skips lines that hold only whitespace other than the delimiter.
             if not row or (len(row) == 1 and not row[0].strip(blank)):
                 continue
@@ -146,10 +148,12 @@ def _strict_header(path: Path, sep: str, label: str) -> list[str]:
                 continue
             if len(row) != len(header):
                 trailing = f" (a trailing {_SEP_NAMES.get(sep, repr(sep))})" if len(row) == len(header) + 1 and row[-1] == "" else ""
+                where = f"line {start}" if start == reader.line_num else (
+                    f"lines {start}-{reader.line_num} (one row: is a quote left open on line {start}?)")
                 raise InputError(
-                    f"{path}, line {reader.line_num} does not parse as {label}: {len(row)} fields{trailing} where the header (line "
-                    f"{header_line}) has {len(header)} ({', '.join(map(repr, header))}). Every row needs "
-                    f"as many fields as the header: remove the extra or add the missing fields, or quote "
+                    f"{path}, {where} does not parse as {label}: {len(row)} field{'s' * (len(row) != 1)}{trailing} "
+                    f"where the header (line {header_line}) has {len(header)} ({', '.join(map(repr, header))}). Every "
+                    f"row needs as many fields as the header: remove the extra or add the missing fields, or quote "
                     f"a field that holds the delimiter (\"...\")."
                 )
     except csv.Error as exc:
