@@ -28,7 +28,7 @@ def test_row_width_differs_from_header(tmp_path, sep, ext, row, fields, note):
     with pytest.raises(InputError) as err:
         read_records(path)
     msg = str(err.value)
-    assert str(path) in msg and "line 3" in msg and f"{fields} fields" in msg and "header (line 1) has 2" in msg
+    assert str(path) in msg and "line 3" in msg and f"{fields} field" in msg and "header (line 1) has 2" in msg
     assert note in msg and "as many fields as the header" in msg
 
 
