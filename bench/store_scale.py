@@ -8,7 +8,8 @@ store. It ends by printing one JSON line:
 * ``commit_median_ratio``: median commit time over the last tenth of the commits, over
   the first tenth; ``commit_max_s``: the longest a commit held the lock;
 * ``index_bytes_read_per_commit``: digest-index bytes a commit read (its lookup of the
-  new rows, and runs it merged), median over the last tenth;
+  new rows, outside the lock, and runs it merged), median over the last tenth, and
+  ``index_bytes_read_under_lock``: those read holding the lock;
 * ``verify_peak_rss_mb`` and ``verify_mb_per_s`` of ``embedcache verify`` (a child
   process), and ``verify_vs_raw``: that speed over a plain sequential read of the files;
 * ``write_vs_raw``: bytes of features written per second over ``numpy.tofile`` of the
@@ -16,7 +17,8 @@ store. It ends by printing one JSON line:
 * ``writers4_vs_1``: rows per second of 4 writer processes together over one's;
   ``lock_wait_fraction``: the share of the 4 writers' wall time spent waiting for the lock;
 * ``lookup_ratio``: a ``--lookup``-sequence lookup and read at the end over the same at
-  100,000 rows (or half the rows, if fewer); ``lookup_peak_mb``: the memory it took.
+  100,000 rows (or half the rows, if fewer); ``lookup_peak_ratio``: the same for the
+  peak memory of the process doing it.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ class Probe:
     def __init__(self):
         from embedcache.store import chunks, write
 
-        self.commits, self.waits, self.index_bytes, self.current = [], [], [], 0
-        real_lock, real_fetch, real_commit = write.commit_lock, chunks.fetch, write.GroupWriter._commit
+        self.commits, self.waits, self.index_bytes, self.locked_bytes, self.current = [], [], [], [], 0
+        real_lock, real_fetch = write.commit_lock, chunks.fetch
+        real_commit, real_retries = write.GroupWriter._commit, write.GroupWriter._commit_with_retries
         probe = self
 
         @contextmanager
@@ -72,17 +75,26 @@ class Probe:
                 probe.current += sum(0 if r is None else r.nbytes for r in raws)
             return raws
 
-        def commit(self_, p):
-            probe.current = 0
+        def commit(self_, before, planned):
+            start = probe.current
             t0 = time.perf_counter()
             try:
-                return real_commit(self_, p)
+                return real_commit(self_, before, planned)
+            finally:
+                if planned[0]:
+                    probe.commits.append(time.perf_counter() - t0)
+                    probe.locked_bytes.append(probe.current - start)
+
+        def retries(self_, p):
+            probe.current = 0
+            try:
+                return real_retries(self_, p)
             finally:
                 if p.new:
-                    probe.commits.append(time.perf_counter() - t0)
                     probe.index_bytes.append(probe.current)
 
-        write.commit_lock, chunks.fetch, write.GroupWriter._commit = lock, fetch, commit
+        write.commit_lock, chunks.fetch = lock, fetch
+        write.GroupWriter._commit, write.GroupWriter._commit_with_retries = commit, retries
 
 
 def writer_for(path: Path, width: int, block: int):
@@ -112,7 +124,8 @@ def grow(writer, start: int, n: int, width: int, on_rows=None) -> float:
 
 
 def lookup(path: Path, n_rows: int, n: int) -> tuple[float, float]:
-    """Seconds and peak MiB (in a child process) of looking up and reading ``n`` stored sequences."""
+    """Seconds of looking up and reading ``n`` stored sequences, and the peak MiB of the child
+    process doing it (imports included: compared between store sizes)."""
     code = f"""
 import resource, sys, time, numpy as np
 sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'bench')!r})
@@ -122,11 +135,10 @@ g = Store({str(path)!r}).group(Store({str(path)!r}).keys()[0])
 rng = np.random.default_rng(1)
 picks = np.sort(rng.choice({n_rows}, {n}, replace=False))
 seqs = [sequences(int(i), 1)[0] for i in picks]
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 rows = g.rows_of([sequence_digest(s) for s in seqs])
 x = g.read(pooled_name(1, "cls"), rows)
-print(time.perf_counter() - t0, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), float(out[1])
@@ -224,6 +236,7 @@ def main(argv=None) -> int:
             "commit_max_s": round(max(probe.commits), 3),
             "commit_median_s": round(statistics.median(probe.commits), 4),
             "index_bytes_read_per_commit": int(statistics.median(probe.index_bytes[-tenth:])),
+            "index_bytes_read_under_lock": int(statistics.median(probe.locked_bytes[-tenth:])),
             "verify_peak_rss_mb": round(verify_rss, 1),
             "verify_mb_per_s": round(store_bytes / 2**20 / verify_s, 1),
             "verify_vs_raw": round(store_bytes / 2**20 / verify_s / raw_read, 3),
@@ -231,7 +244,7 @@ def main(argv=None) -> int:
             "writers4_vs_1": round(four / one, 3),
             "lock_wait_fraction": round(wait, 3),
             "lookup_ratio": round(late / early["lookup"][0], 3),
-            "lookup_peak_mb": round(late_mb, 1),
+            "lookup_peak_ratio": round(late_mb / early["lookup"][1], 3),
             "cpus": os.cpu_count(),
         }
         print(json.dumps(out))

@@ -5,7 +5,7 @@ line reads them at start-up without importing the classifiers).
   linearly, the usual question of a probing study; it is convex (one answer, no epochs or
   seeds to tune) and fast enough to fit once per layer and pooling, so ``sweep``, ``fit``
   and ``cv`` all default to it and the sweep's choice is the probe ``fit`` then trains. The
-  MLP and XGBoost are a ``--model`` away.
+  MLP and XGBoost are a ``--probe`` away.
 - :data:`DEFAULT_POOL` ``"mean"``: the pooling every model family has (NTv3 has no CLS
   token) and one ``embedcache build`` stores by default.
 """

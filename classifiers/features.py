@@ -7,6 +7,8 @@ the model code or needs the weights.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
@@ -15,7 +17,26 @@ import pandas as pd
 
 from embedcache.errors import InputError, MissingRowsError, StoreError
 
-__all__ = ["Backbone", "read_task", "resolve_backbone", "task_features"]
+__all__ = ["Backbone", "TaskSource", "read_task", "resolve_backbone", "task_features"]
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """Where a task's sequences came from, as the build advice of a missing-rows error names
+    them: the file(s), the genome of a BED file, and each sequence's first record id."""
+
+    paths: tuple[str, ...] = ()
+    reference: str | None = None
+    ids: Mapping = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, paths, reference=None, table: pd.DataFrame | None = None) -> "TaskSource":
+        """The source of ``table`` (columns ``sequence``, ``id``) read from ``paths``."""
+        ids = {} if table is None else dict(zip(table["sequence"][::-1], table["id"][::-1]))
+        return cls(tuple(str(p) for p in paths), None if reference is None else str(reference), ids)
+
+    def __str__(self) -> str:
+        return " ".join(self.paths)
 
 
 class Backbone(dict):
@@ -59,7 +80,7 @@ def resolve_backbone(cache, backbone: str | None = None) -> Backbone:
             listing = "; ".join(f"{m['name']} (key {m['key']})" for m in models)
             raise InputError(
                 f"the cache {cache.path} holds {len(models)} models: {listing}. "
-                "Choose one with --backbone NAME or --backbone KEY.")
+                "Choose one with --model NAME or --model KEY.")
         backbone = models[0]["key"]
     group = cache.group(backbone)
     a = group.attrs
@@ -73,20 +94,25 @@ def resolve_backbone(cache, backbone: str | None = None) -> Backbone:
 
 
 def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: str | None = None,
-              labelled: bool = True) -> pd.DataFrame:
+              labelled: bool = True, reference: str | PathLike | None = None) -> pd.DataFrame:
     """A task file as a table: ``id``, ``sequence`` (normalized), ``label``, optional ``split``.
 
     Parameters
     ----------
     path : path
-        FASTA, CSV, TSV or Parquet (read by :func:`embedcache.sequences.readers.read_records`, as the
-        build reads it, so sequences normalize to the same cache rows).
+        FASTA, CSV, TSV, Parquet or BED (read by :func:`embedcache.sequences.readers.read_records`,
+        as the build reads it, so sequences normalize to the same cache rows). A BED file's
+        ``label`` and ``split`` are columns after the sixth (strand), named by a header line
+        ``#chrom start end name score strand label split``; its ``chrom`` column can be the
+        ``group_by`` column.
     alphabet : str
         The backbone's alphabet policy.
     group_by : str, optional
         A further column to carry (e.g. ``chrom``) for grouped splits.
     labelled : bool
         Whether labels are required (fit, cv, evaluate) or not (predict).
+    reference : path, optional
+        The genome FASTA a BED file's regions are cut from.
 
     Returns
     -------
@@ -103,7 +129,7 @@ def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: s
     from embedcache.sequences.readers import read_records
 
     path = Path(path)
-    table = read_records(path, alphabet=alphabet)
+    table = read_records(path, alphabet=alphabet, reference=reference)
     duplicate_id_conflicts(table, str(path)).warn(stacklevel=2)
     if group_by and group_by not in table.columns:
         table[group_by] = _extra_column(path, group_by, len(table))
@@ -111,8 +137,10 @@ def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: s
         return table
     if "label" not in table.columns:
         raise InputError(
-            f"{path} has no label column; classify needs a 'label' for every sequence "
-            "(a CSV/TSV/Parquet column). Use `classify predict` for unlabelled sequences.")
+            f"{path} has no label column; classify needs a 'label' for every sequence (a CSV/TSV/"
+            "Parquet column; in a BED file a column after strand, named by a header line "
+            "'#chrom start end name score strand label'). Use `classify predict` for unlabelled "
+            "sequences.")
     missing = table["label"].isna()
     if missing.any():
         ids = table.loc[missing, "id"].head(5).tolist()
@@ -124,7 +152,7 @@ def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: s
 
 
 def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str,
-                  source: str = "INPUT") -> np.ndarray:
+                  source=(), reference=None, ids=None) -> np.ndarray:
     """Embeddings of ``sequences`` (in order, duplicates included) from the store.
 
     Parameters
@@ -136,8 +164,12 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
     layer : int
         1-based layer.
     pool : {"cls", "mean"}
-    source : str
-        The task file(s) the sequences come from, named in the build command of the error.
+    source : TaskSource, path or sequence of paths
+        The task file(s) the sequences come from, named in the build advice of the error.
+    reference : path, optional
+        The genome of a BED task, named in the advice too.
+    ids : sequence of str, optional
+        The record ids of ``sequences``; the error names the first missing record by its id.
 
     Returns
     -------
@@ -146,8 +178,8 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
     Raises
     ------
     MissingRowsError
-        Sequences, layer or pooling missing from the store: how many, and the
-        ``embedcache build`` command that adds them.
+        Sequences, layer or pooling missing from the store: which, and the build that adds
+        them (a command on the command line: :meth:`~embedcache.errors.EmbedcacheError.cli_message`).
     """
     num_layers = backbone.get("num_layers")
     if num_layers and not 1 <= int(layer) <= int(num_layers):
@@ -159,7 +191,10 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
         return cache.embeddings(list(sequences), model=backbone["key"], layer=int(layer),
                                 pool=pool)
     except MissingRowsError as exc:
-        raise exc.for_source(source) from None
+        if not isinstance(source, TaskSource):
+            source = TaskSource.of([source] if isinstance(source, (str, PathLike)) else source, reference)
+        raise exc.for_source(source.paths, reference=source.reference,
+                             ids=ids if ids is not None else source.ids or None) from None
 
 
 def _uniform_labels(labels: pd.Series) -> pd.Series:

@@ -178,7 +178,7 @@ def _best_section(run) -> str:
     best = run["best"]
     score = ", ".join(f"{m.upper()} {v:.3f}" for m, v in best["validation"].items()
                       if v is not None)
-    command = best.get("fit_command") or (f"classify fit --model {run['model']['kind']} "
+    command = best.get("fit_command") or (f"classify fit --probe {run['model']['kind']} "
                                           f"--layer {best['layer']} --pool {best['pool']}")
     return (f"<p class='best'>Chosen on {escape(best['by'])} (never on test): layer "
             f"{best['layer']}, {escape(best['pool'])} pooling (validation {escape(score)}). Fit "

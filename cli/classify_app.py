@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-_MODEL_HELP = ("Probe: logistic (the default everywhere: the linear probe, convex and fast), mlp "
+_PROBE_HELP = ("Probe: logistic (the default everywhere: the linear probe, convex and fast), mlp "
                "(JAX/Optax, 128-64 ReLU, 6 epochs, batch 32, Adam), xgboost, or layer-weighted "
                "(a learned softmax weight per layer, with --layers).")
 _PARAM_HELP = ("Probe parameter as NAME=VALUE (repeatable; VALUE is read as JSON when it parses, "
@@ -38,6 +38,36 @@ def _root() -> None:
 
 def _command() -> str:
     return shlex.join(["classify", *sys.argv[1:]])
+
+
+def _warn(message: str) -> None:
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
+def _is_probe_kind(name: str) -> bool:
+    from classifiers.persistence import ESTIMATORS  # imports the probes (JAX): only when asked
+
+    return name in ESTIMATORS
+
+
+def _probe_and_model(probe: str | None, model: str | None, backbone: str | None) -> tuple[str, str | None]:
+    """The probe and the language model, from ``--probe`` and ``--model`` as in ``embedcache``.
+
+    Deprecated spellings still work for one release, with a warning: ``--backbone M`` (now
+    ``--model M``), and ``--model PROBE`` without ``--probe`` (a probe kind such as ``logistic``
+    where the language model now goes, as before)."""
+    if probe is None and model is not None and _is_probe_kind(model):
+        _warn(f"--model {model} names a probe: the probe is now --probe, and --model names the language "
+              f"model (as in `embedcache`); read as --probe {model}. The old form goes in the next release.")
+        probe, model = model, None
+    if backbone is not None:
+        if model is not None:
+            raise typer.BadParameter(f"--backbone is the old name of --model: give the language model once, "
+                                     f"as --model {backbone}.", param_hint="--backbone")
+        _warn(f"--backbone is now --model (the language model, as in `embedcache`); read as --model {backbone}. "
+              "The old name goes in the next release.")
+        model = backbone
+    return probe or DEFAULT_PROBE, model
 
 
 def _params(items: list[str]) -> dict:
@@ -172,14 +202,22 @@ def _print_sweep(run, out: Path) -> None:
 
 # Options shared by fit, sweep and cv: declared once.
 Data = Annotated[Path, typer.Option("--data", help="Labelled task: CSV/TSV/Parquet with sequence and label (optional "
-                                    "id, split); rows its split column marks test are held out.")]
+                                    "id, split), or a BED file with --reference whose header line names label "
+                                    "(and split) columns after strand; rows its split column marks test are "
+                                    "held out.")]
 Cache = Annotated[Path, typer.Option("--cache", help="The embedding cache (written by `embedcache build`).")]
 Out = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
 Test = Annotated[Optional[Path], typer.Option("--test", help="Separate test file (else the data's split column, "
                                               "else a stratified 20%).")]
-Backbone = Annotated[Optional[str], typer.Option("--backbone", help="Model name or key in the cache (default: its "
+Model = Annotated[Optional[str], typer.Option("--model", help="Language model whose features to use: a released name, "
+                                              "a checkpoint directory or a model key of the cache (default: its only "
+                                              "model).")]
+Probe = Annotated[Optional[str], typer.Option("--probe", help=_PROBE_HELP)]
+Reference = Annotated[Optional[Path], typer.Option("--reference", help="Genome FASTA a BED --data (and --test) is "
+                                                   "cut from, as for `embedcache build --reference`.")]
+Backbone = Annotated[Optional[str], typer.Option("--backbone", hidden=True, help="Deprecated: use --model. Model name or key in the cache (default: its "
                                                  "only model).")]
-Layer = Annotated[Optional[int], typer.Option("--layer", help="1-based layer (default: the backbone's last).")]
+Layer = Annotated[Optional[int], typer.Option("--layer", help="1-based layer (default: the model's last).")]
 GroupBy = Annotated[Optional[str], typer.Option("--group-by", help="Column (e.g. chrom) whose groups never straddle "
                                                 "train and test (cv: stay within one fold).")]
 DedupTest = Annotated[bool, typer.Option("--dedup-test", help="Drop test sequences that also occur in train.")]
@@ -191,9 +229,8 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing non-em
 
 @app.command()
 def fit(
-    data: Data, cache: Cache, out: Out,
-    model: str = typer.Option(DEFAULT_PROBE, "--model", help=_MODEL_HELP),
-    test: Test = None, backbone: Backbone = None, layer: Layer = None,
+    data: Data, cache: Cache, out: Out, probe: Probe = None, model: Model = None,
+    test: Test = None, reference: Reference = None, backbone: Backbone = None, layer: Layer = None,
     layers: Optional[str] = typer.Option(None, "--layers", help="layer-weighted only: the layers it mixes: all (default), 1-12, 1,6,12."),
     pool: str = typer.Option(DEFAULT_POOL, "--pool", help=_POOL_HELP),
     group_by: GroupBy = None, dedup_test: DedupTest = False, seed: Seed = 0, param: Params = [],
@@ -201,14 +238,15 @@ def fit(
 ) -> None:
     """Train a probe on cached features; write metrics, predictions, model, plots and report."""
     params = _params(param)
+    probe, model = _probe_and_model(probe, model, backbone)
     with _interruptible("fit") as progress:
         from classifiers.runs import fit_run
 
         progress.out = out
-        run = fit_run(data, cache=cache, out=out, model=model, backbone=backbone, layer=layer,
+        run = fit_run(data, cache=cache, out=out, model=probe, backbone=model, layer=layer,
                       layers=layers, pool=pool, test=test, group_by=group_by,
                       dedup_test=dedup_test, seed=seed, params=params, n_bootstrap=bootstrap,
-                      force=force, command=_command())
+                      force=force, command=_command(), reference=reference)
         progress.done = True
         _print_run(run, out)
 
@@ -216,45 +254,51 @@ def fit(
 @app.command()
 def sweep(
     data: Data, cache: Cache, out: Out,
-    model: str = typer.Option(DEFAULT_PROBE, "--model", help="Probe fitted on every layer and pooling: logistic (default), mlp or xgboost."),
+    probe: Optional[str] = typer.Option(None, "--probe", help=f"Probe fitted on every layer and pooling: logistic, "
+                                        f"mlp or xgboost (default {DEFAULT_PROBE})."),
+    model: Model = None,
     layers: str = typer.Option("all", "--layers", help="all, a range (1-12) or a list (1,6,12)."),
     pool: str = typer.Option(DEFAULT_POOL, "--pool", help=f"Poolings, comma-separated: cls, mean or cls,mean (default {DEFAULT_POOL})."),
-    test: Test = None, backbone: Backbone = None, group_by: GroupBy = None, dedup_test: DedupTest = False,
-    seed: Seed = 0, param: Params = [], bootstrap: Bootstrap = 1000, force: Force = False,
+    test: Test = None, reference: Reference = None, backbone: Backbone = None, group_by: GroupBy = None,
+    dedup_test: DedupTest = False, seed: Seed = 0, param: Params = [], bootstrap: Bootstrap = 1000,
+    force: Force = False,
 ) -> None:
     """Which layer? Fit a probe on every (layer, pooling), same split; pick the best on validation."""
     params = _params(param)
+    probe, model = _probe_and_model(probe, model, backbone)
     with _interruptible("sweep") as progress:
         from classifiers.runs import sweep_run
 
         progress.out = out
-        run = sweep_run(data, cache=cache, out=out, model=model, backbone=backbone,
+        run = sweep_run(data, cache=cache, out=out, model=probe, backbone=model,
                         layers=layers, pools=[p.strip() for p in pool.split(",") if p.strip()],
                         test=test, group_by=group_by, dedup_test=dedup_test, seed=seed,
-                        params=params, n_bootstrap=bootstrap, force=force, command=_command())
+                        params=params, n_bootstrap=bootstrap, force=force, command=_command(),
+                        reference=reference)
         progress.done = True
         _print_run(run, out)
 
 
 @app.command()
 def cv(
-    data: Data, cache: Cache, out: Out,
-    model: str = typer.Option(DEFAULT_PROBE, "--model", help=_MODEL_HELP),
+    data: Data, cache: Cache, out: Out, probe: Probe = None, model: Model = None,
     folds: int = typer.Option(5, "--folds", help="Folds (stratified; grouped with --group-by)."),
     seeds: int = typer.Option(1, "--seeds", help="Repetitions with different shuffles."),
-    seed: Seed = 0, backbone: Backbone = None, layer: Layer = None,
+    seed: Seed = 0, reference: Reference = None, backbone: Backbone = None, layer: Layer = None,
     pool: str = typer.Option(DEFAULT_POOL, "--pool", help=_POOL_HELP),
     group_by: GroupBy = None, param: Params = [], force: Force = False,
 ) -> None:
     """Cross-validate a probe and its baselines: mean ± sd over folds and seeds."""
     params = _params(param)
+    probe, model = _probe_and_model(probe, model, backbone)
     with _interruptible("cv") as progress:
         from classifiers.runs import cross_validate
 
         progress.out = out
-        run = cross_validate(data, cache=cache, out=out, model=model, backbone=backbone,
+        run = cross_validate(data, cache=cache, out=out, model=probe, backbone=model,
                              layer=layer, pool=pool, folds=folds, seeds=seeds, seed=seed,
-                             group_by=group_by, params=params, force=force, command=_command())
+                             group_by=group_by, params=params, force=force, command=_command(),
+                             reference=reference)
         progress.done = True
         _print_run(run, out)
 
@@ -262,19 +306,20 @@ def cv(
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by `classify fit`."),
-    data: Path = typer.Option(..., "--data", help="Labelled file to evaluate on (all rows)."),
+    data: Path = typer.Option(..., "--data", help="Labelled file to evaluate on (all rows): as for fit's --data."),
+    reference: Reference = None,
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default RUN/evaluate-<file stem>)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="The cache, if it moved since the fit."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
 ) -> None:
-    """Evaluate a fitted probe on another labelled file, with the run's backbone, layer, pooling."""
+    """Evaluate a fitted probe on another labelled file, with the run's language model, layer, pooling."""
     with _interruptible("evaluate") as progress:
         from classifiers.runs import default_evaluation_dir, evaluate_run
 
         progress.out = out if out is not None else default_evaluation_dir(run_dir, data)
         run = evaluate_run(run_dir, data, out=progress.out, cache=cache, n_bootstrap=bootstrap,
-                           force=force, command=_command())
+                           force=force, command=_command(), reference=reference)
         progress.done = True
         _print_run(run, progress.out)
 
@@ -282,7 +327,9 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `classify fit`."),
-    data: Path = typer.Option(..., "--data", help="Sequences to score: FASTA, CSV, TSV or Parquet (no labels needed)."),
+    data: Path = typer.Option(..., "--data", help="Sequences to score: FASTA, CSV, TSV, Parquet, or BED with "
+                              "--reference (no labels needed)."),
+    reference: Reference = None,
     out: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default RUN/predictions-<file stem>.csv)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="The cache, if it moved since the fit."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out."),
@@ -292,7 +339,7 @@ def predict(
         from classifiers.runs import default_predictions_path, predict_run
 
         progress.out = out if out is not None else default_predictions_path(run_dir, data)
-        written = predict_run(run_dir, data, out=progress.out, cache=cache, force=force)
+        written = predict_run(run_dir, data, out=progress.out, cache=cache, force=force, reference=reference)
         progress.done = True
         typer.echo(f"wrote {written}")
 

@@ -54,17 +54,23 @@ def models() -> None:
                "(`hf download REPO`), or pass a checkpoint directory.")
 
 
-def _layers(text: str, what: str) -> list[int | str]:
-    """Comma-separated 1-based layers; ``final`` is NTv3's full-resolution output."""
-    items = [x.strip() for x in text.split(",") if x.strip()]
-    try:
-        return [x.lower() if x.lower() == "final" else int(x) for x in items]
-    except ValueError:
-        raise typer.BadParameter(f"{what} takes comma-separated layers such as 6,12 or 1,6,final, not {text!r}") from None
+def _layer_option(single: bool = False):
+    """A Typer callback parsing ``--layers`` (``12``, ``1,6,final``, ``1-6``, ``all``) or one
+    ``--layer`` with the library's one parser (:mod:`embedcache.util.ranges`), refused while
+    options are parsed (exit 2)."""
 
+    def parse(text: str | None):
+        from embedcache.errors import InputError
+        from embedcache.util.ranges import parse_layer, parse_layers
 
-def _layer(text: str | None) -> int | str | None:
-    return None if text is None else _layers(text, "--layer")[0] if text.strip() else None
+        if text is None or not text.strip():
+            return None
+        try:
+            return parse_layer(text) if single else parse_layers(text)
+        except InputError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return parse
 
 
 def _choices(option: str, many: bool = False):
@@ -153,7 +159,7 @@ def build(
     inputs: list[Path] = typer.Argument(..., help="FASTA (.fa, .fa.gz), CSV/TSV/Parquet with a `sequence` column, or BED (with --reference)."),
     model: str = typer.Option(..., "--model", help="Released model name, checkpoint directory, or a model key of the cache."),
     cache: str = typer.Option(..., "--cache", help="The Zarr store to write (created if missing): a path or a URL such as s3://bucket/cache.zarr."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated 1-based layers to pool (default: the last); NTv3 also has 'final' (full resolution), e.g. 1,6,final."),
+    layers: Optional[str] = typer.Option(None, "--layers", callback=_layer_option(), help="1-based layers to pool: 12, a list 1,6,12, a range 1-6, all (default: the last); NTv3 also has 'final' (full resolution), e.g. 1-6,final."),
     pool: Optional[str] = typer.Option(None, "--pool", callback=_choices("--pool", many=True), help="Poolings: cls (position 0) and/or mean (real tokens, CLS excluded); default both (NTv3: mean, it has no CLS)."),
     attention: str = typer.Option("", "--attention", help="Attention maps as LAYER:HEAD, 1-based, e.g. 1:4,7:16."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per sequence, CLS included, embedded in one pass (default 512; NTv3: bases, default 131072 or its context)."),
@@ -182,7 +188,7 @@ def build(
 ) -> None:
     """Embed the sequences the cache lacks; reuse everything it holds (several builds may share a cache)."""
     report = _cache(cache, storage_option).build(
-        list(inputs), model=model, layers=None if layers is None else _layers(layers, "--layers"),
+        list(inputs), model=model, layers=layers,
         pools=None if pool is None else [p.strip() for p in pool.split(",") if p.strip()], attention=_maps(attention),
         max_tokens=max_tokens, species=species, batch_size=batch_size, dtype=dtype, store_dtype=store_dtype,
         alphabet=alphabet, long=long, reference=reference, quiet=quiet, allow_random_weights=allow_random_weights,
@@ -195,17 +201,26 @@ def build(
 def info(path: str = typer.Argument(..., help="The cache (Zarr store): a path or URL."),
          input: Optional[Path] = typer.Option(None, "--input", help="Say how many of this file's sequences are done, per array."),
          reference: Optional[Path] = typer.Option(None, "--reference", help="Genome FASTA for a BED --input."),
+         shards: Optional[int] = typer.Option(None, "--shards", min=1, metavar="N",
+                                              help="With --input: list the shard indices I of `build --shard I/N` "
+                                              "that still have work (a sequence lacking a row or an array)."),
          storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP)) -> None:
     """List the models of a cache: rows, arrays and how full each is, policies, size on disk."""
+    if shards is not None and input is None:
+        raise typer.BadParameter("--shards needs --input FILE (the input the shards share)", param_hint="--shards")
     if input is not None:
-        progress = _cache(path, storage_option).progress(input, reference=reference)
+        progress = _cache(path, storage_option).progress(input, reference=reference, shards=shards)
         if not progress:
-            typer.echo(f"{path}: no models yet; nothing of {input} is done")
+            typer.echo(f"{path}: no models yet; nothing of {input} is done"
+                       + (f"; shards with work left: {', '.join(map(str, range(shards)))}" if shards else ""))
         for m in progress:
             typer.echo(f"model {m['name']}  key {m['key']}: {input} has {m['unique']} unique sequences, "
                        f"{m['rows']} in the cache")
             for name, done in m["arrays"].items():
                 typer.echo(f"  {name:<20} {done:>10} / {m['unique']} done")
+            if shards is not None:
+                left = m["shards_left"]
+                typer.echo(f"  shards with work left ({len(left)} of {shards}): {','.join(map(str, left)) or 'none'}")
         return
     models = _cache(path, storage_option).info()
     if not models:
@@ -223,19 +238,22 @@ def info(path: str = typer.Argument(..., help="The cache (Zarr store): a path or
 @app.command()
 def export(
     cache: str = typer.Option(..., "--cache", help="The cache (Zarr store): a path or URL."),
-    input: Path = typer.Option(..., "--input", help="The sequence file whose records to export, in its order."),
-    out: Path = typer.Option(..., "--out", help="Output: .npz, .parquet or .h5."),
-    layer: Optional[str] = typer.Option(None, "--layer", help="1-based layer, or final for NTv3 (default: the last)."),
-    pool: Optional[str] = typer.Option(None, "--pool", callback=_choices("--pool"), help="cls or mean (default cls; NTv3: mean)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model name or key (needed when the cache holds several)."),
+    input: Path = typer.Option(..., "--input", help="The sequence file whose records to export, in its order "
+                               "(FASTA, CSV/TSV/Parquet, or BED with --reference)."),
+    out: Path = typer.Option(..., "--out", help="Output: .npz (+ .npz.json provenance), .parquet or .h5."),
+    layer: Optional[str] = typer.Option(None, "--layer", callback=_layer_option(single=True), help="1-based layer, or final for NTv3 (default: the last)."),
+    pool: Optional[str] = typer.Option(None, "--pool", callback=_choices("--pool"), help="cls or mean (default mean)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Released model name, checkpoint directory or model key (needed when the cache holds several)."),
     species: Optional[str] = typer.Option(None, "--species", help="Species of a post-trained NTv3 model's group."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Genome FASTA for a BED input."),
     storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP),
 ) -> None:
-    """Write cached features of an input file's records, with their ids, in file order."""
-    written = _cache(cache, storage_option).export(input, out, model=model, layer=_layer(layer), pool=pool,
-                                                   reference=reference, species=species)
-    typer.echo(f"wrote {written}")
+    """Write cached features of an input file's records, with their ids, in file order, and their provenance."""
+    store = _cache(cache, storage_option)
+    written = store.export(input, out, model=model, layer=layer, pool=pool, reference=reference, species=species)
+    chosen = store.provenance(model=model, layer=layer, pool=pool, species=species)
+    typer.echo(f"wrote {written}: layer {chosen['layer']}, pool {chosen['pool']}, model {chosen['model_name']} "
+               f"(key {chosen['model_key']})" + (", RANDOM WEIGHTS (no biology)" if chosen["random_weights"] else ""))
 
 
 @app.command()
@@ -322,21 +340,28 @@ def attention_plot(
     head: int = typer.Option(..., "--head", help="1-based head (the official key attention_map_layer_L_number_N is head min(N+2, heads))."),
     out: Path = typer.Option(..., "--out", help="PNG file to write."),
     sequence_id: Optional[str] = typer.Option(None, "--sequence-id", help="Id of the record in --input."),
-    input: Optional[Path] = typer.Option(None, "--input", help="Sequence file holding --sequence-id."),
+    input: Optional[Path] = typer.Option(None, "--input", help="Sequence file holding --sequence-id (FASTA, "
+                                         "CSV/TSV/Parquet, or BED with --reference)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Genome FASTA for a BED --input."),
     sequence: Optional[str] = typer.Option(None, "--sequence", help="The DNA sequence itself (instead of --sequence-id)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model name or key (needed when the cache holds several)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Released model name, checkpoint directory or model key (needed when the cache holds several)."),
 ) -> None:
     """Draw one cached attention map (query x key) of a sequence, k-mer tokens on the axes."""
     from embedcache import EmbeddingCache
-    from embedcache.errors import InputError
+    from embedcache.errors import InputError, MissingRowsError
 
     if (sequence is None) == (sequence_id is None) or (sequence_id is not None and input is None):
         raise InputError("attention-plot needs either --sequence SEQ, or --sequence-id ID with --input FILE.")
     from embedcache.attention_plot import attention_figure, save_png
     from embedcache.sequences.readers import sequence_of
 
-    seq = sequence if sequence is not None else sequence_of(input, sequence_id)
-    figure = attention_figure(EmbeddingCache(cache), seq, layer=layer, head=head, model=model)
+    seq = sequence if sequence is not None else sequence_of(input, sequence_id, reference=reference)
+    try:
+        figure = attention_figure(EmbeddingCache(cache), seq, layer=layer, head=head, model=model)
+    except MissingRowsError as exc:
+        if input is None:
+            raise
+        raise exc.for_source(input, reference=reference, ids=[sequence_id]) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     save_png(figure, out)
     typer.echo(f"wrote {out}")

@@ -140,7 +140,7 @@ def run_app(app: typer.Typer) -> None:
     try:
         app()
     except EmbedcacheError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {exc.cli_message()}", fg=typer.colors.RED, err=True)
         _say_committed(exc)
         sys.exit(exc.exit_code)
     except (Interrupted, KeyboardInterrupt) as exc:

@@ -1,6 +1,6 @@
 """embedcache: Nucleotide Transformer embeddings, computed once, cached in Zarr."""
 
-__version__ = "0.1.0"
+from embedcache._version import __version__
 
 __all__ = ["EmbeddingCache", "__version__"]
 

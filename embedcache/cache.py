@@ -25,9 +25,11 @@ import numpy as np
 
 from embedcache.sequences.alphabet import DEFAULT_ALPHABET, normalize_many
 from embedcache.build import BuildReport, build
-from embedcache.request import POOLS, check_choice
+from embedcache.advice import advice_for_group, released_name
+from embedcache.request import DEFAULT_POOL, POOLS, check_choice
 from embedcache.errors import MissingRowsError, StoreError
 from embedcache.store import ModelGroup, Problem, Store, attention_name, pooled_name
+from embedcache.util.ranges import array_order, parse_layer
 from embedcache.store.index import keys_of_sequences
 
 from embedcache.export import EXPORT_FORMATS
@@ -113,29 +115,28 @@ class EmbeddingCache:
 
     def info(self) -> list[dict]:
         """:meth:`models` plus, per group, rows filled per array and bytes stored (reads every mask)."""
-        return [group.info() for group in self.store.groups()]
+        infos = [group.info() for group in self.store.groups()]
+        for info in infos:  # layers by number: layer_2 before layer_10
+            info["arrays"] = dict(sorted(info["arrays"].items(), key=lambda item: array_order(item[0])))
+        return infos
 
-    def progress(self, input_path, *, reference=None) -> list[dict]:
+    def progress(self, input_path, *, reference=None, shards: int | None = None) -> list[dict]:
         """How much of an input is done, per model group: its unique sequences, and how many
         of them hold each array (``embedcache info --input``; e.g. while ``--shard`` jobs run).
+        Cheap: the input is looked up in the persisted digest index.
 
-        Cheap: the input is read once per alphabet policy and looked up in the persisted
-        digest index; only the masks of the rows found are read.
+        Parameters
+        ----------
+        input_path, reference
+            A sequence file (and the genome of a BED file), as for :meth:`build`.
+        shards
+            The N of ``build --shard I/N``: each group's summary then also lists, under
+            ``"shards_left"``, the shard indices I (as :class:`embedcache.request.Shard`
+            assigns sequences) holding a sequence that lacks a row or any of the group's arrays.
         """
-        from embedcache.sequences.readers import iter_records
-        from embedcache.store import sequence_digest
+        from embedcache.coverage import input_coverage
 
-        out, digests_by_alphabet = [], {}
-        for group in self.store.groups():
-            alphabet = group.attrs.get("alphabet")
-            if alphabet not in digests_by_alphabet:
-                digests_by_alphabet[alphabet] = sorted({sequence_digest(s) for df in iter_records(
-                    input_path, reference=reference, alphabet=alphabet) for s in df["sequence"]})
-            digests = digests_by_alphabet[alphabet]
-            rows = np.fromiter(group.index(digests).values(), dtype=np.int64)
-            out.append({"key": group.key, "name": group.model_name, "unique": len(digests), "rows": int(rows.size),
-                        "arrays": {n: int(group.filled(n, rows).sum()) for n in group.array_names()}})
-        return out
+        return input_coverage(self.store, input_path, reference=reference, shards=shards)
 
     def group(self, model=None, *, array: str | None = None, species: str | None = None) -> ModelGroup:
         """The model group ``model`` names (see the module docs); ``None`` if the store has one.
@@ -163,7 +164,8 @@ class EmbeddingCache:
             matches = groups
         else:
             text = os.fspath(model)
-            matches = [g for g in groups if g.key == text] or [g for g in groups if g.model_name == text]
+            matches = ([g for g in groups if g.key == text] or [g for g in groups if g.model_name == text]
+                       or [g for g in groups if released_name(g.model_name) == released_name(text)])
             if not matches and Path(text).is_dir():
                 path = str(Path(text).resolve())
                 matches = [g for g in groups if _resolved(g.attrs.get("source")) == path]
@@ -193,23 +195,50 @@ class EmbeddingCache:
             )
         return matches[0]
 
-    def _rows(self, group: ModelGroup, sequences: Iterable[str], array: str, what: str,
-              build_hint: str) -> np.ndarray:
-        """Rows of the sequences holding ``array``, found through the persisted index."""
-        keys = keys_of_sequences(normalize_many(sequences, alphabet=group.attrs.get("alphabet", DEFAULT_ALPHABET)))
-        rows = group.rows_of_keys(keys)
+    def _rows(self, group: ModelGroup, sequences: Iterable[str], array: str, what: str, outputs: dict) -> np.ndarray:
+        """Rows of the sequences holding ``array``, found through the persisted index; else a
+        :class:`MissingRowsError` saying what is missing and the build (``outputs``: its
+        ``layers``/``pools`` or ``attention``) that adds it."""
+        seqs = normalize_many(sequences, alphabet=group.attrs.get("alphabet", DEFAULT_ALPHABET))
+        rows = group.rows_of_keys(keys_of_sequences(seqs))
         ok = rows >= 0
+        absent = int((~ok).sum())
+        held = array in group.array_names()
         if ok.any():
-            ok[ok] = group.filled(array, rows[ok])
+            ok[ok] = group.filled(array, rows[ok]) if held else False
         missing = np.flatnonzero(~ok)
         if missing.size:
+            first = int(missing[0])
             raise MissingRowsError(
-                missing=int(missing.size), total=len(keys), first=int(missing[0]), store=str(self.path),
-                model=group.model_name, key=group.key, array=array, what=what,
-                build_model=group.attrs.get("source") or group.model_name,
-                build_args=f"{build_hint} --max-tokens {group.attrs.get('max_tokens')} "
-                           f"--long {group.attrs.get('long')}")
+                missing=int(missing.size), absent=absent, total=len(rows), first=first, store=str(self.path),
+                model=group.model_name, key=group.key, what=what, held=held and bool(group.filled(array).any()),
+                first_sequence=seqs[first], advice=advice_for_group(group.attrs, group.model_name, **outputs))
         return rows
+
+    def _read_choice(self, model, layer, pool, species) -> tuple[ModelGroup, int | str, str]:
+        """The group, layer and pooling a read of ``layer``/``pool`` (``None``: the defaults) means."""
+        if pool is not None:
+            check_choice("pool", pool, POOLS)
+        layer = None if layer is None else parse_layer(layer, option="layer")
+        pool = pool or DEFAULT_POOL
+        if layer is None:
+            # The same preference as the read below, so that asking for the default layer never
+            # makes a choice between groups ambiguous that the array would have settled.
+            layer = int(self.group(model, species=species).attrs["num_layers"])
+        return self.group(model, array=pooled_name(layer, pool), species=species), layer, pool
+
+    def provenance(self, *, model=None, layer: int | str | None = None, pool: str | None = None,
+                   species: str | None = None) -> dict:
+        """What a read of these arguments resolves to, as every export records it: model key
+        and name, parameter digest, random-weights flag, layer, pooling, store and versions."""
+        from embedcache._version import __version__
+
+        group, layer, pool = self._read_choice(model, layer, pool, species)
+        a = group.attrs
+        return {"model_key": group.key, "model_name": group.model_name, "param_digest": a.get("param_digest"),
+                "random_weights": bool(a.get("random_weights", False)), "layer": layer, "pool": pool,
+                "species": a.get("species"), "max_tokens": a.get("max_tokens"), "store": str(self.path),
+                "embedcache_version": __version__}
 
     def embeddings(self, sequences: Iterable[str], *, model=None, layer: int | str | None = None,
                    pool: str | None = None, species: str | None = None) -> np.ndarray:
@@ -225,7 +254,8 @@ class EmbeddingCache:
         layer
             1-based layer, or ``"final"`` (NTv3); default the model's last layer.
         pool
-            ``"cls"`` or ``"mean"``; default ``"cls"``, or ``"mean"`` for NTv3 (no CLS).
+            ``"cls"`` or ``"mean"``; default :data:`embedcache.request.DEFAULT_POOL` (``"mean"``,
+            which every family has and every default build holds).
         species
             For a post-trained NTv3 model: the species it was built with.
 
@@ -236,23 +266,14 @@ class EmbeddingCache:
 
         Raises
         ------
-        StoreError
+        MissingRowsError
             If some sequences (or this layer and pool) are not in the cache; the message
-            says how many and the command that builds them.
+            says which and the ``cache.build(...)`` call that adds them.
         """
-        if pool is not None:
-            check_choice("pool", pool, POOLS)
-        if layer is None or pool is None:
-            # The same preference as the read below, so that asking for the default pool never
-            # makes a choice between groups ambiguous that the array would have settled.
-            probe = None if layer is None else pooled_name(layer, pool or "cls")
-            attrs = self.group(model, array=probe, species=species).attrs
-            layer = int(attrs["num_layers"]) if layer is None else layer
-            pool = pool or ("mean" if attrs.get("variant") == "v3" else "cls")
+        group, layer, pool = self._read_choice(model, layer, pool, species)
         name = pooled_name(layer, pool)
-        group = self.group(model, array=name, species=species)
-        rows = self._rows(group, sequences, name, f"layer {layer} pool {pool}",
-                          f"--layers {layer} --pool {pool}")
+        rows = self._rows(group, sequences, name, f"layer {layer} {pool} pooling",
+                          {"layers": [layer], "pools": [pool]})
         if rows.size == 0:
             return np.zeros((0, group.array(name).shape[1]), dtype=np.float32)
         return group.read(name, rows)
@@ -275,8 +296,8 @@ class EmbeddingCache:
         """
         name = attention_name(layer, head)
         group = self.group(model, array=name, species=species)
-        (row,) = self._rows(group, [sequence], name, f"attention map {layer}:{head}",
-                            f"--attention {layer}:{head}")
+        (row,) = self._rows(group, [sequence], name, f"attention map {layer}:{head} (layer {layer}, head {head})",
+                            {"attention": [(int(layer), int(head))]})
         stride = int(group.attrs.get("attention_stride", 1))
         n = -(-int(group.row_array("n_tokens")[row]) // stride)
         return group.read(name, [row])[0, :n, :n]
@@ -319,16 +340,18 @@ class EmbeddingCache:
 
     def export(self, input_path, out, *, model=None, layer: int | str | None = None, pool: str | None = None,
                reference=None, species: str | None = None) -> Path:
-        """Write the features of an input file's records, in its order, with their ids.
+        """Write the features of an input file's records, in its order, with their ids and provenance.
 
         Parameters
         ----------
         input_path
             A sequence file (as for :meth:`build`); every record must be in the cache.
         out
-            ``.npz`` (arrays ``id``, ``X`` and ``label``/``split`` when the file has them),
-            ``.parquet`` (columns ``id``, ``label``, ``split``, ``f0``...) or ``.h5``/``.hdf5``
-            (datasets of the same names as the npz).
+            ``.npz`` (arrays ``id``, ``X``, and the record columns), ``.parquet`` (columns
+            ``id``, the record columns, ``f0``...) or ``.h5``/``.hdf5`` (datasets named as in
+            the npz). The record columns are what the reader gives besides the sequence:
+            ``label``/``split`` of a table; ``chrom``, ``start``, ``end``, ``strand`` and the
+            task columns of a BED file.
         model, layer, pool, species
             As for :meth:`embeddings`.
         reference
@@ -337,16 +360,29 @@ class EmbeddingCache:
         Returns
         -------
         Path
-            ``out``, written through a temporary file so that a failure leaves nothing.
+            ``out``, written through a temporary file so that a failure leaves nothing. Its
+            provenance (:meth:`provenance`: model key and name, parameter digest,
+            random-weights flag, layer, pooling, store, package version, and the input) is in
+            the Parquet key-value metadata under ``embedcache`` (JSON), in the HDF5 file's
+            root attributes, or in the sidecar ``<out>.json`` of an npz.
         """
         from embedcache.export import check_export_path, write_export
         from embedcache.sequences.readers import iter_records
 
+        chosen = self.provenance(model=model, layer=layer, pool=pool, species=species)
+        chosen.update(input=str(input_path), reference=None if reference is None else str(reference))
+        key, layer, pool = chosen["model_key"], chosen["layer"], chosen["pool"]
         check_export_path(Path(out))
-        group = self.group(model, species=species)
-        records = iter_records(input_path, reference=reference, alphabet=group.attrs.get("alphabet"))
-        frames = ((df, self.embeddings(df["sequence"], model=group.key, layer=layer, pool=pool)) for df in records)
-        return write_export(frames, Path(out))
+        records = iter_records(input_path, reference=reference, alphabet=self.group(key).attrs.get("alphabet"))
+
+        def frames():
+            for df in records:
+                try:
+                    yield df, self.embeddings(df["sequence"], model=key, layer=layer, pool=pool)
+                except MissingRowsError as exc:
+                    raise exc.for_source(input_path, reference=reference, ids=df["id"]) from None
+
+        return write_export(frames(), Path(out), chosen)
 
 
 def _resolved(path) -> str | None:

@@ -5,6 +5,8 @@ and carries a message that names the file or record at fault and the way out.
 The command line turns these into a clean message and exit code 2.
 """
 
+from collections.abc import Mapping
+
 __all__ = [
     "EmbedcacheError",
     "InputError",
@@ -25,6 +27,10 @@ class EmbedcacheError(Exception):
     """Base class of the errors caused by input, checkpoints or the store (CLI exit 2)."""
 
     exit_code = 2
+
+    def cli_message(self) -> str:
+        """The message on the command line (where the way out is a command, not a call)."""
+        return str(self)
 
 
 class InputError(EmbedcacheError, ValueError):
@@ -69,40 +75,76 @@ class StoreVersionError(StoreError):
 class MissingRowsError(StoreError):
     """Some requested sequences (or their layer, pooling or map) are not in the store.
 
+    The message names what is missing (the sequences themselves, or the layer and pooling or
+    attention map of sequences the cache holds), the first record lacking it (by id where the
+    reader knows ids), and the build that adds it: a ``cache.build(...)`` call in Python
+    (``str(exc)``), an ``embedcache build`` command on the command line (:meth:`cli_message`).
+
     Attributes
     ----------
     missing : int
-        How many of the requested sequences lack the array.
+        How many of the requested sequences lack the output.
+    absent : int
+        How many of those are not in the cache at all (the rest lack only the output).
     total : int
         How many were requested.
     first : int
         0-based position of the first missing one in the request.
-    store, model, key, array : str
-        Where they were looked for.
-    build_args : str
-        The ``embedcache build`` options that add them (after ``--model`` and ``--cache``).
-    source : str
-        The input named in the suggested command (``INPUT`` unless known).
+    first_id : str or None
+        Its record id, when the request came from a file.
+    store, model, key, what : str
+        Where it was looked for, and what (``"layer 12, mean pooling"``).
+    held : bool
+        Whether the model group holds the output for any row at all (else it was never built).
+    advice : embedcache.advice.BuildAdvice
+        The build that adds it.
+    summary : str or None
+        What is missing, said by the caller in its own terms (several arrays at once).
     """
 
     def __init__(self, *, missing: int, total: int, first: int, store: str, model: str, key: str,
-                 array: str, what: str, build_model: str, build_args: str, source: str = "INPUT"):
-        self.missing, self.total, self.first = missing, total, first
-        self.store, self.model, self.key, self.array, self.what = store, model, key, array, what
-        self.build_model, self.build_args, self.source = build_model, build_args, source
+                 what: str, advice, absent: int | None = None, held: bool = True, first_id: str | None = None,
+                 first_sequence: str = "", summary: str | None = None):
+        self.missing, self.total, self.first, self.first_id = missing, total, first, first_id
+        self.absent = missing if absent is None else absent
+        self.store, self.model, self.key, self.what, self.held = store, model, key, what, held
+        self.advice, self.first_sequence, self.summary = advice, first_sequence, summary
         super().__init__(str(self))
 
-    def __str__(self) -> str:
-        return (f"{self.missing} of {self.total} sequences are not in the cache {self.store} for model "
-                f"{self.model} (key {self.key}) {self.what} (first: sequence #{self.first + 1}). "
-                f"Build them with: embedcache build {self.source} --model {self.build_model} "
-                f"--cache {self.store} {self.build_args}")
+    def _what(self) -> str:
+        if self.summary is not None:
+            return self.summary
+        if self.first_id is not None:
+            first = f"first: id {self.first_id}"
+        else:
+            shown = self.first_sequence[:20] + ("..." if len(self.first_sequence) > 20 else "")
+            first = f"first: sequence #{self.first + 1}" + (f" {shown}" if shown else "")
+        where = f"the cache {self.store} for model {self.model} (key {self.key})"
+        if self.absent == self.missing:
+            return f"{self.missing} of {self.total} sequences are not in {where} ({first})."
+        if not self.absent:
+            lack = f"{self.what} was never built for it" if not self.held else f"they lack {self.what}"
+            return f"{self.missing} of {self.total} sequences are in {where}, but {lack} ({first})."
+        return (f"{self.missing} of {self.total} sequences lack {self.what} in {where}: {self.absent} are not in "
+                f"the cache at all, {self.missing - self.absent} are but without {self.what} ({first}).")
 
-    def for_source(self, source: str) -> "MissingRowsError":
-        """The same error, its build command naming ``source`` as the input."""
-        fields = {k: getattr(self, k) for k in ("missing", "total", "first", "store", "model", "key", "array",
-                                                "what", "build_model", "build_args")}
-        return MissingRowsError(**fields, source=source)
+    def __str__(self) -> str:
+        return f"{self._what()} Build them with: {self.advice.python(self.store)}"
+
+    def cli_message(self) -> str:
+        return f"{self._what()} Build them with: {self.advice.command(self.store)}"
+
+    def for_source(self, inputs, *, reference=None, ids=None) -> "MissingRowsError":
+        # ids: the request's record ids in order, or a mapping sequence -> record id.
+        """The same error, its advice naming the input file(s) (and genome), the first missing
+        record by its id when ``ids`` (the request's record ids, in order) are given."""
+        fields = {k: getattr(self, k) for k in ("missing", "total", "first", "store", "model", "key", "what",
+                                                "absent", "held", "first_id", "first_sequence", "summary")}
+        if isinstance(ids, Mapping):  # sequence -> record id
+            fields["first_id"] = None if ids.get(self.first_sequence) is None else str(ids[self.first_sequence])
+        elif ids is not None:  # the request's ids, in order
+            fields["first_id"] = str(list(ids)[self.first])
+        return MissingRowsError(**fields, advice=self.advice.for_inputs(inputs, reference))
 
 
 class DamagedChunkError(StoreError):

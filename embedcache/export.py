@@ -1,7 +1,15 @@
-"""Writing exported features: npz, Parquet or HDF5, streamed chunk by chunk, all or nothing."""
+"""Writing exported features: npz, Parquet or HDF5, streamed chunk by chunk, all or nothing.
+
+Every export carries its provenance (what :meth:`embedcache.EmbeddingCache.provenance`
+returns, and the input): as Parquet key-value metadata under ``embedcache`` (JSON), as the
+HDF5 file's root attributes, or beside an npz in ``<out>.npz.json``. Beside the features and
+ids, each record column the reader gives is written (a table's ``label`` and ``split``; a BED
+file's ``chrom``, ``start``, ``end``, ``strand`` and task columns).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,6 +20,9 @@ from embedcache.errors import InputError
 __all__ = ["EXPORT_FORMATS", "check_export_path", "write_export"]
 
 EXPORT_FORMATS = (".npz", ".parquet", ".h5", ".hdf5")
+# Reader columns not exported beside the features (the sequence is in the cache; ``record``
+# is a position in the input).
+_NOT_EXPORTED = ("id", "sequence", "record")
 
 
 def check_export_path(out: Path) -> str:
@@ -22,74 +33,85 @@ def check_export_path(out: Path) -> str:
     return suffix
 
 
-def write_export(frames, out: Path) -> Path:
+def write_export(frames, out: Path, provenance: dict) -> Path:
     """Write ``(records DataFrame, (n, D) features)`` chunks to ``out``, whose suffix picks the
-    format, through a temporary file so that a failure leaves nothing; returns ``out``."""
+    format, with ``provenance``, through temporary files so that a failure leaves nothing; returns ``out``."""
     suffix = check_export_path(out)
     tmp = out.with_name(f".{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        {".npz": _write_npz, ".parquet": _write_parquet}.get(suffix, _write_h5)(frames, tmp)
+        {".npz": _write_npz, ".parquet": _write_parquet}.get(suffix, _write_h5)(frames, tmp, provenance)
+        if suffix == ".npz":
+            _write_sidecar(out, provenance)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return out
 
 
-_EXTRA = ("label", "split")
+def _columns(df) -> dict:
+    """The record columns of a chunk as arrays a writer takes: text as str, numbers as they are."""
+    out = {"id": df["id"].astype(str).to_numpy(dtype=str)}
+    for c in df.columns:
+        if c not in _NOT_EXPORTED:
+            values = df[c].to_numpy()
+            out[c] = values.astype(str) if values.dtype.kind in "OUS" else values
+    return out
 
 
-def _write_npz(frames, path: Path) -> None:
-    ids, xs, extra = [], [], {c: [] for c in _EXTRA}
+def _write_sidecar(out: Path, provenance: dict) -> None:
+    sidecar = out.with_name(out.name + ".json")
+    tmp = sidecar.with_name(f".{sidecar.name}.partial")
+    tmp.write_text(json.dumps(provenance, indent=1, default=str) + "\n")
+    os.replace(tmp, sidecar)
+
+
+def _write_npz(frames, path: Path, provenance: dict) -> None:
+    parts: dict[str, list] = {}
     for df, x in frames:
-        ids.extend(df["id"].astype(str))
-        xs.append(x)
-        for c in _EXTRA:
-            if c in df:
-                extra[c].extend(df[c].tolist())
-    arrays = {"id": np.array(ids), "X": np.concatenate(xs)}
-    arrays.update({c: np.array(v) for c, v in extra.items() if len(v) == len(ids) and v})
+        for c, values in {**_columns(df), "X": x}.items():
+            parts.setdefault(c, []).append(values)
+    arrays = {c: np.concatenate(v) for c, v in parts.items()}
     with open(path, "wb") as f:
         np.savez(f, **arrays)
 
 
-def _write_parquet(frames, path: Path) -> None:
+def _write_parquet(frames, path: Path, provenance: dict) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     writer = None
     try:
         for df, x in frames:
-            columns = {"id": df["id"].astype(str).to_numpy()}
-            columns.update({c: df[c].to_numpy() for c in _EXTRA if c in df})
+            columns = _columns(df)
             columns.update({f"f{j}": x[:, j] for j in range(x.shape[1])})
             table = pa.table(columns)
             if writer is None:
-                writer = pq.ParquetWriter(path, table.schema)
+                schema = table.schema.with_metadata({"embedcache": json.dumps(provenance, default=str)})
+                writer = pq.ParquetWriter(path, schema)
             writer.write_table(table.cast(writer.schema))
     finally:
         if writer is not None:
             writer.close()
 
 
-def _write_h5(frames, path: Path) -> None:
+def _write_h5(frames, path: Path, provenance: dict) -> None:
     import h5py
 
     with h5py.File(path, "w") as f:
+        for k, v in provenance.items():
+            if v is not None:  # HDF5 attributes have no null
+                f.attrs[k] = v
         n = 0
         for df, x in frames:
             b = len(df)
+            data = {"X": x, **_columns(df)}
             if n == 0:
-                f.create_dataset("X", shape=(0, x.shape[1]), maxshape=(None, x.shape[1]), dtype="f4", chunks=True)
-                f.create_dataset("id", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=True)
-                for c in _EXTRA:
-                    if c in df:
-                        dt = h5py.string_dtype() if df[c].dtype == object else df[c].to_numpy().dtype
-                        f.create_dataset(c, shape=(0,), maxshape=(None,), dtype=dt, chunks=True)
-            for name, values in [("X", x), ("id", df["id"].astype(str).to_numpy(dtype=object))] + [
-                (c, df[c].to_numpy(dtype=object) if df[c].dtype == object else df[c].to_numpy())
-                for c in _EXTRA if c in f
-            ]:
+                for name, values in data.items():
+                    dt = h5py.string_dtype() if values.dtype.kind in "OU" else values.dtype
+                    f.create_dataset(name, shape=(0, *values.shape[1:]), maxshape=(None, *values.shape[1:]),
+                                     dtype=dt, chunks=True)
+            for name, values in data.items():
                 f[name].resize((n + b, *f[name].shape[1:]))
-                f[name][n : n + b] = values
+                f[name][n : n + b] = values.astype(object) if values.dtype.kind == "U" else values
             n += b

@@ -19,12 +19,17 @@ from typing import Sequence
 
 from embedcache.sequences.alphabet import ALPHABET_POLICIES, DEFAULT_ALPHABET
 from embedcache.errors import InputError
-from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attention_name, layer_label, pooled_name
+from embedcache.store import COMPUTE_DTYPES, LONG_POLICIES, STORE_DTYPES, attention_name, pooled_name
+from embedcache.util.ranges import ALL, layer_order, parse_layers
 
-__all__ = ["CHOICES", "POOLS", "BuildRequest", "Output", "RunOptions", "Shard", "check_choice", "check_devices",
-           "split_settings"]
+__all__ = ["CHOICES", "DEFAULT_POOL", "POOLS", "BuildRequest", "Output", "RunOptions", "Shard", "check_choice",
+           "check_devices", "split_settings"]
 
 POOLS = ("cls", "mean")
+#: The pooling every read defaults to: ``embeddings()``, ``export``, ``classify`` (fit, cv,
+#: sweep). ``mean`` exists for every family (NTv3 has no CLS) and is in every default build
+#: (a build computes all of its family's poolings unless ``--pool`` narrows them).
+DEFAULT_POOL = "mean"
 # The options with a fixed set of values, by their command-line names.
 CHOICES = {"--pool": POOLS, "--alphabet": ALPHABET_POLICIES, "--long": LONG_POLICIES,
            "--dtype": COMPUTE_DTYPES, "--store-dtype": STORE_DTYPES}
@@ -92,9 +97,14 @@ class Shard:
             raise InputError(f"--shard takes I/N (this job's share, 0 <= I < N), not {text!r}; e.g. --shard 0/4.")
         return cls(index.strip(), count.strip())
 
+    @staticmethod
+    def index_of(digest: str, count: int) -> int:
+        """The shard I (of N = ``count``) that computes the sequence of this (hex sha256) digest."""
+        return int(digest[:16], 16) % count
+
     def owns(self, digest: str) -> bool:
         """Whether the sequence of this (hex sha256) digest is this shard's to compute."""
-        return int(digest[:16], 16) % self.count == self.index
+        return self.index_of(digest, self.count) == self.index
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
@@ -107,8 +117,9 @@ class BuildRequest:
     Parameters
     ----------
     layers
-        1-based layers to pool, and ``"final"`` for NTv3; ``None`` for the model's last
-        (see :meth:`for_model`).
+        1-based layers to pool, and ``"final"`` for NTv3, as a sequence or a selection string
+        (``"1-6,final"``, ``"all"``: :func:`embedcache.util.ranges.parse_layers`); ``None`` for
+        the model's last (see :meth:`for_model`, which also expands ``all``).
     pools
         Any of ``"cls"`` (position 0) and ``"mean"`` (real tokens after CLS); ``None`` for
         every pooling the model family has (NTv3: ``mean`` only, it has no CLS).
@@ -161,7 +172,7 @@ class BuildRequest:
         elif overlap is not None:
             overlap = _int("--window-overlap", overlap)
         attention = tuple(sorted({(_int("--attention", l), _int("--attention", h)) for l, h in self.attention}))
-        layers = None if self.layers is None else tuple(sorted({_layer(x) for x in self.layers}, key=_layer_order))
+        layers = None if self.layers is None else parse_layers(self.layers)
         if layers is not None and not layers and not attention:
             raise InputError("nothing to compute: pass layers (--layers) and/or attention maps (--attention)")
         if layers and pools is not None and not pools:
@@ -175,6 +186,8 @@ class BuildRequest:
         layers, pools, maps, ``max_tokens`` and species; the defaults filled in. A build does this
         once (:func:`embedcache.build.plan.settle`) and hands the settled request on as it is."""
         layers = (family.num_layers,) if self.layers is None else self.layers
+        if ALL in layers:
+            layers = tuple(sorted((set(layers) - {ALL}) | set(family.layer_names), key=layer_order))
         pools = tuple(family.pools) if self.pools is None else self.pools
         family.check(layers, pools if layers else (), self.attention)
         max_tokens = family.default_max_tokens if self.max_tokens is None else self.max_tokens
@@ -205,17 +218,6 @@ class BuildRequest:
         """The policies that are part of the model key (:class:`embedcache.store.ModelSpec`)."""
         return {k: getattr(self, k)
                 for k in ("max_tokens", "alphabet", "long", "window_overlap", "dtype", "store_dtype", "species")}
-
-
-def _layer(value) -> int | str:
-    """A layer as given (``12``, ``"12"`` or ``"final"``), as names and outputs hold it."""
-    if isinstance(value, str) and value.strip().lower() == "final":
-        return "final"
-    return layer_label(_int("--layers", value))
-
-
-def _layer_order(layer) -> tuple:
-    return (1, 0) if layer == "final" else (0, layer)
 
 
 def _shard_pair(value) -> Shard:
@@ -295,6 +297,8 @@ def split_settings(settings: dict) -> tuple[BuildRequest, RunOptions]:
     if unknown:
         raise TypeError(f"build() got unexpected keyword argument(s) {unknown}; it takes the request's "
                         f"{sorted(req)} and the run's {sorted(run)}")
-    request = {k: (tuple(v) if k in ("layers", "pools", "attention") and v is not None else v)
+    # A layer selection may be a string ("1-6,final", "all"): BuildRequest parses it.
+    request = {k: (tuple(v) if k in ("layers", "pools", "attention") and v is not None and not isinstance(v, str)
+                   else v)
                for k, v in settings.items() if k in req}
     return BuildRequest(**request), RunOptions(**{k: v for k, v in settings.items() if k in run})

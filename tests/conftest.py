@@ -127,6 +127,34 @@ def jax_compile_cache(tmp_path_factory) -> dict:
     return env
 
 
+def kill_at_pause(victim, procs, marker, timeout: float = 300) -> tuple[bool, list]:
+    """SIGKILL ``victim`` once it has stopped itself at its pause point (it was started with
+    ``EMBEDCACHE_TEST_PAUSE=<point>:<marker>[:<n>]``, see :mod:`embedcache.store.pause`), then
+    wait for every process of ``procs``. The fault happens where the test says, whatever the
+    machine's speed.
+
+    Returns whether the victim reached the point (``False``: it ended first), and each
+    process's ``(stdout, stderr)``. Whatever happens, no process is left running.
+    """
+    import os
+    import signal
+    import subprocess
+
+    try:
+        while not os.path.exists(marker) and victim.poll() is None:
+            try:
+                victim.wait(timeout=0.02)
+            except subprocess.TimeoutExpired:
+                pass
+        reached = os.path.exists(marker)
+        if reached:
+            os.kill(victim.pid, signal.SIGKILL)
+        return reached, [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+
+
 def kill_once_rows_committed(victim, procs, cache_path, rows: int, timeout: float = 180) -> tuple[bool, list]:
     """SIGKILL ``victim`` once the store at ``cache_path`` holds ``rows`` committed rows (or when
     ``timeout`` passes), then wait for every process of ``procs``.

@@ -10,6 +10,7 @@ import pytest
 import embedcache.checkpoints
 from conftest import TINY_V2
 from embedcache import EmbeddingCache
+from embedcache.store import sequence_digest
 from embedcache.errors import AlphabetError, InputError, StoreError
 from conftest import FAST, short_seqs
 
@@ -47,9 +48,12 @@ def test_missing_sequences_say_how_many_and_how_to_build(cache, seqs):
     with pytest.raises(StoreError) as err:
         cache.embeddings(seqs[:3] + short_seqs(2, seed=99), layer=2, pool="cls")
     msg = str(err.value)
-    assert "2 of 5 sequences" in msg and "sequence #4" in msg
-    assert "embedcache build" in msg and "--layers 2 --pool cls" in msg and str(cache.path) in msg
-    with pytest.raises(StoreError, match="1 of 1 .*--attention 2:1"):
+    assert "2 of 5 sequences are not in the cache" in msg and "sequence #4" in msg
+    # In Python the advice is Python; the command line gets a command (cli_message).
+    assert f"EmbeddingCache({str(cache.path)!r}).build(sequences, model=" in msg
+    assert "layers=[2], pools=['cls']" in msg and "embedcache build" not in msg
+    assert "--layers 2 --pool cls" in err.value.cli_message()
+    with pytest.raises(StoreError, match="are in the cache .*but attention map 2:1 .*was never built.*attention=\\[\\(2, 1\\)\\]"):
         cache.attention(seqs[0], layer=2, head=1)
 
 
@@ -95,12 +99,13 @@ def test_ambiguous_model_lists_keys_unless_the_array_decides(tmp_path):
     k2 = cache.build(seqs, model=CKPT, layers=[1], pools=["cls"], long="truncate", **FAST).model_key
     # Only one group holds layer 1: it is chosen.
     assert cache.group("checkpoint", array="layer_1_cls").key == k2
-    cache.embeddings(seqs, model="checkpoint", layer=1)
+    cache.embeddings(seqs, model="checkpoint", layer=1, pool="cls")
     cache.build(seqs, model=CKPT, layers=[1], pools=["cls"], **FAST)
     with pytest.raises(StoreError) as err:
-        cache.embeddings(seqs, model="checkpoint", layer=1)
+        cache.embeddings(seqs, model="checkpoint", layer=1, pool="cls")
     assert k1 in str(err.value) and k2 in str(err.value) and "model=<key>" in str(err.value)
-    np.testing.assert_allclose(cache.embeddings(seqs, model=k1, layer=1), cache.embeddings(seqs, model=k2, layer=1))
+    np.testing.assert_allclose(cache.embeddings(seqs, model=k1, layer=1, pool="cls"),
+                               cache.embeddings(seqs, model=k2, layer=1, pool="cls"))
 
 
 def test_bad_reads(cache, tmp_path):
@@ -112,12 +117,22 @@ def test_bad_reads(cache, tmp_path):
         EmbeddingCache(tmp_path / "none.zarr").embeddings(["ACGT"])
 
 
-def test_xarray_opens_a_built_group(cache):
-    xr = pytest.importorskip("xarray")
+def test_xarray_opens_a_built_group(cache, seqs):
+    import warnings
+
+    import xarray as xr  # the [xarray] extra
+
     key = cache.models()[0]["key"]
-    ds = xr.open_zarr(str(cache.path), group=key, consolidated=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the README's line opens the group without a warning
+        ds = xr.open_zarr(cache.group(key).zarr_store(), consolidated=False)  # the README's line
     assert ds.sizes["row"] == 24 and ds["layer_2_cls"].dims == ("row", "feature")
     assert ds["attention_1_2"].dims == ("row", "query", "key") and ds.attrs["model_name"] == "checkpoint"
+    # Each row carries its address, the sequence digest, as a coordinate of the data arrays.
+    assert "digest" in ds.coords and "digest" in ds["layer_2_cls"].coords
+    row = cache.group().rows_of([sequence_digest(seqs[3])])[0]
+    assert ds["layer_2_cls"].digest.values[row] == sequence_digest(seqs[3])
+    np.testing.assert_array_equal(ds["layer_2_cls"].sel(row=row).values, cache.embeddings([seqs[3]], layer=2, pool="cls")[0])
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".parquet", ".h5"])
@@ -141,7 +156,8 @@ def test_export_in_file_order_with_ids(cache, seqs, tmp_path, suffix):
             X, labels = f["X"][:], f["label"][:].tolist()
     assert ids == [f"r{i}" for i in range(len(order))] and labels == [1, 0, 0, 1, 0]
     np.testing.assert_array_equal(X, want)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["task.csv", out.name])  # no temporary left
+    sidecar = [out.name + ".json"] if out.suffix == ".npz" else []  # the npz's provenance
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["task.csv", out.name, *sidecar])  # no temporary left
 
 
 def test_export_of_uncached_records_writes_nothing(cache, tmp_path):

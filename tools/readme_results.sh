@@ -15,7 +15,7 @@ embedcache build data/enhancers_3class.csv data/splice_3class.csv --model "$MODE
     --cache "$WORK/cache.zarr" --layers 3,6,9,12 --pool cls,mean --quiet
 for task in prom_300_tata enhancers_2class enhancers_3class splice_3class; do
     for probe in logistic mlp xgboost; do
-        classify fit --model "$probe" --data "data/$task.csv" --cache "$WORK/cache.zarr" \
+        classify fit --probe "$probe" --data "data/$task.csv" --cache "$WORK/cache.zarr" \
             --layer 12 --pool cls --out "$WORK/runs/${task}_${probe}" --force
     done
 done

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     sweep = work / "sweep"
     sweep_run(DATA, cache=cache, out=sweep, model="logistic", layers="all",
               pools=["cls", "mean"], force=True,
-              command="classify sweep --model logistic --data data/prom_300_tata.csv "
+              command="classify sweep --probe logistic --data data/prom_300_tata.csv "
                       "--cache cache.zarr --layers all --pool cls,mean --out runs/prom_sweep")
     OUT.parent.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:

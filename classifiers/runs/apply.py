@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from classifiers.features import read_task
+from classifiers.features import TaskSource, read_task
 from classifiers.metrics import bootstrap_intervals, classification_metrics
 from classifiers.runs import task as steps
 from classifiers.runs.directory import (PREDICTIONS_FILE, TRAIN_DIGESTS_FILE, Clock, sha,
@@ -29,7 +29,7 @@ __all__ = ["default_evaluation_dir", "default_predictions_path", "evaluate_run",
 def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
                  out: str | PathLike | None = None, cache: str | PathLike | None = None,
                  n_bootstrap: int = 1000, force: bool = False,
-                 command: str | None = None) -> RunRecord:
+                 command: str | None = None, reference: str | PathLike | None = None) -> RunRecord:
     """Evaluate a fitted run's probe on another labelled file, with the run's features.
 
     Parameters
@@ -42,7 +42,7 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
         Where to write (default ``RUN/evaluate-<data stem>``).
     cache : path, optional
         The store, if it moved since the fit (default: the one the run recorded).
-    n_bootstrap, force, command
+    n_bootstrap, force, command, reference
         As for :func:`~classifiers.runs.fit.fit_run`.
 
     Returns
@@ -56,7 +56,7 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
     clock = Clock()
     with staged(out, force) as staging:
         estimator, store, info = steps.load_fitted(run_dir, fitted, cache)
-        table, files = steps.read_tables(data, None, info, None)
+        table, files = steps.read_tables(data, None, info, None, reference)
         table["split"] = "evaluation"
         classes = list(estimator.classes_)
         unknown = sorted(set(pd.unique(table["label"])) - set(classes), key=str)
@@ -66,7 +66,7 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
                 f"on ({classes}); evaluate on a task with the same classes.")
         layer, pool = fitted.chosen_features()
         X = steps.features(store, table["sequence"], backbone=info, layer=layer, pool=pool,
-                           source=str(data))
+                           source=TaskSource.of([data], reference, table))
         y = table["label"].to_numpy()
         proba, pred = estimator.predict_proba(X), estimator.predict(X)
         metrics = {"evaluation": classification_metrics(y, pred, proba, classes)}
@@ -108,7 +108,7 @@ def default_predictions_path(run_dir: str | PathLike, data: str | PathLike) -> P
 
 def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
                 out: str | PathLike | None = None, cache: str | PathLike | None = None,
-                force: bool = False) -> Path:
+                force: bool = False, reference: str | PathLike | None = None) -> Path:
     """Score new sequences (labels not needed) with a fitted run's probe; write a CSV.
 
     Parameters
@@ -116,7 +116,8 @@ def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
     run_dir : path
         A directory written by :func:`~classifiers.runs.fit.fit_run`.
     data : path
-        FASTA, CSV, TSV or Parquet; its sequences must be in the store (``embedcache build``).
+        FASTA, CSV, TSV, Parquet, or BED with ``reference``; its sequences must be in the store
+        (``embedcache build``).
     out : path, optional
         The CSV to write (default ``RUN/predictions-<data stem>.csv``): ``id``, score
         column(s) as in ``predictions.csv``, ``prediction``.
@@ -124,6 +125,8 @@ def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
         The store, if it moved since the fit.
     force : bool
         Replace an existing ``out``.
+    reference : path, optional
+        The genome FASTA of a BED ``data``.
 
     Returns
     -------
@@ -136,10 +139,10 @@ def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
     if out.exists() and not force:
         raise InputError(f"{out} exists; pass --force to replace it, or choose another --out.")
     estimator, store, info = steps.load_fitted(run_dir, fitted, cache)
-    table = read_task(data, alphabet=info["alphabet"], labelled=False)
+    table = read_task(data, alphabet=info["alphabet"], labelled=False, reference=reference)
     layer, pool = fitted.chosen_features()
     X = steps.features(store, table["sequence"], backbone=info, layer=layer, pool=pool,
-                       source=str(data))
+                       source=TaskSource.of([data], reference, table))
     frame = steps.prediction_frame(table, estimator.predict_proba(X), estimator.predict(X),
                                    list(estimator.classes_), with_split=False, with_label=False)
     pause_point("predict:scored")

@@ -15,6 +15,7 @@ import pandas as pd
 from classifiers import plots
 from classifiers.baselines import BASELINES, make_baseline
 from classifiers.defaults import DEFAULT_POOL, DEFAULT_PROBE
+from classifiers.features import TaskSource
 from classifiers.metrics import SCALAR_METRICS, classification_metrics, summarize_runs
 from classifiers.runs import task as steps
 from classifiers.runs.directory import PREDICTIONS_FILE, Clock, staged
@@ -30,7 +31,8 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
                    model: str = DEFAULT_PROBE, backbone: str | None = None,
                    layer: int | None = None, pool: str = DEFAULT_POOL, folds: int = 5, seeds: int = 1,
                    seed: int = 0, group_by: str | None = None, params: Mapping | None = None,
-                   force: bool = False, command: str | None = None) -> RunRecord:
+                   force: bool = False, command: str | None = None,
+                   reference: str | PathLike | None = None) -> RunRecord:
     """K-fold cross-validation repeated over seeds; mean and standard deviation of the metrics.
 
     The rows of ``data`` that its split column marks as test are held out and not used (they
@@ -38,7 +40,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
 
     Parameters
     ----------
-    data, cache, out, model, backbone, layer, pool, group_by, params, force, command
+    data, cache, out, model, backbone, layer, pool, group_by, params, force, command, reference
         As for :func:`~classifiers.runs.fit.fit_run`.
     folds : int
         Folds per repetition (stratified; grouped with ``group_by``).
@@ -56,13 +58,13 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
         raise InputError(f"--seeds must be at least 1, got {seeds}.")
     if model == "layer-weighted":
         raise InputError("cv takes one layer; cross-validate the layer-weighted probe's "
-                         "choice with `classify fit --model layer-weighted` and several --seed.")
+                         "choice with `classify fit --probe layer-weighted` and several --seed.")
     steps.new_probe(model, seed, params)  # unknown models and bad parameters fail first
     clock = Clock()
     with staged(out, force) as staging:
         store, info = steps.open_store(cache, backbone)
         layer = int(layer or info["num_layers"])
-        table, files = steps.read_tables(data, None, info, group_by)
+        table, files = steps.read_tables(data, None, info, group_by, reference)
         held_out = 0
         if "split" in table.columns:
             is_test = (table["split"].astype(str).str.strip().str.lower().map(SPLIT_ALIASES)
@@ -72,7 +74,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
         table["split"] = "train"
         steps.check_labels(table, str(data))
         X = steps.features(store, table["sequence"], backbone=info, layer=layer, pool=pool,
-                           source=files["data"]["path"])
+                           source=TaskSource.of([files["data"]["path"]], reference, table))
         clock.lap("features")
         y = table["label"].to_numpy()
         sequences = table["sequence"].to_numpy(dtype=object)

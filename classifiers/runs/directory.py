@@ -111,7 +111,7 @@ def sha(sequence: str) -> str:
 
 def stem(path) -> str:
     name = Path(path).name
-    for suffix in (".gz", ".csv", ".tsv", ".parquet", ".pq", ".fa", ".fasta", ".fna", ".fas"):
+    for suffix in (".gz", ".csv", ".tsv", ".parquet", ".pq", ".fa", ".fasta", ".fna", ".fas", ".bed"):
         name = name.removesuffix(suffix)
     return name
 

@@ -43,6 +43,7 @@ from classifiers.runs.directory import (MODEL_DIR, PREDICTIONS_FILE, SWEEP_FILE,
                                         TRAIN_DIGESTS_FILE, Clock, sha, staged)
 from classifiers.runs.pause import pause_point
 from classifiers.runs.record import RunRecord
+from classifiers.features import TaskSource
 from classifiers.splits import assign_splits
 from embedcache.errors import InputError
 
@@ -63,19 +64,19 @@ class _Task:
     split_source: str
     duplicates: dict
     keep: np.ndarray
-    source: str
+    source: TaskSource
 
     @property
     def y(self):
         return self.table["label"].to_numpy()
 
 
-def _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed, load) -> tuple:
+def _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed, load, reference=None) -> tuple:
     """Open the store, read the task, load features (``load(task)``), split, check."""
     store, info = steps.open_store(cache, backbone)
-    table, files = steps.read_tables(data, test, info, group_by)
+    table, files = steps.read_tables(data, test, info, group_by, reference)
     steps.require_classes(table, str(data))
-    source = " ".join(f["path"] for f in files.values())
+    source = TaskSource.of([f["path"] for f in files.values()], reference, table)
     # Features first: sequences missing from the cache are the likeliest problem, and the
     # message (how many, which build command) is the most useful one to give.
     X = load(store, info, table["sequence"], source)
@@ -97,14 +98,15 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
             layers=None, pool: str = DEFAULT_POOL, test: str | PathLike | None = None,
             group_by: str | None = None, dedup_test: bool = False, seed: int = 0,
             params: Mapping | None = None, n_bootstrap: int = 1000, force: bool = False,
-            command: str | None = None) -> RunRecord:
+            command: str | None = None, reference: str | PathLike | None = None) -> RunRecord:
     """Train a probe on cached features, evaluate it and its baselines, write a run directory.
 
     Parameters
     ----------
     data : path
         The labelled task (CSV/TSV/Parquet with ``sequence`` and ``label``, optional ``id``,
-        ``split``).
+        ``split``; or a BED file with ``reference``, its label and split named by a header line:
+        :func:`classifiers.features.read_task`).
     cache : path
         The embedding store (``embedcache build`` wrote it).
     out : path
@@ -137,6 +139,8 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
         Replace an existing non-empty ``out``.
     command : str, optional
         The command line, recorded as provenance.
+    reference : path, optional
+        The genome FASTA a BED task's regions (and its test file's) are cut from.
 
     Returns
     -------
@@ -147,10 +151,10 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
 
     weighted = model == "layer-weighted"
     if layers is not None and not weighted:
-        raise InputError("--layers is for --model layer-weighted; give one --layer for "
+        raise InputError("--layers is for --probe layer-weighted; give one --layer for "
                          f"{model}, or compare layers with `classify sweep`.")
     if weighted and layer is not None:
-        raise InputError("--model layer-weighted mixes several layers: give --layers "
+        raise InputError("--probe layer-weighted mixes several layers: give --layers "
                          "(all, 1-12, 1,6,12) instead of --layer.")
     estimator = steps.new_probe(model, seed, params)  # unknown model names fail first
     clock = Clock()
@@ -167,7 +171,7 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
 
     with staged(out, force) as staging:
         prepared, X = _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed,
-                                      load)
+                                      load, reference)
         clock.lap("read")
         table, X, y = prepared.table, X[prepared.keep], prepared.y
         train, val, test_rows = steps.masks(table, "train", "validation", "test")
@@ -218,7 +222,7 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
               pools=(DEFAULT_POOL,), test: str | PathLike | None = None, group_by: str | None = None,
               dedup_test: bool = False, seed: int = 0, params: Mapping | None = None,
               n_bootstrap: int = 1000, force: bool = False,
-              command: str | None = None) -> RunRecord:
+              command: str | None = None, reference: str | PathLike | None = None) -> RunRecord:
     """Fit one probe per (layer, pooling) on the same split; choose the best on validation.
 
     Parameters
@@ -227,7 +231,7 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
         ``"all"``, a range ``"1-12"``, a list ``"1,6,12"`` (or ints).
     pools : sequence of {"cls", "mean"}
     data, cache, out, model, backbone, test, group_by, dedup_test, seed, params, n_bootstrap,
-    force, command
+    force, command, reference
         As for :func:`fit_run` (``model`` cannot be ``"layer-weighted"``, which mixes layers
         itself).
 
@@ -239,7 +243,7 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
     """
     if model == "layer-weighted":
         raise InputError("the layer-weighted probe weighs the layers itself: run "
-                         "`classify fit --model layer-weighted --layers ...` instead of a sweep.")
+                         "`classify fit --probe layer-weighted --layers ...` instead of a sweep.")
     pools = list(dict.fromkeys(pools))
     if not pools:
         raise InputError("--pool is empty; give cls, mean or cls,mean.")
@@ -255,7 +259,7 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
 
     with staged(out, force) as staging:
         prepared, _ = _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed,
-                                      check)
+                                      check, reference)
         table, y = prepared.table, prepared.y
         train, val, test_rows = steps.masks(table, "train", "validation", "test")
         clock.lap("read")
@@ -286,7 +290,7 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
         best["fit_command"] = _fit_command(
             data, cache=cache, out=out, test=test, backbone=backbone, model=model,
             layer=best["layer"], pool=best["pool"], params=params, group_by=group_by,
-            dedup_test=dedup_test, seed=seed, n_bootstrap=n_bootstrap)
+            dedup_test=dedup_test, seed=seed, n_bootstrap=n_bootstrap, reference=reference)
         baselines, _ = steps.baselines(table, y, classes, n_bootstrap, seed)
         clock.lap("baselines")
         run = RunRecord.new("sweep", model=model, estimator=estimator, classes=classes,
@@ -323,14 +327,15 @@ def _best(rows) -> dict:
 
 
 def _fit_command(data, *, cache, out, test, backbone, model, layer, pool, params, group_by,
-                 dedup_test, seed, n_bootstrap) -> str:
+                 dedup_test, seed, n_bootstrap, reference=None) -> str:
     """The `classify fit` line that fits the sweep's choice again: the same probe, parameters,
     data, split and seed at the chosen layer and pooling (so its rows are the sweep's row)."""
     out = Path(out)
     args = ["classify", "fit", "--data", str(data), "--cache", str(cache),
             "--out", str(out.with_name(f"{out.name}-layer{layer}-{pool}")),
-            "--model", model, "--layer", str(layer), "--pool", pool]
-    for flag, value in (("--test", test), ("--backbone", backbone), ("--group-by", group_by)):
+            "--probe", model, "--layer", str(layer), "--pool", pool]
+    for flag, value in (("--test", test), ("--reference", reference), ("--model", backbone),
+                        ("--group-by", group_by)):
         if value is not None:
             args += [flag, str(value)]
     if dedup_test:

@@ -8,7 +8,6 @@ features, fit or predict, record, write.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,14 +16,14 @@ import pandas as pd
 
 from classifiers import plots
 from classifiers.baselines import BASELINES, make_baseline
-from classifiers.features import Backbone, read_task, resolve_backbone, task_features
+from classifiers.features import Backbone, TaskSource, read_task, resolve_backbone, task_features
 from classifiers.metrics import bootstrap_intervals, classification_metrics
 from classifiers.probes.base import FitDivergedError
 from classifiers.runs.directory import MODEL_DIR, PLOTS_DIR, REPORT_FILE, file_record
 from classifiers.runs.record import RunRecord
 from classifiers.report import write_report
 from classifiers.splits import shared_with_train
-from embedcache.errors import InputError, StoreError
+from embedcache.errors import InputError, MissingRowsError, StoreError
 
 
 def open_store(cache, backbone):
@@ -35,49 +34,40 @@ def open_store(cache, backbone):
 
 
 def parse_layers(spec, num_layers: int) -> list[int]:
-    """``"all"``, ``"1-12"``, ``"1,6,12"`` (or a mix, or ints) as sorted 1-based layers."""
-    if isinstance(spec, int):
-        spec = [spec]
-    if isinstance(spec, str):
-        if spec.strip().lower() == "all":
-            return list(range(1, num_layers + 1))
-        spec = [p for p in spec.split(",") if p.strip()]
-    layers = set()
-    for part in spec:
-        text = str(part).strip()
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
-        if not match:
-            raise InputError(f"--layers: {text!r} is not a layer; give 'all', a range such as "
-                             "'1-12', or a list such as '1,6,12'.")
-        low, high = int(match[1]), int(match[2] or match[1])
-        if low < 1 or high > num_layers or low > high:
-            raise InputError(f"--layers: {text!r} is outside the backbone's layers 1-{num_layers}.")
-        layers.update(range(low, high + 1))
-    if not layers:
-        raise InputError("--layers is empty; give 'all', a range such as '1-12', or a list.")
-    return sorted(layers)
+    """``"all"``, ``"1-12"``, ``"1,6,12"`` (or a mix, or ints) as sorted 1-based layers
+    (the library's one layer parser, :mod:`embedcache.util.ranges`)."""
+    from embedcache.util.ranges import parse_layers as parse, resolve_layers
+
+    return list(resolve_layers(parse(spec), range(1, num_layers + 1), model="the backbone"))
 
 
-def require_features(store, sequences, *, backbone: Backbone, layers, pools, source: str):
-    """Refuse, in one error, (layer, pool) pairs the store lacks for these sequences."""
+def require_features(store, sequences, *, backbone: Backbone, layers, pools, source):
+    """Refuse, in one error, (layer, pool) pairs the store lacks for these sequences: a
+    :class:`~embedcache.errors.MissingRowsError` whose advice builds all of them."""
+    from dataclasses import replace
+
     probe_rows = list(sequences[:1])
-    missing = []
+    missing, first = [], None
     for layer in layers:
         for pool in pools:
             try:
-                store.embeddings(probe_rows, model=backbone["key"], layer=int(layer), pool=pool)
-            except StoreError:
+                task_features(store, probe_rows, backbone=backbone, layer=int(layer), pool=pool,
+                              source=source)
+            except MissingRowsError as exc:
                 missing.append((layer, pool))
+                first = first or exc
     if missing:
-        missing_layers = sorted({l for l, _ in missing})
-        missing_pools = sorted({p for _, p in missing})
         listing = ", ".join(f"layer {l} {p}" for l, p in missing)
-        raise StoreError(
-            f"the cache {store.path} lacks {len(missing)} of the requested layer and pooling "
-            f"features for model {backbone['name']} (key {backbone['key']}): {listing}. Add them "
-            f"with: embedcache build {source} --model {backbone.get('source') or backbone['name']}"
-            f" --cache {store.path} --layers {','.join(map(str, missing_layers))} --pool "
-            f"{','.join(missing_pools)}")
+        advice = first.advice
+        options = {**advice.options, "layers": sorted({l for l, _ in missing}),
+                   "pools": sorted({p for _, p in missing})}
+        raise MissingRowsError(
+            missing=first.missing, absent=first.absent, total=first.total, first=first.first,
+            first_id=first.first_id, store=first.store, model=first.model, key=first.key,
+            what=listing, held=first.held, first_sequence=first.first_sequence,
+            advice=replace(advice, options=options),
+            summary=(f"the cache {store.path} lacks {len(missing)} of the requested layer and pooling "
+                     f"features for model {backbone['name']} (key {backbone['key']}): {listing}."))
 
 
 def features(store, sequences, *, backbone: Backbone, layer, pool: str, source: str):
@@ -89,12 +79,12 @@ def features(store, sequences, *, backbone: Backbone, layer, pool: str, source: 
                          source=source)
 
 
-def read_tables(data, test, backbone: Backbone, group_by):
+def read_tables(data, test, backbone: Backbone, group_by, reference=None):
     alphabet = backbone["alphabet"] or "iupac-to-n"
-    tables = [read_task(data, alphabet=alphabet, group_by=group_by)]
+    tables = [read_task(data, alphabet=alphabet, group_by=group_by, reference=reference)]
     files = {"data": file_record(data, len(tables[0]))}
     if test is not None:
-        tables.append(read_task(test, alphabet=alphabet, group_by=group_by))
+        tables.append(read_task(test, alphabet=alphabet, group_by=group_by, reference=reference))
         files["test"] = file_record(test, len(tables[1]))
     table = pd.concat(tables, ignore_index=True)
     if table["label"].map(type).nunique() > 1:

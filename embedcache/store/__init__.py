@@ -1,10 +1,15 @@
 """The embedding store: a Zarr v3 hierarchy, one group per model key, local or remote.
 
 One module per idea: :mod:`.layout` (names, the model spec and key, encoding, array
-layout), :mod:`.access` (bytes through Zarr's store API), :mod:`.index` (the persisted
-digest index), :mod:`.read` (stores and model group snapshots), :mod:`.lock` and
-:mod:`.write` (many writers, one commit at a time), :mod:`.chunks` (checked shard
-reads: damage named, never fill values), :mod:`.verify`, :mod:`.repair` and :mod:`.upgrade`.
+layout), :mod:`.access` (bytes through Zarr's store API), :mod:`.manifest` (a group's
+commits: a manifest per commit, swapped in create-only), :mod:`.cow` (copy-on-write
+chunk writes), :mod:`.view` (a commit as a read-only Zarr store that checks each chunk
+against its manifest), :mod:`.index` (the persisted digest index), :mod:`.read` (stores
+and model group snapshots), :mod:`.gather` (rows read in any order), :mod:`.lock`
+and :mod:`.write` (many writers, each commit a swap), :mod:`.chunks` (checked shard
+reads: damage named, never fill values),
+:mod:`.verify`, :mod:`.repair`, :mod:`.gc` (leftovers), :mod:`.upgrade`, and
+:mod:`.pause` (a test hook that stops a writer at a named point).
 """
 
 from embedcache.store.layout import (

@@ -84,6 +84,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.names = group.members()
         self.damaged: dict[str, set] = {}  # rows of unreadable chunks, per array (reported once)
+        self.bad: dict[str, list] = {}  # unreadable chunks found, per array, not yet reported
 
     def report(self, name, rows, what, damage="") -> None:
         self.problems.append(Problem(self.g.key, name, tuple(int(r) for r in rows), what, damage))
@@ -95,90 +96,135 @@ class _Checker:
             self.report(name, (), str(exc))
             return None
 
-    def shards(self, name, arr):
-        """Yield ``(lo, hi, values, error, damage)`` per chunk (inner chunk of a shard) of the
-        committed rows (``values`` ``None`` for a chunk never written)."""
-        step = int(arr.metadata.chunk_grid.chunk_shape[0])
-        table = self.g.manifest.arrays[name]["chunks"]
-        for lo, hi, block, state in chunks.units(arr, self.n):
-            entry = table.get(str(lo // step))
-            chunk = f"{self.g.key}/{entry[0]}" if entry else f"{self.g.key}/{name} #{lo // step} (never written)"
-            if state in ("ok", "absent"):  # absent: never written, fill values as committed
-                yield lo, hi, block, None, ""
-            elif state == "missing":
-                yield lo, hi, None, f"chunk file {chunk} is missing", "missing"
-            elif state == "foreign":
-                yield lo, hi, None, (f"chunk {chunk} is not the one committed (size or checksum differs from "
-                                     "the manifest's: a stale, moved or foreign chunk)"), state
-            else:
-                yield lo, hi, None, f"chunk file {chunk} is unreadable (truncated or corrupted)", state
-
-    def load(self, name):
-        """The committed rows of ``name``; unreadable shards are reported and read as fill."""
+    def load(self, name, lo: int = 0, hi: int | None = None):
+        """Rows ``lo..hi`` (default: all committed) of ``name``; unreadable chunks are
+        recorded (see :meth:`flush_bad`) and read as fill values."""
         arr = self.array(name)
         if arr is None:
             return None
-        out = np.empty((self.n, *arr.shape[1:]), dtype=object if arr.dtype.kind in "OTU" else arr.dtype)
+        hi = self.n if hi is None else hi
+        out = np.empty((hi - lo, *arr.shape[1:]), dtype=object if arr.dtype.kind in "OTU" else arr.dtype)
         out[:] = "" if out.dtype == object else arr.fill_value
-        bad = []
-        for lo, hi, block, err, damage in self.shards(name, arr):
-            if err:
-                _add(bad, lo, hi, err, damage)
-            elif block is not None:
-                out[lo:hi] = block
-        for rows, what, damage in bad[: self.limit]:
-            self.report(name, rows, what, damage)
-        self.damaged[name] = {r for rows, _, _ in bad for r in rows}
+        step = int(arr.metadata.chunk_grid.chunk_shape[0])
+        for s_ in range(lo // step, -(-hi // step)):
+            for a, b, block, err, damage in self._shard(name, arr, s_, min((s_ + 1) * step, self.n)):
+                if not (lo <= a and b <= hi):
+                    continue
+                if err:
+                    _add(self.bad.setdefault(name, []), a, b, err, damage)
+                    self.damaged.setdefault(name, set()).update(range(a, b))
+                elif block is not None:
+                    out[a - lo:b - lo] = block
         return out
 
-    def rows(self) -> dict | None:
+    def flush_bad(self, name) -> None:
+        for rows, what, damage in self.bad.pop(name, [])[: self.limit]:
+            self.report(name, rows, what, damage)
+
+    def _shard(self, name, arr, s_, hi):
+        step = int(arr.metadata.chunk_grid.chunk_shape[0])
+        table = self.g.manifest.arrays[name]["chunks"]
+        for lo, hi_, block, state in chunks.shard_units(arr, s_, hi):
+            yield (lo, hi_, block, *self._state(table, name, lo // step, state))
+
+    def _state(self, table, name, c, state):
+        entry = table.get(str(c))
+        chunk = f"{self.g.key}/{entry[0]}" if entry else f"{self.g.key}/{name} #{c} (never written)"
+        if state in ("ok", "absent"):  # absent: never written, fill values as committed
+            return None, ""
+        if state == "missing":
+            return f"chunk file {chunk} is missing", "missing"
+        if state == "foreign":
+            return (f"chunk {chunk} is not the one committed (size or checksum differs from the "
+                    "manifest's: a stale, moved or foreign chunk)"), state
+        return f"chunk file {chunk} is unreadable (truncated or corrupted)", state
+
+    def rows(self) -> bool:
+        """Check the per-row arrays window by window, keeping 9 bytes per row: each row's
+        first digest word (for the duplicate and index checks) and whether it has a digest."""
         for name in ROW_ARRAYS:
             if name not in self.names:
                 self.report(name, (), "row array missing")
-        rows = {name: self.load(name) for name in ROW_ARRAYS if name in self.names}
-        if len(rows) < len(ROW_ARRAYS) or any(v is None for v in rows.values()):
-            return None
-        wrong_digest, wrong_length, duplicate, seen = [], [], [], set()
-        lost = self.damaged.get("digest", set()) | self.damaged.get("sequence", set())
-        for i, (seq, dig, length) in enumerate(zip(rows["sequence"].tolist(), rows["digest"].tolist(),
-                                                   rows["length"].tolist())):
-            if (dig == "" and seq == "") or i in lost:
-                continue  # a row dropped by a repair (no lookup finds it), or one whose chunk is reported
-            try:
-                ok = sequence_digest(str(seq)) == str(dig)
-            except UnicodeEncodeError:
-                ok = False
-            if not ok:
-                wrong_digest.append(i)
-            elif len(seq) != int(length):
-                wrong_length.append(i)
-            if dig in seen:
-                duplicate.append(i)
-            seen.add(dig)
+        if any(name not in self.names or self.array(name) is None for name in ROW_ARRAYS):
+            return False
+        self.first = np.zeros(self.n, dtype=np.uint64)
+        self.live = np.zeros(self.n, dtype=bool)
+        wrong_digest, wrong_length = [], []
+        window = 1 << 15
+        for lo in range(0, self.n, window):
+            hi = min(lo + window, self.n)
+            digests, seqs, lengths = (self.load(n, lo, hi) for n in ("digest", "sequence", "length"))
+            lost_digest, lost_sequence = self.damaged.get("digest", set()), self.damaged.get("sequence", set())
+            for i, (seq, dig, length) in enumerate(zip(seqs.tolist(), digests.tolist(), lengths.tolist()), lo):
+                if (dig == "" and seq == "") or i in lost_digest:
+                    continue  # a row dropped by a repair (no lookup finds it), or one whose chunk is reported
+                try:
+                    self.first[i] = int(str(dig)[:16], 16)
+                    self.live[i] = True  # indexed under its digest
+                    ok = i in lost_sequence or sequence_digest(str(seq)) == str(dig)
+                except (ValueError, UnicodeEncodeError):
+                    ok = False
+                if not ok:
+                    wrong_digest.append(i)
+                elif i not in lost_sequence and len(seq) != int(length):
+                    wrong_length.append(i)
+            for name in ("n_tokens", "n_windows"):
+                self.load(name, lo, hi)
+        for name in ROW_ARRAYS:
+            self.flush_bad(name)
         if wrong_digest:
             self.report("digest", wrong_digest, "digest does not match the row's sequence")
         if wrong_length:
             self.report("length", wrong_length, "length does not match the row's sequence")
+        self._duplicates()
+        return True
+
+    def _duplicates(self) -> None:
+        """Rows whose sequence an earlier row holds: equal first digest words, confirmed
+        by the whole digests (read again for those rows only)."""
+        words = np.sort(self.first[self.live])  # 8 bytes a row, sorted in place
+        repeated = words[1:][words[1:] == words[:-1]]
+        del words
+        if not repeated.size:
+            return
+        suspects = np.flatnonzero(np.isin(self.first, repeated) & self.live)
+        digests = self.g._values("digest", self.g.array("digest"), suspects)
+        seen, duplicate = set(), []
+        for row, d in zip(suspects.tolist(), digests.tolist()):
+            if d in seen:
+                duplicate.append(row)
+            seen.add(d)
         if duplicate:
             self.report("digest", duplicate, "sequence stored twice")
-        return rows
 
-    def index(self, digests: np.ndarray) -> None:
+    def index(self) -> None:
+        """Every live row in exactly one run entry, under its own digest; nothing else."""
         covered = sum(b - a for a, b in self.g.runs)
         if covered != self.n or any(r[0] != (p[1] if p else 0) for p, r in zip([None] + self.g.runs, self.g.runs)) \
                 or any(index.run_path(a, b) not in self.g.manifest.arrays for a, b in self.g.runs):
             self.report("index", (), f"index runs {self.g.runs} do not cover rows 0-{self.n - 1} once")
             return
+        seen = np.zeros(self.n, dtype=np.uint8)
+        wrong = []
         try:
-            found = self.g.rows_of(["0" * 64 if d == "" else d for d in digests.tolist()]) \
-                if self.n else np.zeros(0, dtype=np.int64)
+            for a, b in self.g.runs:
+                arr = self.g._open(index.run_path(a, b))
+                n_chunks = -(-arr.shape[0] // int(arr.metadata.chunk_grid.chunk_shape[0]))
+                where = (self.g.store.path, self.g.key, index.run_path(a, b))
+                for _, block in chunks.stream_blocks(arr, range(n_chunks), where):
+                    rows = block[:, 2].astype(np.int64)
+                    inside = (rows >= a) & (rows < b)
+                    wrong.extend(rows[~inside].tolist())
+                    rows, keys = rows[inside], block[inside, 0]
+                    np.add.at(seen, rows, 1)
+                    wrong.extend(rows[(keys != self.first[rows]) | ~self.live[rows]].tolist())
         except Exception as exc:  # noqa: BLE001 - an unreadable index run is damage to report
             self.report("index", (), f"index unreadable ({type(exc).__name__}: {exc})")
             return
-        expect = np.where(digests == "", -1, np.arange(self.n))  # dropped rows are not indexed
-        wrong = np.flatnonzero(found != expect)
-        if wrong.size:
-            self.report("index", wrong, "index does not find the row at its number")
+        wrong.extend(np.flatnonzero((seen != self.live) | (seen > 1)).tolist())
+        if wrong:
+            self.report("index", sorted(set(r for r in wrong if 0 <= r < self.n)),
+                        "index does not find the row at its number")
 
     def data(self) -> None:
         for name in self.names:
@@ -189,12 +235,16 @@ class _Checker:
                 self.report(name, (), f"fill mask {mask_name(name)} missing")
                 continue
             mask = self.load(mask_name(name))
+            self.flush_bad(mask_name(name))
             arr = self.array(name)
             if mask is None or arr is None:
                 continue
             mask = np.asarray(mask, dtype=bool)
             bad = []
-            for lo, hi, block, err, damage in self.shards(name, arr):
+            step = int(arr.metadata.chunk_grid.chunk_shape[0])
+            units = (u for s_ in range(-(-self.n // step))
+                     for u in self._shard(name, arr, s_, min((s_ + 1) * step, self.n)))
+            for lo, hi, block, err, damage in units:
                 if err:
                     _add(bad, lo, hi, err, damage)
                     continue
@@ -219,10 +269,9 @@ def verify_group(group, *, max_problems_per_array: int = 20) -> list[Problem]:
     if group.generation < 0:  # a group whose creation was interrupted: nothing committed
         return []
     c = _Checker(group, max_problems_per_array)
-    rows = c.rows()
-    if rows is None:
+    if not c.rows():
         return c.problems
-    c.index(rows["digest"])
+    c.index()
     c.data()
     return c.problems
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
@@ -38,6 +39,9 @@ from embedcache.store.layout import (
 from embedcache.store.lock import commit_lock
 from embedcache.store.read import ModelGroup, Store
 
+# CF's "coordinates" attribute on each data array: xarray.open_zarr then makes the row digest
+# (the row's address) a coordinate of every (row, ...) variable.
+ROW_COORDINATES = "digest"
 #: Swaps a commit may lose in a row before the writer gives up (each loss means another
 #: writer committed, so this is only reached if the store is being rewritten wholesale).
 MAX_ATTEMPTS = 200
@@ -125,16 +129,18 @@ class GroupWriter:
     timeout
         Seconds a commit waits for the commit lock.
     block_rows, block_bytes, commit_seconds
-        Commit thresholds: they bound memory and the work a crash can lose.
+        Commit thresholds: they bound memory and the work a crash can lose. ``block_rows``
+        defaults to ``EMBEDCACHE_COMMIT_ROWS`` or 4096.
     """
 
-    def __init__(self, store: Store, spec: ModelSpec, *, timeout: float = 600.0, block_rows: int = 4096,
+    def __init__(self, store: Store, spec: ModelSpec, *, timeout: float = 600.0, block_rows: int | None = None,
                  block_bytes: int = 64 << 20, commit_seconds: float = 2.0):
         self.store = store
         self.spec = spec
         self.key = spec.key
         self.timeout = timeout
-        self.block_rows = block_rows
+        # EMBEDCACHE_COMMIT_ROWS: tests make a build commit often whatever the machine's speed.
+        self.block_rows = int(os.environ.get("EMBEDCACHE_COMMIT_ROWS", 4096)) if block_rows is None else block_rows
         self.block_bytes = block_bytes
         self.commit_seconds = commit_seconds
         self.n_rows = store.group(self.key).n_rows
@@ -178,10 +184,10 @@ class GroupWriter:
             if name not in target.arrays:
                 if kind == "pooled":
                     meta = array_meta(name, dtype, (feature_dim,), ("row", "feature"), rows=n,
-                                      kind="pooled", layer=layer, pool=last)
+                                      kind="pooled", layer=layer, pool=last, coordinates=ROW_COORDINATES)
                 else:
                     meta = array_meta(name, dtype, (T, T), ("row", "query", "key"), rows=n,
-                                      kind="attention", layer=layer, head=last)
+                                      kind="attention", layer=layer, head=last, coordinates=ROW_COORDINATES)
                 target.arrays[name] = {"meta": meta, "chunks": {}}
                 added = True
             if mask_name(name) not in target.arrays:
@@ -232,9 +238,14 @@ class GroupWriter:
 
     def _commit_with_retries(self, p: _Pending) -> None:
         for _ in range(MAX_ATTEMPTS):
+            # Planned outside the lock, against the whole index; under it only the rows
+            # committed since are checked, read by number: the lock is held for a time that
+            # follows the new rows, not the store.
+            before = self.store.group(self.key)
+            planned = self._drop_committed(before, p, before.rows_of)
             with commit_lock(self.store, self.timeout):
                 pause.point("locked")
-                if self._commit(p):
+                if self._commit(before, planned):
                     return
             self.swaps_lost += 1
         raise StoreError(f"{MAX_ATTEMPTS} commits to {self.store.path}/{self.key} in a row lost their swap "
@@ -245,12 +256,18 @@ class GroupWriter:
     # One attempt: plan on the newest manifest, write copy-on-write, swap
     # ----------------------------------------------------------------------------------
 
-    def _commit(self, p: _Pending) -> bool:
-        """One attempt at committing ``p``; ``False`` if another writer committed first."""
+    def _commit(self, before: ModelGroup, planned: tuple) -> bool:
+        """One attempt at committing what was ``planned`` on ``before``; ``False`` if
+        another writer committed first."""
         now = self.store.group(self.key)
         target = now.manifest.successor()
         added = self._add_missing(target)
-        new, old, skipped = self._drop_committed(now, p)
+        new, old, skipped = planned
+        if now.generation != before.generation:
+            since = self._committed_since(before, now)
+            new, old, more = self._drop_committed(
+                now, _Pending(new=new, old=old), lambda digests: np.array([since.get(d, -1) for d in digests]))
+            skipped += more
         if not (new or old or added):
             self.n_rows = now.n_rows
             self.rows_skipped += skipped
@@ -281,12 +298,21 @@ class GroupWriter:
         manifest.retire(self.store, self.key, target, dropped)
         return True
 
-    def _drop_committed(self, now: ModelGroup, p: _Pending) -> tuple[list, dict, int]:
-        """What is still to write once the rows other writers committed are taken out."""
+    def _committed_since(self, before: ModelGroup, now: ModelGroup) -> dict:
+        """Digest to row of the rows committed after ``before`` and up to ``now``."""
+        rows = np.arange(before.n_rows, now.n_rows)
+        if not rows.size:
+            return {}
+        digests = now._settled(lambda g: g._values("digest", g.array("digest"), rows))
+        return {d: r for d, r in zip(digests.tolist(), rows.tolist()) if d}
+
+    def _drop_committed(self, now: ModelGroup, p: _Pending, find) -> tuple[list, dict, int]:
+        """What is still to write once the rows other writers committed are taken out
+        (``find(digests)``: their rows in ``now``, -1 where absent)."""
         old = {name: dict(rows) for name, rows in p.old.items()}
         new, skipped = [], 0
         if p.new:
-            rows = now.rows_of([d for d, *_ in p.new])
+            rows = np.asarray(find([d for d, *_ in p.new]), dtype=np.int64)
             for (d, s, t, w, values), row in zip(p.new, rows.tolist()):
                 if row < 0:
                     new.append((d, s, t, w, values))

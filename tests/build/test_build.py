@@ -227,7 +227,7 @@ def test_float16_store_halves_the_disk(tmp_path):
         cache.build(seqs, model=CKPT, layers=[2], pools=["cls"], store_dtype=dtype, **FAST)
         group = cache.group()
         sizes[dtype] = sum(size for _, _, size in group.manifest.arrays["layer_2_cls"]["chunks"].values())
-        values[dtype] = cache.embeddings(seqs, layer=2)
+        values[dtype] = cache.embeddings(seqs, layer=2, pool="cls")
         assert group.array("layer_2_cls").dtype == np.dtype(dtype)
     assert sizes["float16"] <= 0.55 * sizes["float32"], sizes
     assert values["float16"].dtype == np.float32

@@ -54,7 +54,7 @@ def test_bad_parameters_exit_2_naming_parameter_value_and_what_is_allowed(
     name = param.partition("=")[0]
     # The data file does not exist: the parameter is refused before anything is read.
     code, out, err = run_cli(classify_app, [
-        "fit", "--model", model, "--data", tmp_path / "absent.csv", "--cache",
+        "fit", "--probe", model, "--data", tmp_path / "absent.csv", "--cache",
         tmp_path / "absent.zarr", "--out", tmp_path / "run", "--param", param],
         monkeypatch, capsys)
     assert code == 2, err
@@ -74,7 +74,7 @@ def test_sweep_and_cv_check_parameters_first_too(command, tmp_path, monkeypatch,
 
 def test_parameters_are_typed_once_at_the_edge(task, tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(classify_app, [
-        "fit", "--model", "mlp", "--data", task / "task.csv", "--cache", task / "cache.zarr",
+        "fit", "--probe", "mlp", "--data", task / "task.csv", "--cache", task / "cache.zarr",
         "--out", tmp_path / "run", "--bootstrap", "20", "--param", "hidden_layer_sizes=[16,8]",
         "--param", "learning_rate=1e-2", "--param", "max_epochs=2", "--param",
         "standardize=true"], monkeypatch, capsys)
@@ -110,7 +110,7 @@ def test_constraints_hold_in_python_too():
 def test_a_diverging_fit_exits_1_and_writes_no_run(model, params, task, tmp_path, monkeypatch,
                                                     capsys):
     out = tmp_path / "new" / "deeper" / "run"
-    args = ["fit", "--model", model, "--data", task / "task.csv", "--cache", task / "cache.zarr",
+    args = ["fit", "--probe", model, "--data", task / "task.csv", "--cache", task / "cache.zarr",
             "--out", out, "--bootstrap", "20"]
     if model == "layer-weighted":
         args += ["--layers", "1-2"]
@@ -140,7 +140,7 @@ def test_non_finite_scores_are_refused_whatever_the_probe():
 def test_a_diverging_fit_says_one_line_on_the_real_command_line(task, tmp_path):
     # A real process: no NumPy overflow warning or traceback around the message.
     done = subprocess.run(
-        [sys.executable, "-c", "from cli.classify_app import main; main()", "fit", "--model",
+        [sys.executable, "-c", "from cli.classify_app import main; main()", "fit", "--probe",
          "layer-weighted", "--layers", "1-2", "--data", str(task / "task.csv"), "--cache",
          str(task / "cache.zarr"), "--out", str(tmp_path / "run"), "--param",
          "learning_rate=1e300"], capture_output=True, text=True, cwd=tmp_path.parent,

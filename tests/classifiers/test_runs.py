@@ -42,7 +42,7 @@ def multiclass(tmp_path_factory):
 def logistic_run(binary, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "logistic"
     fit_run(binary / "task.csv", cache=binary / "cache.zarr", out=out, model="logistic",
-            layer=2, n_bootstrap=200, command="classify fit --model logistic ...")
+            layer=2, n_bootstrap=200, command="classify fit --probe logistic ...")
     return out
 
 
@@ -117,7 +117,7 @@ def test_fit_reports_baselines_on_the_same_split_and_provenance(logistic_run, bi
     import hashlib
     assert data["sha256"] == hashlib.sha256((binary / "task.csv").read_bytes()).hexdigest()
     prov = run["provenance"]
-    assert prov["command"] == "classify fit --model logistic ..."
+    assert prov["command"] == "classify fit --probe logistic ..."
     assert {"embedcache", "scikit-learn", "numpy", "zarr", "xgboost"} <= set(prov["versions"])
     # Every package's real version, also where the distribution has another name (xgboost-cpu).
     assert None not in prov["versions"].values(), prov["versions"]
@@ -321,16 +321,18 @@ def test_sequences_missing_from_the_cache_say_how_many_and_the_build_command(bin
     with pytest.raises(StoreError) as err:
         fit_run(tmp_path / "more.csv", cache=binary / "cache.zarr", out=tmp_path / "r",
                 model="logistic", layer=2)
-    message = str(err.value)
-    assert "7 of 247 sequences" in message
+    message = err.value.cli_message()  # the command line's advice: a command
+    assert "7 of 247 sequences" in message and "first: id new0" in message
     assert f"embedcache build {tmp_path / 'more.csv'}" in message and "--layers 2" in message
+    assert f".build({str(tmp_path / 'more.csv')!r}" in str(err.value)  # Python's: a call
     assert not (tmp_path / "r").exists() and list(tmp_path.iterdir()) == [tmp_path / "more.csv"]
 
 
 def test_layer_missing_from_the_cache(binary, tmp_path):
-    with pytest.raises(StoreError, match="--layers 1 --pool cls"):
+    with pytest.raises(StoreError, match="layer 1 cls pooling was never built") as err:
         fit_run(binary / "task.csv", cache=binary / "cache.zarr", out=tmp_path / "r", layer=1,
                 pool="cls", model="logistic")
+    assert "--layers 1 --pool cls" in err.value.cli_message()
 
 
 @pytest.mark.parametrize("labels, message", [
@@ -361,7 +363,7 @@ def test_several_backbones_need_a_choice(tmp_path):
     table.to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(InputError) as err:
         fit_run(tmp_path / "t.csv", cache=tmp_path / "c.zarr", out=tmp_path / "r")
-    for text in ("alpha", "beta", key_a, key_b, "--backbone"):
+    for text in ("alpha", "beta", key_a, key_b, "--model"):
         assert text in str(err.value)
     run = fit_run(tmp_path / "t.csv", cache=tmp_path / "c.zarr", out=tmp_path / "r",
                   backbone="beta", model="logistic", n_bootstrap=20)

@@ -96,8 +96,10 @@ def test_missing_layers_are_listed_in_one_error_with_the_build_command(tmp_path)
                   layers="all", pools=["cls", "mean"])
     message = str(info.value)
     assert "layer 1 cls, layer 3 cls, layer 3 mean" in message
-    assert f"embedcache build {tmp_path / 't.csv'}" in message
-    assert "--layers 1,3 --pool cls,mean" in message
+    assert f"EmbeddingCache({str(tmp_path / 'c.zarr')!r}).build({str(tmp_path / 't.csv')!r}" in message
+    assert "layers=[1, 3], pools=['cls', 'mean']" in message  # Python advice in Python
+    command = info.value.cli_message()  # and a command on the command line
+    assert f"embedcache build {tmp_path / 't.csv'}" in command and "--layers 1,3 --pool cls,mean" in command
     assert not (tmp_path / "s").exists()
 
 
@@ -151,7 +153,7 @@ def test_compare_takes_sweeps_and_layer_weighted_runs(split_signal, sweep_dir, t
 
 
 def test_layers_belong_to_the_layer_weighted_probe(split_signal, tmp_path):
-    with pytest.raises(InputError, match="--layers is for --model layer-weighted"):
+    with pytest.raises(InputError, match="--layers is for --probe layer-weighted"):
         fit_run(split_signal / "task.csv", cache=split_signal / "cache.zarr",
                 out=tmp_path / "r", model="logistic", layers="all")
     with pytest.raises(InputError, match="instead of a sweep"):

@@ -118,7 +118,7 @@ def test_compare_writes_a_report_beside_its_csv_in_a_named_directory(deep, tmp_p
 def test_overfitting_is_noted_in_the_summary_and_the_report(deep, tmp_path, monkeypatch,
                                                             capsys):
     out, _ = classify(["fit", *data(deep), "--out", tmp_path / "xgb", "--layer", "3",
-                       "--model", "xgboost"], monkeypatch, capsys)
+                       "--probe", "xgboost"], monkeypatch, capsys)
     run = json.loads((tmp_path / "xgb" / "metrics.json").read_text())
     held = run["metrics"]["validation"]["mcc"]
     assert run["metrics"]["train"]["mcc"] == 1.0 > held

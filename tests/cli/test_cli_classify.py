@@ -39,12 +39,12 @@ def built(tmp_path_factory, tiny_v2_checkpoint):
 def test_fit_then_evaluate_predict_compare(built, tmp_path, monkeypatch, capsys):
     task, cache = built / "task.csv", built / "cache.zarr"
     code, out, err = run_cli(classify_app, [
-        "fit", "--model", "logistic", "--data", task, "--cache", cache, "--layer", "2",
+        "fit", "--probe", "logistic", "--data", task, "--cache", cache, "--layer", "2",
         "--pool", "mean", "--out", tmp_path / "run", "--bootstrap", "100"], monkeypatch, capsys)
     assert code == 0, err
     assert "baseline: kmer_logistic" in out and "test (n=10)" in out
     run = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert run["provenance"]["command"].startswith("classify fit --model logistic --data")
+    assert run["provenance"]["command"].startswith("classify fit --probe logistic --data")
     assert run["features"]["backbone"]["name"] == "checkpoint" and run["features"]["layer"] == 2
     pred = pd.read_csv(tmp_path / "run" / "predictions.csv")
     test = pred[pred["split"] == "test"]
@@ -65,7 +65,7 @@ def test_fit_then_evaluate_predict_compare(built, tmp_path, monkeypatch, capsys)
     scores = pd.read_csv(tmp_path / "scores.csv")
     np.testing.assert_allclose(scores["score"], pred["score"], rtol=1e-6)
 
-    code, out, err = run_cli(classify_app, ["fit", "--model", "logistic", "--data", task,
+    code, out, err = run_cli(classify_app, ["fit", "--probe", "logistic", "--data", task,
                                             "--cache", cache, "--layer", "1", "--pool", "mean",
                                             "--out", tmp_path / "run1", "--bootstrap", "50"],
                              monkeypatch, capsys)
@@ -79,7 +79,7 @@ def test_fit_then_evaluate_predict_compare(built, tmp_path, monkeypatch, capsys)
 def test_mlp_fit_and_cv_on_the_command_line(built, tmp_path, monkeypatch, capsys):
     task, cache = built / "task.csv", built / "cache.zarr"
     code, out, err = run_cli(classify_app, [
-        "fit", "--model", "mlp", "--data", task, "--cache", cache, "--out", tmp_path / "mlp",
+        "fit", "--probe", "mlp", "--data", task, "--cache", cache, "--out", tmp_path / "mlp",
         "--bootstrap", "50", "--param", "max_epochs=3"], monkeypatch, capsys)
     assert code == 0, err
     run = json.loads((tmp_path / "mlp" / "metrics.json").read_text())
@@ -98,7 +98,7 @@ def test_mlp_fit_and_cv_on_the_command_line(built, tmp_path, monkeypatch, capsys
 def test_sweep_and_layer_weighted_on_the_command_line(built, tmp_path, monkeypatch, capsys):
     task, cache = built / "task.csv", built / "cache.zarr"
     code, out, err = run_cli(classify_app, [
-        "sweep", "--model", "logistic", "--data", task, "--cache", cache, "--layers", "all",
+        "sweep", "--probe", "logistic", "--data", task, "--cache", cache, "--layers", "all",
         "--pool", "cls,mean", "--out", tmp_path / "sweep", "--bootstrap", "50"],
         monkeypatch, capsys)
     assert code == 0, err
@@ -109,7 +109,7 @@ def test_sweep_and_layer_weighted_on_the_command_line(built, tmp_path, monkeypat
     assert f"best on validation mcc: layer {best['layer']}, {best['pool']} pooling" in out
 
     code, out, err = run_cli(classify_app, [
-        "fit", "--model", "layer-weighted", "--layers", "all", "--data", task, "--cache", cache,
+        "fit", "--probe", "layer-weighted", "--layers", "all", "--data", task, "--cache", cache,
         "--out", tmp_path / "lw", "--bootstrap", "50"], monkeypatch, capsys)
     assert code == 0, err
     weights = json.loads((tmp_path / "lw" / "metrics.json").read_text())["layer_weights"]
@@ -186,7 +186,7 @@ def test_a_layer_the_backbone_lacks_is_named_not_suggested(built, tmp_path, monk
     task, cache = built / "task.csv", built / "cache.zarr"
     for command in ("fit", "cv"):
         code, _, err = run_cli(classify_app, [
-            command, "--model", "logistic", "--data", task, "--cache", cache, "--layer", "3",
+            command, "--probe", "logistic", "--data", task, "--cache", cache, "--layer", "3",
             "--out", tmp_path / command], monkeypatch, capsys)
         assert code == 2 and "--layer 3" in err and "layers 1-2" in err
         assert "embedcache build" not in err  # building layer 3 would fail: the model has 2

@@ -153,7 +153,8 @@ def test_process_exit_codes_and_untouched_store(task, tmp_path, jax_compile_cach
     assert done.stderr.startswith("error: ") and "long.fa" in done.stderr and "chrX_region" in done.stderr
     assert "Traceback" not in done.stderr
     assert tree_hash(cache) == before
-    shard = cache / EmbeddingCache(cache).models()[0]["key"] / "layer_2_cls" / "c" / "0" / "0"
+    group = EmbeddingCache(cache).group()
+    shard = cache / group.key / group.manifest.arrays["layer_2_cls"]["chunks"]["0"][0]
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))

@@ -67,7 +67,7 @@ def test_plugin_family_builds_reads_and_classifies(plugin, tmp_path):
     np.testing.assert_allclose(x, plugin.reference_embeddings(ckpt, seqs, layer=2), atol=1e-5)
 
     run = tmp_path / "run"
-    fit = _run("cli.classify_app", "fit", "--model", "logistic", "--data", str(task), "--cache", str(cache),
+    fit = _run("cli.classify_app", "fit", "--probe", "logistic", "--data", str(task), "--cache", str(cache),
                "--layer", "2", "--pool", "mean", "--out", str(run), cwd=ROOT)
     assert fit.returncode == 0, fit.stderr[-3000:]
     record = json.loads((run / "metrics.json").read_text())

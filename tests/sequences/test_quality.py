@@ -52,7 +52,7 @@ def test_build_and_classify_warn(tmp_path, jax_compile_cache):
     with pytest.warns(DuplicateIdWarning, match=r"t.csv: 1 id\(s\)"):  # the build warns too
         EmbeddingCache(tmp_path / "c.zarr").build(str(task), model=str(root / "tests/golden/tiny_v2/checkpoint"),
                                                   max_tokens=64, quiet=True)
-    done = subprocess.run([sys.executable, "-m", "cli.classify_app", "fit", "--model", "logistic", "--data",
+    done = subprocess.run([sys.executable, "-m", "cli.classify_app", "fit", "--probe", "logistic", "--data",
                            str(task), "--cache", str(tmp_path / "c.zarr"), "--out", str(tmp_path / "run")],
                           cwd=root, capture_output=True, text=True, timeout=300)
     assert "warning: " in done.stderr and "'d1'" in done.stderr and "DuplicateIdWarning" not in done.stderr

@@ -69,7 +69,7 @@ def test_sigkill_mid_build_leaves_whole_rows_and_resumes_to_the_same_content(tmp
     crashed = tmp_path / "crashed.zarr"
     marker = tmp_path / "stopped"
     # The build stops itself mid-commit (its third: chunks written, not yet swapped in), and is killed there.
-    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.1",
+    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.1", "EMBEDCACHE_COMMIT_ROWS": "8",
            "EMBEDCACHE_TEST_PAUSE": f"before_publish:{marker}:3"}
     proc = subprocess.Popen(_build_cmd(fasta, crashed), env=env, cwd=Path(__file__).parents[2],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -86,7 +86,7 @@ def test_embeddings_never_read_lost_chunks_as_data(clean, tmp_path, kind):
     cache, key = _copy(clean, tmp_path)
     array, (lo, hi) = _damage(cache, key, kind)
     with pytest.raises(DamagedChunkError) as err:
-        EmbeddingCache(cache).embeddings(_sequences(clean), layer=2)
+        EmbeddingCache(cache).embeddings(_sequences(clean), layer=2, pool="cls")
     msg = str(err.value)
     assert err.value.array == f"{key}/{array}" and err.value.rows == (lo, hi)
     assert f"rows {lo}-{hi} of array {key}/{array}" in msg
@@ -131,9 +131,9 @@ def test_export_and_classify_fit_exit_2_naming_the_damage(clean, tmp_path, kind)
     _damage(cache, key, kind)
     runs = [
         _cli("cli.embedcache_app", "export", "--cache", cache, "--input", clean / "task.csv",
-             "--out", tmp_path / "x.npz", "--layer", "2"),
-        _cli("cli.classify_app", "fit", "--model", "logistic", "--data", clean / "task.csv", "--cache", cache,
-             "--layer", "2", "--out", tmp_path / "run"),
+             "--out", tmp_path / "x.npz", "--layer", "2", "--pool", "cls"),
+        _cli("cli.classify_app", "fit", "--probe", "logistic", "--data", clean / "task.csv", "--cache", cache,
+             "--layer", "2", "--pool", "cls", "--out", tmp_path / "run"),
     ]
     for run in runs:
         assert run.returncode == 2, run.stderr

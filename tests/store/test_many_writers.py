@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY_BUILD_API as API, TINY_BUILD_ARGS as ARGS, kill_once_rows_committed
+from conftest import TINY_BUILD_API as API, TINY_BUILD_ARGS as ARGS, kill_at_pause
 from embedcache import EmbeddingCache
 from embedcache.store import sequence_digest
 
@@ -47,13 +47,15 @@ def test_four_writers_one_killed_store_each_sequence_once_with_single_writer_val
     seqs = _seqs()
     inputs = _inputs(tmp_path, seqs)
     cache_path = tmp_path / "shared.zarr"
-    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.05"}
+    env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.05", "EMBEDCACHE_COMMIT_ROWS": "8"}
 
-    procs = [_start(fasta, cache_path, env) for fasta in inputs]
+    marker = tmp_path / "stopped"
+    # Writer 1 stops itself in its third commit (chunks written, not swapped in) and is killed there.
+    procs = [_start(fasta, cache_path, {**env, "EMBEDCACHE_TEST_PAUSE": f"before_publish:{marker}:3"} if w == 1
+                    else env) for w, fasta in enumerate(inputs)]
     victim = procs[1]
-    # Kill it once some rows are committed, while the others are still writing.
-    killed, outs = kill_once_rows_committed(victim, procs, cache_path, 20)
-    assert killed, "writer 1 finished before it could be killed: enlarge the inputs"
+    killed, outs = kill_at_pause(victim, procs, marker)
+    assert killed, "writer 1 finished before its third commit: enlarge the inputs"
     assert victim.returncode == -signal.SIGKILL
     for w, (p, (out, err)) in enumerate(zip(procs, outs)):
         if p is not victim:

@@ -24,7 +24,9 @@ Formats
     would, or into a temporary directory when the genome's directory is read-only. A
     region on the ``-`` strand is reverse-complemented after normalization. The id is the
     name column unless absent or ``.``, else ``chrom:start-end(strand)``. ``#``, ``track``
-    and ``browser`` lines are skipped.
+    and ``browser`` lines are skipped. Task columns (``label``, ``split``, others) follow the
+    sixth, named by a header line ``#chrom start end name score strand label split``
+    (:mod:`~embedcache.sequences.readers.bed`).
 
 Duplicate ids and duplicate sequences are kept, in file order: the store is addressed by
 sequence content, so they cost nothing. The long-sequence policy is not applied here; it
@@ -144,7 +146,8 @@ def iter_records(
         Columns ``id`` (str), ``sequence`` (normalized str), ``record`` (int, the 1-based
         record number in the file), then ``label`` and ``split`` when a table has them
         (values and dtype as in the file; a CSV's dtype is inferred per chunk), and for
-        BED ``chrom``, ``start``, ``end``, ``strand``. Rows are in file order.
+        BED ``chrom``, ``start``, ``end``, ``strand`` and the task columns its header names
+        (text; missing values as None). Rows are in file order.
 
     Raises
     ------
@@ -198,15 +201,16 @@ def read_records(
     return pd.concat(chunks, ignore_index=True)
 
 
-def sequence_of(path: str | PathLike, record_id: str) -> str:
-    """The (normalized) sequence of the record ``record_id`` in a sequence file.
+def sequence_of(path: str | PathLike, record_id: str, *, reference: str | PathLike | None = None) -> str:
+    """The (normalized) sequence of the record ``record_id`` in a sequence file (a BED file's
+    regions cut from ``reference``).
 
     Raises
     ------
     InputError
         No record has that id, or several with different sequences do.
     """
-    table = read_records(path)
+    table = read_records(path, reference=reference)
     found = table.loc[table["id"] == record_id, "sequence"].unique()
     if len(found) == 0:
         shown = ", ".join(table["id"].head(5))

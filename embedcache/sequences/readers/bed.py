@@ -1,4 +1,16 @@
-"""BED regions cut from a reference genome through a pyfaidx index (see :mod:`embedcache.sequences.readers`)."""
+"""BED regions cut from a reference genome through a pyfaidx index (see :mod:`embedcache.sequences.readers`).
+
+Task columns: a BED file may carry columns after the sixth (strand), such as a class label
+and a split, named by a header line that names every column, with or without a leading
+``#`` (as bedtools and bioframe write it)::
+
+    #chrom  start  end  name  score  strand  label  split
+    chr1    100    600  p1    0      +       1      train
+
+Named columns past the sixth are carried as record columns (``label`` and ``split`` are the
+task roles ``classify`` reads, any other, e.g. ``gene``, is exported with the features);
+without a header they are ignored. Pad a BED3 or BED4 with ``.`` for name, score and strand.
+"""
 
 
 from __future__ import annotations
@@ -15,10 +27,17 @@ from embedcache.errors import InputError
 from embedcache.sequences.alphabet import normalize, reverse_complement
 from embedcache.sequences.readers.common import ChunkBuilder, text_lines
 
+# pandas' missing-value markers, as the table reader applies them to label and split.
+from pandas._libs.parsers import STR_NA_VALUES
+
 __all__ = ["bed_chunks"]
 
 
 _BED_STRANDS = ("+", "-", ".")
+_BED_COLUMNS = ("chrom", "start", "end", "name", "score", "strand")
+# Names a task column may not take: they are the reader's own columns.
+_RESERVED = (*_BED_COLUMNS, "id", "sequence", "record")
+_MISSING = {*STR_NA_VALUES, "."}
 
 
 # -- BED ----------------------------------------------------------------------------------
@@ -74,14 +93,20 @@ def _genome(reference: Path):
 
 
 def bed_chunks(path: Path, reference: Path, alphabet: str, chunk_size: int) -> Iterator[pd.DataFrame]:
-    chunks = ChunkBuilder(("id", "sequence", "record", "chrom", "start", "end", "strand"), chunk_size)
+    columns = ("id", "sequence", "record", "chrom", "start", "end", "strand")
+    chunks, extra = None, {}  # extra: task column name -> field index, from the header line
     record = 0
     with _genome(reference) as genome:
         lengths = {name: len(genome[name]) for name in genome.keys()}
         for lineno, line in text_lines(path):
+            if chunks is None and (header := _header(line)) is not None:
+                extra = _task_columns(path, lineno, header)
+                continue
             fields = _bed_fields(line)
             if not fields:
                 continue
+            if chunks is None:
+                chunks = ChunkBuilder(columns + tuple(extra), chunk_size)
             chrom, start, end, name, strand = _parse_bed_line(path, lineno, fields)
             if chrom not in lengths:
                 shown = ", ".join(list(lengths)[:5]) + (", ..." if len(lengths) > 5 else "")
@@ -101,12 +126,47 @@ def bed_chunks(path: Path, reference: Path, alphabet: str, chunk_size: int) -> I
             seq = normalize(genome[chrom][start:end], alphabet=alphabet, record=where)
             if strand == "-":
                 seq = reverse_complement(seq)
-            if (frame := chunks.add(seq_id, seq, record, chrom, start, end, strand)) is not None:
+            task = [_task_value(fields, i) for i in extra.values()]
+            if (frame := chunks.add(seq_id, seq, record, chrom, start, end, strand, *task)) is not None:
                 yield frame
     if not record:
         raise InputError(f"{path}: no regions (only blank, comment, track or browser lines). Give a BED file with regions.")
     if (frame := chunks.flush()) is not None:
         yield frame
+
+
+def _header(line: str) -> list[str] | None:
+    """The column names of a header line (``#chrom start end ...`` or ``chrom start end ...``), else None."""
+    fields = [f.strip() for f in line.strip().lstrip("#").strip().split("\t" if "\t" in line else None)]
+    if len(fields) >= 3 and fields[0].lower() in ("chrom", "chr", "chromosome") \
+            and fields[1].lower() in ("start", "chromstart"):
+        return fields
+    return None
+
+
+def _task_columns(path: Path, lineno: int, header: list[str]) -> dict[str, int]:
+    """Task columns (past strand) of a header line: name -> field index."""
+    named = [h.lower() for h in header[: len(_BED_COLUMNS)]]
+    for role in ("label", "split"):
+        if role in named:
+            raise InputError(
+                f"{path}, line {lineno}: the header names column {named.index(role) + 1} {role!r}, but columns "
+                "1-6 of a BED file are chrom, start, end, name, score, strand. Put task columns after the "
+                "sixth: pad with '.' for name, score and strand (e.g. chr1 100 600 . 0 + 1).")
+    extra: dict[str, int] = {}
+    for i, name in enumerate(header[len(_BED_COLUMNS):], len(_BED_COLUMNS)):
+        key = name.lower() if name.lower() in ("label", "split") else name
+        if not key or key.lower() in _RESERVED or key in extra:
+            raise InputError(f"{path}, line {lineno}: column {i + 1} of the header is named {name!r}, which is "
+                             "empty, repeated or one of the reader's own columns "
+                             f"({', '.join(_RESERVED)}); rename it.")
+        extra[key] = i
+    return extra
+
+
+def _task_value(fields: list[str], i: int) -> str | None:
+    value = fields[i].strip() if i < len(fields) else ""
+    return None if value in _MISSING else value
 
 
 def _bed_fields(line: str) -> list[str]:
