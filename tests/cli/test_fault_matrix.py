@@ -50,10 +50,10 @@ COMMANDS: dict[str, tuple[str, list[str]]] = {
                                       "--input", "{input}", "--sequence-id", "s1", "--out", "{out}.png"]),
     "models": ("embedcache", ["models"]),
     "convert": ("embedcache", ["convert", "{ckpt}", "--out", "{out}"]),
-    "fit": ("classify", ["fit", "--model", "logistic", "--data", "{input}", "--cache", "{cache}", "--layer", "2",
+    "fit": ("classify", ["fit", "--probe", "logistic", "--data", "{input}", "--cache", "{cache}", "--layer", "2",
                          "--out", "{out}", *BOOT]),
     "sweep": ("classify", ["sweep", "--data", "{input}", "--cache", "{cache}", "--layers", "1,2", "--out", "{out}", *BOOT]),
-    "cv": ("classify", ["cv", "--model", "logistic", "--data", "{input}", "--cache", "{cache}", "--layer", "2",
+    "cv": ("classify", ["cv", "--probe", "logistic", "--data", "{input}", "--cache", "{cache}", "--layer", "2",
                         "--folds", "2", "--out", "{out}"]),
     "evaluate": ("classify", ["evaluate", "{run}", "--data", "{input}", "--out", "{out}", *BOOT]),
     "predict": ("classify", ["predict", "{run}", "--data", "{input}", "--out", "{out}.csv"]),
@@ -169,6 +169,8 @@ FAULTS = [
           ("cannot reach the S3 endpoint", "s3://caches/c.zarr"), commands=tuple(sorted(URL_CACHES))),
     Fault("S3 bucket missing", "cache", lambda w, t: "s3://no-such-bucket/c.zarr", 1,
           ("no-such-bucket", "does not exist on the S3 endpoint"), commands=("build",)),
+    Fault("S3 no credentials", "cache", lambda w, t: "s3://caches/c.zarr", 1,
+          ("no S3 credentials were found for http://127.0.0.1:", "AWS_ACCESS_KEY_ID"), commands=tuple(sorted(URL_CACHES))),
     # A reader finds no store there (the bucket is not named: the store's business, issue 20).
     Fault("S3 bucket missing (read)", "cache", lambda w, t: "s3://no-such-bucket/c.zarr", 2,
           ("no embedding cache at s3://no-such-bucket/c.zarr",), commands=tuple(sorted(URL_CACHES - {"build"}))),
@@ -204,7 +206,7 @@ def world(tmp_path_factory) -> dict:
     EmbeddingCache(d / "cache.zarr").build(task, model=TINY_CKPT, max_tokens=64, layers=[1, 2], attention=[(1, 1)],
                                            batch_size=8, quiet=True)
     world = {"task": task, "cache": d / "cache.zarr", "run": d / "run", "ckpt": TINY_CKPT}
-    code, err = _run("classify", ["fit", "--model", "logistic", "--data", str(task), "--cache", str(world["cache"]),
+    code, err = _run("classify", ["fit", "--probe", "logistic", "--data", str(task), "--cache", str(world["cache"]),
                                   "--layer", "2", "--out", str(world["run"]), *BOOT])
     assert code == 0, err
     return world
@@ -264,6 +266,12 @@ def test_fault_matrix(command, fault, world, tmp_path, request, monkeypatch):
     if fault.name.startswith("S3"):
         endpoints = request.getfixturevalue("s3_endpoints")
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoints["dead" if "unreachable" in fault.name else "live"])
+        if "credentials" in fault.name:  # none in the environment, none in a home directory, no instance metadata
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN",
+                        "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+                monkeypatch.delenv(key, raising=False)
+            monkeypatch.setenv("HOME", str(tmp_path))
+            monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     values = {"input": str(world["task"]), "cache": str(world["cache"]), "ckpt": str(world["ckpt"]),
               "out": str(tmp_path / "out"), "run": str(world["run"])}
     if command == "build":  # a build writes: its own copy of the store
