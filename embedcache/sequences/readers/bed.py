@@ -123,7 +123,15 @@ def bed_chunks(path: Path, reference: Path, alphabet: str, chunk_size: int) -> I
             seq_id = name if name not in ("", ".") else f"{chrom}:{start}-{end}({strand})"
             # The letters come from the genome: name it too, a bad byte is in that file.
             where = f"{path.name}:{seq_id} (line {lineno}; {chrom}:{start}-{end} of the reference {reference.name})"
-            seq = normalize(genome[chrom][start:end], alphabet=alphabet, record=where)
+            try:
+                bases = genome[chrom][start:end]
+            except UnicodeDecodeError:  # found by fuzzing: pyfaidx decodes the slice it read
+                raise InputError(
+                    f"reference {reference}: the bases of {chrom}:{start}-{end} (asked for by {path}, line {lineno}) "
+                    "hold bytes that are not UTF-8 text. Give a FASTA genome of plain letters (samtools faidx "
+                    "checks it)."
+                ) from None
+            seq = normalize(bases, alphabet=alphabet, record=where)
             if strand == "-":
                 seq = reverse_complement(seq)
             task = [_task_value(fields, i) for i in extra.values()]
