@@ -180,7 +180,8 @@ def workdir(tmp_path_factory) -> Path:
     return d
 
 
-def check_reader(reader: Fuzzed, path: Path, content: bytes, reference: Path | None, named: Path | None = None) -> None:
+def check_reader(reader: Fuzzed, path: Path, content: bytes, reference: Path | None, named: Path | None = None,
+                 note: Callable[[str], None] = event) -> None:
     """The property: well-formed records, or an InputError naming the file (``named``, by
     default ``path``); nothing else."""
     path.write_bytes(content)
@@ -188,9 +189,9 @@ def check_reader(reader: Fuzzed, path: Path, content: bytes, reference: Path | N
         frames = list(iter_records(path, format=reader.format, reference=reference, chunk_size=2))
     except InputError as exc:
         assert (named or path).name in str(exc), f"the message does not name the file: {exc}"
-        event(f"{type(exc).__name__}: {re.sub(r'[^a-z ]', '', str(exc).replace(str(path), ''))[:30]}")
+        note(f"{type(exc).__name__}: {re.sub(r'[^a-z ]', '', str(exc).replace(str(path), ''))[:30]}")
         return
-    event("records")
+    note("records")
     assert frames
     for frame in frames:
         assert {"id", "sequence", "record"} <= set(frame.columns)
@@ -246,3 +247,30 @@ def test_seeds_are_valid(workdir):
                 path, reference = workdir / reader.filename, workdir / "genome.fa" if reader.reference else None
                 path.write_bytes(reader.wrap(seed))
             assert sum(len(f) for f in iter_records(path, format=reader.format, reference=reference)) >= 1
+
+
+def _nested_id_parquet() -> bytes:
+    return _parquet({"id": pa.array([["a"], ["b"]], type=pa.list_(pa.string())), "sequence": ["ACGT", "GG"]})
+
+
+def _non_utf8_name_parquet() -> bytes:
+    raw = _parquet({"sequence": ["ACGT"], "idxx": ["a"]})
+    return raw.replace(b"idxx", b"id\xff\xfe")  # the column name, in the footer, no longer UTF-8
+
+
+# What the fuzzer found, kept as plain examples: each failed with another exception before.
+FOUND = [
+    pytest.param(FUZZED[4], _non_utf8_name_parquet(), id="parquet column name not UTF-8"),
+    pytest.param(FUZZED[4], _nested_id_parquet(), id="parquet list-typed id"),
+    pytest.param(FUZZED[6], b">\x00\n\n\x00", id="genome pyfaidx cannot index"),
+    pytest.param(FUZZED[6], b">chr1\n\xe1\x80\x80" + b"\x00" * 11, id="genome region splitting a UTF-8 character"),
+]
+
+
+@pytest.mark.parametrize("reader, content", FOUND)
+def test_what_the_fuzzer_found(reader, content, workdir):
+    if reader.fuzz_reference:
+        genome = _fresh_genome(workdir, reader, content)
+        check_reader(reader, workdir / "fixed.bed", FIXED_BED, genome, named=genome, note=print)
+    else:
+        check_reader(reader, workdir / reader.filename, content, None, note=print)

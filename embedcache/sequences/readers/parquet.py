@@ -33,6 +33,13 @@ def parquet_chunks(path: Path, alphabet: str, chunk_size: int) -> Iterator[pd.Da
         )
     carried = [r for r in ("label", "split") if r in roles]
     id_column = roles.get("id", roles.get("name"))
+    for column in [id_column, *(roles[r] for r in carried)]:
+        # A list or struct per row is no id or label (found by fuzzing: it failed deep in pandas).
+        if column is not None and pa.types.is_nested(schema.field(column).type):
+            raise InputError(
+                f"{path}: column {column!r} holds {schema.field(column).type}, not one value per row. "
+                "Store ids, labels and splits as plain text or numbers."
+            )
     wanted = [roles["sequence"], *([id_column] if id_column else []), *(roles[r] for r in carried)]
     rows = 0
     with parquet:
