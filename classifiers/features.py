@@ -40,7 +40,8 @@ class TaskSource:
 
 
 class Backbone(dict):
-    """What a run records about the model whose features it used (a plain dict, JSON-ready).
+    """What a run records about the model whose features it used: the run record's JSON form of
+    the group's :class:`~embedcache.store.GroupInfo` (a plain dict, as ``metrics.json`` holds it).
 
     Keys: ``key`` (the store's model key), ``name``, ``digest`` (parameter digest), ``variant``,
     ``tokenizer``, ``feature_dim``, ``num_layers``, ``max_tokens``, ``alphabet``, ``long``,
@@ -77,20 +78,16 @@ def resolve_backbone(cache, backbone: str | None = None) -> Backbone:
             raise StoreError(f"the cache {cache.path} holds no model yet; build it first: "
                              f"embedcache build TASK.csv --model MODEL --cache {cache.path}")
         if len(models) > 1:
-            listing = "; ".join(f"{m['name']} (key {m['key']})" for m in models)
+            listing = "; ".join(f"{m.name} (key {m.key})" for m in models)
             raise InputError(
                 f"the cache {cache.path} holds {len(models)} models: {listing}. "
                 "Choose one with --model NAME or --model KEY.")
-        backbone = models[0]["key"]
-    group = cache.group(backbone)
-    a = group.attrs
-    return Backbone(
-        key=group.key, name=group.model_name, digest=a.get("param_digest"),
-        variant=a.get("variant"), tokenizer=a.get("tokenizer"),
-        feature_dim=a.get("feature_dim"), num_layers=a.get("num_layers"),
-        max_tokens=a.get("max_tokens"), alphabet=a.get("alphabet"), long=a.get("long"),
-        dtype=a.get("dtype"), store_dtype=a.get("store_dtype"),
-        random_weights=a.get("random_weights"), source=a.get("source"))
+        backbone = models[0].key
+    g = cache.group(backbone).about
+    return Backbone(key=g.key, name=g.name, digest=g.digest, variant=g.variant, tokenizer=g.tokenizer,
+                    feature_dim=g.feature_dim, num_layers=g.num_layers, max_tokens=g.max_tokens,
+                    alphabet=g.alphabet, long=g.long, dtype=g.dtype, store_dtype=g.store_dtype,
+                    random_weights=g.random_weights, source=g.source)
 
 
 def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: str | None = None,

@@ -23,6 +23,7 @@ __all__ = [
     "SCALAR_METRICS",
     "classification_metrics",
     "bootstrap_intervals",
+    "ranking_metrics",
     "weighted_metrics",
     "summarize_runs",
 ]
@@ -126,6 +127,50 @@ def bootstrap_intervals(y_true: Sequence, y_pred: Sequence, proba: np.ndarray,
                      if ok.mean() >= 0.5 else None)
     out.update(n_resamples=int(n_resamples), level=float(level), seed=int(seed),
                method="percentile bootstrap over test rows")
+    return out
+
+
+def ranking_metrics(positive: Sequence[bool], score: Sequence[float], *, n_resamples: int = 1000,
+                    level: float = 0.95, seed: int = 0, chunk: int = 200) -> dict:
+    """AUROC and AUPRC of a real-valued score (larger = positive), with bootstrap intervals.
+
+    The point estimates are scikit-learn's ``roc_auc_score`` and ``average_precision_score``;
+    the intervals resample rows as :func:`bootstrap_intervals` does.
+
+    Returns
+    -------
+    dict
+        ``n``, ``n_positive``, ``auroc``, ``auprc`` (``None`` when one class is absent), and
+        ``intervals``: ``{"auroc": [low, high], "auprc": [...], "n_resamples", "level", "seed",
+        "method"}``.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    n = len(positive)
+    out: dict = {"n": int(n), "n_positive": int(positive.sum()), "auroc": None, "auprc": None}
+    both = 0 < positive.sum() < n
+    if both:
+        out["auroc"] = float(skm.roc_auc_score(positive, score))
+        out["auprc"] = float(skm.average_precision_score(positive, score))
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[np.ndarray]] = {"auroc": [], "auprc": []}
+    for start in range(0, n_resamples if both else 0, chunk):
+        r = min(chunk, n_resamples - start)
+        draws = rng.integers(0, n, size=(r, n))
+        weights = np.zeros((r, n))
+        np.add.at(weights, (np.arange(r)[:, None], draws), 1.0)
+        values["auroc"].append(_weighted_auroc(positive, score, weights))
+        values["auprc"].append(_weighted_average_precision(positive, score, weights))
+    alpha = (1.0 - level) / 2.0
+    intervals: dict = {}
+    for name, chunks in values.items():
+        v = np.concatenate(chunks) if chunks else np.array([])
+        ok = np.isfinite(v)
+        intervals[name] = ([float(np.quantile(v[ok], alpha)), float(np.quantile(v[ok], 1 - alpha))]
+                           if len(v) and ok.mean() >= 0.5 else None)
+    intervals.update(n_resamples=int(n_resamples), level=float(level), seed=int(seed),
+                     method="percentile bootstrap over rows")
+    out["intervals"] = intervals
     return out
 
 

@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from cli.options import STORAGE_HELP, key_values, open_cache
+
 from classifiers import DEFAULT_POOL, DEFAULT_PROBE
 
 app = typer.Typer(
@@ -74,27 +76,14 @@ def _params(items: list[str]) -> dict:
     """``--param NAME=VALUE`` items as typed values, parsed once here: JSON (numbers,
     true/false/null, lists as tuples, "quoted text"), else a float (nan, inf), else text.
     Whether a value suits the probe is the probe's constraints' question, asked next."""
-    params = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise typer.BadParameter(f"--param takes NAME=VALUE, not {item!r}")
-        if name in params:
-            raise typer.BadParameter(f"--param {name} is given twice; give each parameter once")
-        params[name] = _typed(text.strip())
-    return params
+    return key_values(items, "--param", typed=_typed)
 
 
 def _typed(text: str):
     try:
-        value = json.loads(text)
+        return _tuples(json.loads(text))
     except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return text
-    return _tuples(value)
+        return float(text)  # nan, inf; anything else stays text (key_values)
 
 
 def _tuples(value):
@@ -205,7 +194,8 @@ Data = Annotated[Path, typer.Option("--data", help="Labelled task: CSV/TSV/Parqu
                                     "id, split), or a BED file with --reference whose header line names label "
                                     "(and split) columns after strand; rows its split column marks test are "
                                     "held out.")]
-Cache = Annotated[Path, typer.Option("--cache", help="The embedding cache (written by `embedcache build`).")]
+Cache = Annotated[str, typer.Option("--cache", help="The embedding cache (written by `embedcache build`): a path or a URL such as s3://bucket/cache.zarr.")]
+StorageOption = Annotated[list[str], typer.Option("--storage-option", help=STORAGE_HELP)]
 Out = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
 Test = Annotated[Optional[Path], typer.Option("--test", help="Separate test file (else the data's split column, "
                                               "else a stratified 20%).")]
@@ -229,7 +219,7 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing non-em
 
 @app.command()
 def fit(
-    data: Data, cache: Cache, out: Out, probe: Probe = None, model: Model = None,
+    data: Data, cache: Cache, out: Out, probe: Probe = None, model: Model = None, storage_option: StorageOption = [],
     test: Test = None, reference: Reference = None, backbone: Backbone = None, layer: Layer = None,
     layers: Optional[str] = typer.Option(None, "--layers", help="layer-weighted only: the layers it mixes: all (default), 1-12, 1,6,12."),
     pool: str = typer.Option(DEFAULT_POOL, "--pool", help=_POOL_HELP),
@@ -243,7 +233,7 @@ def fit(
         from classifiers.runs import fit_run
 
         progress.out = out
-        run = fit_run(data, cache=cache, out=out, model=probe, backbone=model, layer=layer,
+        run = fit_run(data, cache=open_cache(cache, storage_option), out=out, model=probe, backbone=model, layer=layer,
                       layers=layers, pool=pool, test=test, group_by=group_by,
                       dedup_test=dedup_test, seed=seed, params=params, n_bootstrap=bootstrap,
                       force=force, command=_command(), reference=reference)
@@ -253,7 +243,7 @@ def fit(
 
 @app.command()
 def sweep(
-    data: Data, cache: Cache, out: Out,
+    data: Data, cache: Cache, out: Out, storage_option: StorageOption = [],
     probe: Optional[str] = typer.Option(None, "--probe", help=f"Probe fitted on every layer and pooling: logistic, "
                                         f"mlp or xgboost (default {DEFAULT_PROBE})."),
     model: Model = None,
@@ -270,7 +260,7 @@ def sweep(
         from classifiers.runs import sweep_run
 
         progress.out = out
-        run = sweep_run(data, cache=cache, out=out, model=probe, backbone=model,
+        run = sweep_run(data, cache=open_cache(cache, storage_option), out=out, model=probe, backbone=model,
                         layers=layers, pools=[p.strip() for p in pool.split(",") if p.strip()],
                         test=test, group_by=group_by, dedup_test=dedup_test, seed=seed,
                         params=params, n_bootstrap=bootstrap, force=force, command=_command(),
@@ -281,7 +271,7 @@ def sweep(
 
 @app.command()
 def cv(
-    data: Data, cache: Cache, out: Out, probe: Probe = None, model: Model = None,
+    data: Data, cache: Cache, out: Out, probe: Probe = None, model: Model = None, storage_option: StorageOption = [],
     folds: int = typer.Option(5, "--folds", help="Folds (stratified; grouped with --group-by)."),
     seeds: int = typer.Option(1, "--seeds", help="Repetitions with different shuffles."),
     seed: Seed = 0, reference: Reference = None, backbone: Backbone = None, layer: Layer = None,
@@ -295,7 +285,7 @@ def cv(
         from classifiers.runs import cross_validate
 
         progress.out = out
-        run = cross_validate(data, cache=cache, out=out, model=probe, backbone=model,
+        run = cross_validate(data, cache=open_cache(cache, storage_option), out=out, model=probe, backbone=model,
                              layer=layer, pool=pool, folds=folds, seeds=seeds, seed=seed,
                              group_by=group_by, params=params, force=force, command=_command(),
                              reference=reference)
@@ -309,7 +299,8 @@ def evaluate(
     data: Path = typer.Option(..., "--data", help="Labelled file to evaluate on (all rows): as for fit's --data."),
     reference: Reference = None,
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default RUN/evaluate-<file stem>)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="The cache, if it moved since the fit."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="The cache (path or URL), if it moved since the fit."),
+    storage_option: StorageOption = [],
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
 ) -> None:
@@ -318,7 +309,7 @@ def evaluate(
         from classifiers.runs import default_evaluation_dir, evaluate_run
 
         progress.out = out if out is not None else default_evaluation_dir(run_dir, data)
-        run = evaluate_run(run_dir, data, out=progress.out, cache=cache, n_bootstrap=bootstrap,
+        run = evaluate_run(run_dir, data, out=progress.out, cache=cache and open_cache(cache, storage_option), n_bootstrap=bootstrap,
                            force=force, command=_command(), reference=reference)
         progress.done = True
         _print_run(run, progress.out)
@@ -331,7 +322,8 @@ def predict(
                               "--reference (no labels needed)."),
     reference: Reference = None,
     out: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default RUN/predictions-<file stem>.csv)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="The cache, if it moved since the fit."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="The cache (path or URL), if it moved since the fit."),
+    storage_option: StorageOption = [],
     force: bool = typer.Option(False, "--force", help="Replace an existing --out."),
 ) -> None:
     """Score new sequences with a fitted probe (they must be in the cache: `embedcache build`)."""
@@ -339,7 +331,7 @@ def predict(
         from classifiers.runs import default_predictions_path, predict_run
 
         progress.out = out if out is not None else default_predictions_path(run_dir, data)
-        written = predict_run(run_dir, data, out=progress.out, cache=cache, force=force, reference=reference)
+        written = predict_run(run_dir, data, out=progress.out, cache=cache and open_cache(cache, storage_option), force=force, reference=reference)
         progress.done = True
         typer.echo(f"wrote {written}")
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from cli.options import STORAGE_HELP, open_cache
 
 app = typer.Typer(
     name="embedcache",
@@ -125,35 +126,6 @@ def _devices(text: Optional[str]):
         raise typer.BadParameter(str(exc), param_hint="--devices") from None
 
 
-STORAGE_HELP = ("fsspec option of a URL cache as KEY=VALUE (repeatable; dotted keys nest, e.g. "
-                "client_kwargs.region_name=eu-west-1); credentials and endpoint also come from the usual "
-                "environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).")
-
-
-def _storage_options(items: list[str]) -> dict:
-    out: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--storage-option takes KEY=VALUE, not {item!r}")
-        try:
-            value = json.loads(value)
-        except ValueError:
-            pass  # a plain string
-        *parents, last = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return out
-
-
-def _cache(location: str, storage_option: list[str]):
-    from embedcache import EmbeddingCache
-
-    return EmbeddingCache(location, storage_options=_storage_options(storage_option))
-
-
 @app.command()
 def build(
     inputs: list[Path] = typer.Argument(..., help="FASTA (.fa, .fa.gz), CSV/TSV/Parquet with a `sequence` column, or BED (with --reference)."),
@@ -187,7 +159,7 @@ def build(
                                           "(default: all of them)."),
 ) -> None:
     """Embed the sequences the cache lacks; reuse everything it holds (several builds may share a cache)."""
-    report = _cache(cache, storage_option).build(
+    report = open_cache(cache, storage_option).build(
         list(inputs), model=model, layers=layers,
         pools=None if pool is None else [p.strip() for p in pool.split(",") if p.strip()], attention=_maps(attention),
         max_tokens=max_tokens, species=species, batch_size=batch_size, dtype=dtype, store_dtype=store_dtype,
@@ -209,7 +181,7 @@ def info(path: str = typer.Argument(..., help="The cache (Zarr store): a path or
     if shards is not None and input is None:
         raise typer.BadParameter("--shards needs --input FILE (the input the shards share)", param_hint="--shards")
     if input is not None:
-        progress = _cache(path, storage_option).progress(input, reference=reference, shards=shards)
+        progress = open_cache(path, storage_option).progress(input, reference=reference, shards=shards)
         if not progress:
             typer.echo(f"{path}: no models yet; nothing of {input} is done"
                        + (f"; shards with work left: {', '.join(map(str, range(shards)))}" if shards else ""))
@@ -222,17 +194,17 @@ def info(path: str = typer.Argument(..., help="The cache (Zarr store): a path or
                 left = m["shards_left"]
                 typer.echo(f"  shards with work left ({len(left)} of {shards}): {','.join(map(str, left)) or 'none'}")
         return
-    models = _cache(path, storage_option).info()
+    models = open_cache(path, storage_option).info()
     if not models:
         typer.echo(f"{path}: no models yet")
     for m in models:
-        typer.echo(f"model {m['name']}  key {m['key']}  digest {m['digest'][:16]}..."
-                   + ("  RANDOM WEIGHTS (no biology)" if m["random_weights"] else ""))
-        typer.echo(f"  rows {m['rows']}  feature_dim {m['feature_dim']}  max_tokens {m['max_tokens']}  "
-                   f"long {m['long']}  alphabet {m['alphabet']}  dtype {m['dtype']}  store {m['store_dtype']}  "
-                   f"disk {m['disk_bytes'] / 2**20:.1f} MiB")
-        for name, filled in m["arrays"].items():
-            typer.echo(f"  {name:<20} {filled:>10} / {m['rows']} rows")
+        typer.echo(f"model {m.name}  key {m.key}  digest {m.digest[:16]}..."
+                   + ("  RANDOM WEIGHTS (no biology)" if m.random_weights else ""))
+        typer.echo(f"  rows {m.rows}  feature_dim {m.feature_dim}  max_tokens {m.max_tokens}  "
+                   f"long {m.long}  alphabet {m.alphabet}  dtype {m.dtype}  store {m.store_dtype}  "
+                   f"disk {m.disk_bytes / 2**20:.1f} MiB")
+        for name, filled in m.filled.items():
+            typer.echo(f"  {name:<20} {filled:>10} / {m.rows} rows")
 
 
 @app.command()
@@ -249,7 +221,7 @@ def export(
     storage_option: list[str] = typer.Option([], "--storage-option", help=STORAGE_HELP),
 ) -> None:
     """Write cached features of an input file's records, with their ids, in file order, and their provenance."""
-    store = _cache(cache, storage_option)
+    store = open_cache(cache, storage_option)
     written = store.export(input, out, model=model, layer=layer, pool=pool, reference=reference, species=species)
     chosen = store.provenance(model=model, layer=layer, pool=pool, species=species)
     typer.echo(f"wrote {written}: layer {chosen['layer']}, pool {chosen['pool']}, model {chosen['model_name']} "
@@ -265,7 +237,7 @@ def verify(path: str = typer.Argument(..., help="The cache (Zarr store): a path 
 
     With --repair, damage to stored values is repaired: rerun the same `embedcache build`
     afterwards to recompute exactly the rows that were lost."""
-    cache = _cache(path, storage_option)
+    cache = open_cache(path, storage_option)
     if repair:
         report = cache.repair()
         for array, n in report.unfilled.items():
@@ -295,7 +267,7 @@ def verify(path: str = typer.Argument(..., help="The cache (Zarr store): a path 
                    "(lost values and rows are marked for recomputation, the index rebuilt), then rerun the same "
                    "`embedcache build`.", err=True)
         raise typer.Exit(1)
-    rows = sum(m["rows"] for m in cache.models())
+    rows = sum(m.rows for m in cache.models())
     typer.echo(f"{path}: ok ({rows} rows checked)")
     left = cache.leftovers()
     if left.objects:
@@ -313,7 +285,7 @@ def gc(path: str = typer.Argument(..., help="The cache (Zarr store): a path or U
 
     Never data: a commit only refers to objects written before it was swapped in. Keep
     --older-than above the longest a commit may take while builds are running."""
-    done = _cache(path, storage_option).gc(older_than=older_than)
+    done = open_cache(path, storage_option).gc(older_than=older_than)
     typer.echo(f"{path}: removed {len(done.objects)} leftover object(s) ({done.nbytes / 2**20:.1f} MiB)")
 
 
@@ -325,7 +297,7 @@ def upgrade(path: str = typer.Argument(..., help="The cache (Zarr store): a path
     Safe to interrupt and rerun; a cache already in this format is left untouched."""
     from embedcache.store import ENCODING_VERSION
 
-    done = _cache(path, storage_option).upgrade()
+    done = open_cache(path, storage_option).upgrade()
     if done:
         typer.echo(f"{path}: upgraded {len(done)} model group(s) ({', '.join(done)}) to format version "
                    f"{ENCODING_VERSION}")
@@ -365,6 +337,57 @@ def attention_plot(
     out.parent.mkdir(parents=True, exist_ok=True)
     save_png(figure, out)
     typer.echo(f"wrote {out}")
+
+
+@app.command()
+def variants(
+    variants: Optional[Path] = typer.Argument(None, help="VCF (.vcf, .vcf.gz, .bcf) or CSV/TSV/Parquet table with chrom, pos (1-based), ref, alt [, id, label]; omit with --saturate."),
+    reference: Path = typer.Option(..., "--reference", help="The genome FASTA the variants are called on (plain or bgzip)."),
+    model: str = typer.Option(..., "--model", help="Released model name, checkpoint directory, or a model key of the cache."),
+    cache: str = typer.Option(..., "--cache", help="The Zarr store holding the windows' embeddings (created if missing)."),
+    out: Path = typer.Option(..., "--out", help="Scores: .parquet, .csv or .tsv."),
+    flank: Optional[int] = typer.Option(None, "--flank", help="Bases each side of the variant (default: the largest whose ACGT window fits --max-tokens)."),
+    layers: Optional[str] = typer.Option(None, "--layers", callback=_layer_option(), help="Layers of the distance scores (default: the last), e.g. 6,12, 1-6, final or all."),
+    pool: str = typer.Option("mean", "--pool", callback=_choices("--pool", many=True), help="Poolings compared: mean, center (the variant's token), cls."),
+    scores: str = typer.Option("llr,cosine,l2", "--scores", help="Scores: llr (masked LM, SNVs), cosine, l2."),
+    strands: str = typer.Option("forward", "--strands", help="forward, or both (mean over the reverse complement too)."),
+    label_field: Optional[str] = typer.Option(None, "--label-field", help="INFO key (VCF) or column (table) holding labels."),
+    positive: Optional[str] = typer.Option(None, "--positive", help="The positive label value, for labels other than 0/1."),
+    ref_mismatch: str = typer.Option("error", "--ref-mismatch", help="error, or skip (count and list) alleles whose REF differs from the reference."),
+    saturate: Optional[str] = typer.Option(None, "--saturate", metavar="CHROM:START-END", help="Score every SNV of a region (1-based, inclusive) instead of a file."),
+    report: Optional[Path] = typer.Option(None, "--report", help="With labels: a directory for metrics.json, ROC/PR plots and report.html."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per window (default 512; NTv3: bases)."),
+    species: Optional[str] = typer.Option(None, "--species", help="Species of a post-trained NTv3 model."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Cap on sequences per batch."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    allow_random_weights: bool = typer.Option(False, "--allow-random-weights", help="Use seeded random weights if a released model's are not available (scores then show the pipeline, not biology)."),
+) -> None:
+    """Score variants zero-shot: masked-LM llr and embedding distances of ref vs alt windows."""
+    from embedcache.variants import ScoreRun, write_scores
+
+    table = open_cache(cache, []).score_variants(
+        variants, reference=reference, model=model, flank=flank,
+        layers=layers,
+        pools=[p.strip() for p in pool.split(",") if p.strip()], scores=[s.strip() for s in scores.split(",") if s.strip()],
+        strands=strands, label_field=label_field, ref_mismatch=ref_mismatch, saturate=saturate,
+        max_tokens=max_tokens, species=species, quiet=quiet, allow_random_weights=allow_random_weights,
+        **({} if batch_size is None else {"batch_size": batch_size}))
+    run = ScoreRun.of(table)
+    write_scores(table, out)
+    typer.echo(f"wrote {out}: {run.summary()}")
+    if run.ref_mismatches:
+        typer.echo(f"REF mismatches skipped: {'; '.join(run.ref_mismatches[:5])}" + (" ..." if len(run.ref_mismatches) > 5 else ""))
+    if report is not None and "label" in table:
+        # The evaluation and report are the classifiers library's, reached through cli.variant_report.
+        from cli.variant_report import report_variant_scores
+
+        for line in report_variant_scores(table, report, positive=positive, provenance={
+                "variants": str(variants or f"saturate {saturate}"), "reference": str(reference), "model": model,
+                "model_key": run.model_key, "flank": run.flank, "strands": strands,
+                "random_weights": run.random_weights}):
+            typer.echo(line)
+    elif report is not None:
+        typer.echo("no labels (--label-field): no report written")
 
 
 def main() -> None:

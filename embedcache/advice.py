@@ -98,21 +98,22 @@ def released_name(name: str) -> str:
     return ALIASES.get(name, name)
 
 
-def advice_for_group(attrs, model_name: str, **outputs) -> BuildAdvice:
+def advice_for_group(info, **outputs) -> BuildAdvice:
     """The advice that adds ``outputs`` (``layers``/``pools``, or ``attention``) to the model
-    group of these attributes: the same model, and the policies that make the same key."""
+    group ``info`` (a :class:`~embedcache.store.GroupInfo`): the same model, and the policies
+    that make the same key."""
     from embedcache.checkpoints.resolve import RELEASED
     from embedcache.sequences.alphabet import DEFAULT_ALPHABET
 
-    random = bool(attrs.get("random_weights"))
-    if random or released_name(model_name) in RELEASED:
-        model = released_name(model_name) if random else model_name
+    random = bool(info.random_weights)
+    if random or released_name(info.name) in RELEASED:
+        model = released_name(info.name) if random else info.name
     else:
-        model = attrs.get("source") or model_name  # a checkpoint directory, as it was read
-    options = {**outputs, "max_tokens": attrs.get("max_tokens"), "long": attrs.get("long")}
+        model = info.source or info.name  # a checkpoint directory, as it was read
+    options = {**outputs, "max_tokens": info.max_tokens, "long": info.long}
     for key, default in (("alphabet", DEFAULT_ALPHABET), ("dtype", "float32"), ("store_dtype", "float32")):
-        if attrs.get(key) not in (None, default):
-            options[key] = attrs[key]
-    if attrs.get("species"):
-        options["species"] = attrs["species"]
+        if getattr(info, key) not in (None, default):
+            options[key] = getattr(info, key)
+    if info.species:
+        options["species"] = info.species
     return BuildAdvice(model=model, options=options, allow_random_weights=random)

@@ -70,27 +70,27 @@ def attention_figure(cache, sequence: str, *, layer: int, head: int, model=None,
     matplotlib.figure.Figure
     """
     matrix = cache.attention(sequence, model=model, layer=layer, head=head)
-    group = cache.group(model)
+    info = cache.group(model).about
     n = matrix.shape[0]
     tokens = None
     if n <= label_tokens_up_to:
-        tokens = _token_strings(group.attrs, sequence, n)
-    title = (f"{group.model_name} (key {group.key}): layer {layer}, head {head} "
+        tokens = _token_strings(info, sequence, n)
+    title = (f"{info.name} (key {info.key}): layer {layer}, head {head} "
              f"(1-based), {n} tokens")
-    if group.attrs.get("random_weights"):
+    if info.random_weights:
         title = f"RANDOM WEIGHTS (no biology) · {title}"
     return attention_heatmap(matrix, tokens=tokens, title=title)
 
 
-def _token_strings(attrs, sequence: str, n: int) -> list[str] | None:
+def _token_strings(info, sequence: str, n: int) -> list[str] | None:
     """The first ``n`` token strings (``<cls>``, k-mers, single bases) of a k-mer model's row;
     ``None`` (plain indices) for a model whose map positions are not tokens (NTv3's core
     positions each cover 2**num_downsamples bases)."""
-    tok = attrs.get("tokenizer") or {}
+    tok = info.tokenizer or {}
     if tok.get("variant") not in ("v1", "v2"):
         return None
     tokenizer = tokenizer_for(tok["variant"], int(tok["k"]))
-    seq = normalize(sequence, alphabet=attrs.get("alphabet", "iupac-to-n"))
+    seq = normalize(sequence, alphabet=info.alphabet)
     # A truncated row holds the first n tokens; label exactly those.
     return tokenizer.token_strings(tokenizer.encode(seq)[:n])
 

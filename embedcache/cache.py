@@ -16,20 +16,19 @@ if that is still ambiguous the error lists the keys to choose from.
 
 from __future__ import annotations
 
-import os
 from os import PathLike
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from embedcache.sequences.alphabet import DEFAULT_ALPHABET, normalize_many
+from embedcache.sequences.alphabet import normalize_many
 from embedcache.build import BuildReport, build
-from embedcache.advice import advice_for_group, released_name
+from embedcache.advice import advice_for_group
 from embedcache.request import DEFAULT_POOL, POOLS, check_choice
-from embedcache.errors import MissingRowsError, StoreError
-from embedcache.store import ModelGroup, Problem, Store, attention_name, pooled_name
-from embedcache.util.ranges import array_order, parse_layer
+from embedcache.errors import MissingRowsError
+from embedcache.store import GroupInfo, ModelGroup, Problem, Store, attention_name, pooled_name
+from embedcache.util.ranges import parse_layer
 from embedcache.store.index import keys_of_sequences
 
 from embedcache.export import EXPORT_FORMATS
@@ -80,7 +79,8 @@ class EmbeddingCache:
             1-based layers to pool (default: the last layer); NTv3 also has ``"final"``,
             its full-resolution output.
         pools
-            ``"cls"`` and/or ``"mean"`` (default: every pooling the model has; NTv3 has no
+            ``"cls"``, ``"mean"`` and/or ``"center"`` (the token holding the sequence's middle
+            base; NTv3: the position covering it). Default ``cls`` and ``mean`` (NTv3 has no
             CLS, so ``mean`` only).
         attention
             ``(layer, head)`` attention maps to store, both 1-based (NTv3: maps of its core,
@@ -104,21 +104,37 @@ class EmbeddingCache:
         return build(self.store, sequences_or_path, model=model, layers=layers, pools=pools,
                      attention=attention, max_tokens=max_tokens, species=species, **options)
 
+    def score_variants(self, variants=None, *, reference, model, **options):
+        """Zero-shot variant effect scores, one row per ALT allele: ``id, chrom, pos, ref, alt,
+        flank``, ``llr``, ``cosine_L{L}_{P}``, ``l2_L{L}_{P}`` (and ``label``). The windows are
+        built through :meth:`build`. Options (``flank``, ``layers``, ``pools``, ``scores``,
+        ``strands``, ``label_field``, ``ref_mismatch``, ``saturate``, ``max_tokens``, build
+        options): :func:`embedcache.variants.score.score_variants`."""
+        from embedcache.variants.score import score_variants
+
+        return score_variants(self, variants, reference=reference, model=model, **options)
+
+    def variant_features(self, variants, *, reference, **options):
+        """``(X, table)``: ``alt - ref`` or ``[ref, alt]`` pooled embeddings of the windows
+        :meth:`score_variants` embedded, read from the cache (nothing computed); options:
+        :func:`embedcache.variants.features.variant_features`."""
+        from embedcache.variants.features import variant_features
+
+        return variant_features(self, variants, reference=reference, **options)
+
     # ----------------------------------------------------------------------------------
     # Reading
     # ----------------------------------------------------------------------------------
 
-    def models(self) -> list[dict]:
-        """One summary per model group (name, key, digest, rows, array names, policies),
-        from metadata alone."""
-        return [group.summary() for group in self.store.groups()]
+    def models(self) -> list[GroupInfo]:
+        """One :class:`~embedcache.store.GroupInfo` per model group (name, key, digest, rows,
+        arrays, policies), from metadata alone."""
+        return [group.about for group in self.store.groups()]
 
-    def info(self) -> list[dict]:
-        """:meth:`models` plus, per group, rows filled per array and bytes stored (reads every mask)."""
-        infos = [group.info() for group in self.store.groups()]
-        for info in infos:  # layers by number: layer_2 before layer_10
-            info["arrays"] = dict(sorted(info["arrays"].items(), key=lambda item: array_order(item[0])))
-        return infos
+    def info(self) -> list[GroupInfo]:
+        """:meth:`models` with, per group, rows filled per array (layers by number) and bytes
+        stored (reads every mask)."""
+        return [group.info() for group in self.store.groups()]
 
     def progress(self, input_path, *, reference=None, shards: int | None = None) -> list[dict]:
         """How much of an input is done, per model group: its unique sequences, and how many
@@ -151,55 +167,15 @@ class EmbeddingCache:
         species
             Only groups of a post-trained NTv3 model conditioned on this species.
         """
-        groups = self.store.groups()
-        if not groups:
-            raise StoreError(f"the cache {self.path} holds no model yet; build it first with `embedcache build`.")
-        if species is not None:
-            held = sorted({g.attrs.get("species") for g in groups if g.attrs.get("species")})
-            groups = [g for g in groups if g.attrs.get("species") == species]
-            if not groups:
-                raise StoreError(f"the cache {self.path} holds no model group for species {species!r}; it holds "
-                                 f"{', '.join(held) or 'none'}. Pass one of those, or build it with --species {species}.")
-        if model is None:
-            matches = groups
-        else:
-            text = os.fspath(model)
-            matches = ([g for g in groups if g.key == text] or [g for g in groups if g.model_name == text]
-                       or [g for g in groups if released_name(g.model_name) == released_name(text)])
-            if not matches and Path(text).is_dir():
-                path = str(Path(text).resolve())
-                matches = [g for g in groups if _resolved(g.attrs.get("source")) == path]
-                if not matches:
-                    from embedcache.checkpoints import load_checkpoint
+        from embedcache.groups import find_group
 
-                    digest = load_checkpoint(text).digest
-                    matches = [g for g in groups if g.attrs.get("param_digest") == digest]
-        if len(matches) > 1 and array is not None:
-            matches = [g for g in matches if array in g.array_names()] or matches
-        if not matches:
-            known = ", ".join(f"{g.model_name} (key {g.key})" for g in groups)
-            raise StoreError(
-                f"the cache {self.path} holds no model matching {os.fspath(model)!r}; it holds {known}. "
-                f"Pass one of those names or keys, or build it: embedcache build INPUT --model "
-                f"{os.fspath(model)} --cache {self.path}"
-            )
-        if len(matches) > 1:
-            options = "; ".join(
-                f"key {g.key}: {g.model_name}{', species ' + g.attrs['species'] if g.attrs.get('species') else ''}, max_tokens {g.attrs.get('max_tokens')}, long "
-                f"{g.attrs.get('long')}, alphabet {g.attrs.get('alphabet')}, store dtype {g.attrs.get('store_dtype')}"
-                for g in matches
-            )
-            raise StoreError(
-                f"{len(matches)} model groups of {self.path} match "
-                f"{'the request' if model is None else repr(os.fspath(model))}: {options}. Pass model=<key> to choose."
-            )
-        return matches[0]
+        return find_group(self.store, model, array=array, species=species)
 
     def _rows(self, group: ModelGroup, sequences: Iterable[str], array: str, what: str, outputs: dict) -> np.ndarray:
         """Rows of the sequences holding ``array``, found through the persisted index; else a
         :class:`MissingRowsError` saying what is missing and the build (``outputs``: its
         ``layers``/``pools`` or ``attention``) that adds it."""
-        seqs = normalize_many(sequences, alphabet=group.attrs.get("alphabet", DEFAULT_ALPHABET))
+        seqs = normalize_many(sequences, alphabet=group.about.alphabet)
         rows = group.rows_of_keys(keys_of_sequences(seqs))
         ok = rows >= 0
         absent = int((~ok).sum())
@@ -212,7 +188,7 @@ class EmbeddingCache:
             raise MissingRowsError(
                 missing=int(missing.size), absent=absent, total=len(rows), first=first, store=str(self.path),
                 model=group.model_name, key=group.key, what=what, held=held and bool(group.filled(array).any()),
-                first_sequence=seqs[first], advice=advice_for_group(group.attrs, group.model_name, **outputs))
+                first_sequence=seqs[first], advice=advice_for_group(group.about, **outputs))
         return rows
 
     def _read_choice(self, model, layer, pool, species) -> tuple[ModelGroup, int | str, str]:
@@ -224,7 +200,7 @@ class EmbeddingCache:
         if layer is None:
             # The same preference as the read below, so that asking for the default layer never
             # makes a choice between groups ambiguous that the array would have settled.
-            layer = int(self.group(model, species=species).attrs["num_layers"])
+            layer = int(self.group(model, species=species).about.num_layers)
         return self.group(model, array=pooled_name(layer, pool), species=species), layer, pool
 
     def provenance(self, *, model=None, layer: int | str | None = None, pool: str | None = None,
@@ -234,11 +210,10 @@ class EmbeddingCache:
         from embedcache._version import __version__
 
         group, layer, pool = self._read_choice(model, layer, pool, species)
-        a = group.attrs
-        return {"model_key": group.key, "model_name": group.model_name, "param_digest": a.get("param_digest"),
-                "random_weights": bool(a.get("random_weights", False)), "layer": layer, "pool": pool,
-                "species": a.get("species"), "max_tokens": a.get("max_tokens"), "store": str(self.path),
-                "embedcache_version": __version__}
+        a = group.about
+        return {"model_key": a.key, "model_name": a.name, "param_digest": a.digest,
+                "random_weights": bool(a.random_weights), "layer": layer, "pool": pool, "species": a.species,
+                "max_tokens": a.max_tokens, "store": str(self.path), "embedcache_version": __version__}
 
     def embeddings(self, sequences: Iterable[str], *, model=None, layer: int | str | None = None,
                    pool: str | None = None, species: str | None = None) -> np.ndarray:
@@ -298,7 +273,7 @@ class EmbeddingCache:
         group = self.group(model, array=name, species=species)
         (row,) = self._rows(group, [sequence], name, f"attention map {layer}:{head} (layer {layer}, head {head})",
                             {"attention": [(int(layer), int(head))]})
-        stride = int(group.attrs.get("attention_stride", 1))
+        stride = group.about.attention_stride
         n = -(-int(group.row_array("n_tokens")[row]) // stride)
         return group.read(name, [row])[0, :n, :n]
 
@@ -373,7 +348,7 @@ class EmbeddingCache:
         chosen.update(input=str(input_path), reference=None if reference is None else str(reference))
         key, layer, pool = chosen["model_key"], chosen["layer"], chosen["pool"]
         check_export_path(Path(out))
-        records = iter_records(input_path, reference=reference, alphabet=self.group(key).attrs.get("alphabet"))
+        records = iter_records(input_path, reference=reference, alphabet=self.group(key).about.alphabet)
 
         def frames():
             for df in records:
@@ -383,7 +358,3 @@ class EmbeddingCache:
                     raise exc.for_source(input_path, reference=reference, ids=df["id"]) from None
 
         return write_export(frames(), Path(out), chosen)
-
-
-def _resolved(path) -> str | None:
-    return str(Path(path).resolve()) if path else None

@@ -25,7 +25,7 @@ from embedcache.util.ranges import ALL, layer_order, parse_layers
 __all__ = ["CHOICES", "DEFAULT_POOL", "POOLS", "BuildRequest", "Output", "RunOptions", "Shard", "check_choice",
            "check_devices", "split_settings"]
 
-POOLS = ("cls", "mean")
+POOLS = ("cls", "mean", "center", "mlm")
 #: The pooling every read defaults to: ``embeddings()``, ``export``, ``classify`` (fit, cv,
 #: sweep). ``mean`` exists for every family (NTv3 has no CLS) and is in every default build
 #: (a build computes all of its family's poolings unless ``--pool`` narrows them).
@@ -122,7 +122,8 @@ class BuildRequest:
         the model's last (see :meth:`for_model`, which also expands ``all``).
     pools
         Any of ``"cls"`` (position 0) and ``"mean"`` (real tokens after CLS); ``None`` for
-        every pooling the model family has (NTv3: ``mean`` only, it has no CLS).
+        the family's default poolings (v1/v2: ``cls`` and ``mean``; NTv3: ``mean``, it has no CLS);
+        ``center`` (the token holding the middle base) on request.
     attention
         ``(layer, head)`` maps, both 1-based.
     max_tokens
@@ -176,7 +177,7 @@ class BuildRequest:
         if layers is not None and not layers and not attention:
             raise InputError("nothing to compute: pass layers (--layers) and/or attention maps (--attention)")
         if layers and pools is not None and not pools:
-            raise InputError("layers were requested with no pooling; pass --pool cls and/or mean")
+            raise InputError("layers were requested with no pooling; pass --pool cls, mean and/or center")
         for name, value in (("pools", None if pools is None else tuple(p for p in POOLS if p in pools)), ("layers", layers),
                             ("attention", attention), ("max_tokens", max_tokens), ("window_overlap", overlap)):
             object.__setattr__(self, name, value)
@@ -188,7 +189,8 @@ class BuildRequest:
         layers = (family.num_layers,) if self.layers is None else self.layers
         if ALL in layers:
             layers = tuple(sorted((set(layers) - {ALL}) | set(family.layer_names), key=layer_order))
-        pools = tuple(family.pools) if self.pools is None else self.pools
+        # A family may store fewer poolings by default than it offers (``center`` on request).
+        pools = tuple(getattr(family, "default_pools", family.pools)) if self.pools is None else self.pools
         family.check(layers, pools if layers else (), self.attention)
         max_tokens = family.default_max_tokens if self.max_tokens is None else self.max_tokens
         if max_tokens > family.max_tokens:

@@ -68,18 +68,18 @@ def test_attention_is_square_over_real_tokens(cache, seqs):
 
 def test_models_lists_groups_and_info_counts_them(cache):
     (m,) = cache.models()
-    assert m["rows"] == 24 and m["name"] == "checkpoint" and len(m["key"]) == 16
-    assert m["array_names"] == ["attention_1_2", "layer_1_cls", "layer_1_mean", "layer_2_cls", "layer_2_mean"]
-    assert "arrays" not in m and "disk_bytes" not in m  # listing reads no mask and sizes no file
+    assert m.rows == 24 and m.name == "checkpoint" and len(m.key) == 16
+    assert m.arrays == ("attention_1_2", "layer_1_cls", "layer_1_mean", "layer_2_cls", "layer_2_mean")
+    assert m.filled is None and m.disk_bytes is None  # listing reads no mask and sizes no file
     (m,) = cache.info()
-    assert m["arrays"] == {"attention_1_2": 24, "layer_1_cls": 24, "layer_1_mean": 24,
+    assert m.filled == {"attention_1_2": 24, "layer_1_cls": 24, "layer_1_mean": 24,
                            "layer_2_cls": 24, "layer_2_mean": 24}
-    assert m["digest"] == embedcache.checkpoints.load_checkpoint(CKPT).digest
-    assert m["max_tokens"] == 64 and m["long"] == "error" and m["disk_bytes"] > 0
+    assert m.digest == embedcache.checkpoints.load_checkpoint(CKPT).digest
+    assert m.max_tokens == 64 and m.long == "error" and m.disk_bytes > 0
 
 
 def test_model_resolves_by_name_key_or_directory_without_weights(cache, seqs, monkeypatch):
-    key = cache.models()[0]["key"]
+    key = cache.models()[0].key
     want = cache.embeddings(seqs[:3], layer=2)
 
     def no_weights(*args, **kwargs):
@@ -122,7 +122,7 @@ def test_xarray_opens_a_built_group(cache, seqs):
 
     import xarray as xr  # the [xarray] extra
 
-    key = cache.models()[0]["key"]
+    key = cache.models()[0].key
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the README's line opens the group without a warning
         ds = xr.open_zarr(cache.group(key).zarr_store(), consolidated=False)  # the README's line

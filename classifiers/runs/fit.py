@@ -107,8 +107,8 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
         The labelled task (CSV/TSV/Parquet with ``sequence`` and ``label``, optional ``id``,
         ``split``; or a BED file with ``reference``, its label and split named by a header line:
         :func:`classifiers.features.read_task`).
-    cache : path
-        The embedding store (``embedcache build`` wrote it).
+    cache : path, URL or embedcache.EmbeddingCache
+        The embedding store (``embedcache build`` wrote it); an open cache carries its storage options.
     out : path
         The run directory to write.
     model : {"logistic", "mlp", "xgboost", "layer-weighted"}
@@ -331,7 +331,7 @@ def _fit_command(data, *, cache, out, test, backbone, model, layer, pool, params
     """The `classify fit` line that fits the sweep's choice again: the same probe, parameters,
     data, split and seed at the chosen layer and pooling (so its rows are the sweep's row)."""
     out = Path(out)
-    args = ["classify", "fit", "--data", str(data), "--cache", str(cache),
+    args = ["classify", "fit", "--data", str(data), "--cache", str(steps.as_cache(cache).path),
             "--out", str(out.with_name(f"{out.name}-layer{layer}-{pool}")),
             "--probe", model, "--layer", str(layer), "--pool", pool]
     for flag, value in (("--test", test), ("--reference", reference), ("--model", backbone),

@@ -123,7 +123,7 @@ class RunRecord(dict):
                 "split_source": split_source,
                 "seed": int(seed),
             },
-            "features": {"store": str(Path(store.path).resolve()), "backbone": dict(backbone),
+            "features": {"store": store.path if isinstance(store.path, str) else str(Path(store.path).resolve()), "backbone": dict(backbone),
                          "layer": layer, "pool": pool},
             "model": {"kind": model, "params": jsonable(estimator.get_params())},
             "provenance": {

@@ -16,7 +16,7 @@ import pandas as pd
 
 from classifiers import plots
 from classifiers.baselines import BASELINES, make_baseline
-from classifiers.features import Backbone, TaskSource, read_task, resolve_backbone, task_features
+from classifiers.features import Backbone, read_task, resolve_backbone, task_features
 from classifiers.metrics import bootstrap_intervals, classification_metrics
 from classifiers.probes.base import FitDivergedError
 from classifiers.runs.directory import MODEL_DIR, PLOTS_DIR, REPORT_FILE, file_record
@@ -26,10 +26,16 @@ from classifiers.splits import shared_with_train
 from embedcache.errors import InputError, MissingRowsError, StoreError
 
 
-def open_store(cache, backbone):
+def as_cache(cache):
+    """An :class:`~embedcache.EmbeddingCache` given one (a URL cache with its storage options,
+    as the command line opens it) or a path or URL."""
     from embedcache import EmbeddingCache
 
-    store = EmbeddingCache(cache)
+    return cache if isinstance(cache, EmbeddingCache) else EmbeddingCache(cache)
+
+
+def open_store(cache, backbone):
+    store = as_cache(cache)
     return store, resolve_backbone(store, backbone)
 
 

@@ -57,7 +57,7 @@ __all__ = ["BuildReport", "build"]
 
 
 def build(cache, inputs, *, model, reference=None, cache_dir=None, allow_random_weights: bool = False,
-          **settings) -> BuildReport:
+          checkpoint=None, **settings) -> BuildReport:
     """Compute what the store lacks for ``inputs`` and write it; see the module docs.
 
     Parameters
@@ -79,6 +79,9 @@ def build(cache, inputs, *, model, reference=None, cache_dir=None, allow_random_
         seeded random weights instead of failing (see
         :func:`embedcache.checkpoints.load_checkpoint`). The model group, the report and
         ``embedcache info`` say so: such embeddings carry no biology.
+    checkpoint
+        ``model`` already loaded (:func:`embedcache.checkpoints.load_checkpoint`), so that a
+        caller building several times in one process (``score_variants``) loads it once.
     **settings
         What to compute, the fields of :class:`~embedcache.request.BuildRequest` (``layers``,
         ``pools``, ``attention``, ``max_tokens``, ``species``, ``alphabet``, ``long``,
@@ -104,7 +107,7 @@ def build(cache, inputs, *, model, reference=None, cache_dir=None, allow_random_
     store = cache if isinstance(cache, Store) else Store(cache)
     # The request is settled against the model once, here, and handed on as it is.
     checkpoint, family, request, spec = settle(store, model, request, cache_dir=cache_dir,
-                                               allow_random_weights=allow_random_weights)
+                                               allow_random_weights=allow_random_weights, checkpoint=checkpoint)
     sources = open_sources(inputs, alphabet=request.alphabet, reference=reference, chunk_size=run.chunk_size)
     scan = scan_sources(sources, family, request)
     mine = scan.unique if request.shard is None else {d for d in scan.unique if request.shard.owns(d)}

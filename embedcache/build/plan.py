@@ -15,11 +15,12 @@ from embedcache.store import ModelSpec, Store
 __all__ = ["plan_rows", "settle"]
 
 
-def settle(store: Store, model, request: BuildRequest, *, cache_dir, allow_random_weights):
+def settle(store: Store, model, request: BuildRequest, *, cache_dir, allow_random_weights, checkpoint=None):
     """Load the checkpoint; settle the request against it and the model spec (hence the key).
 
     A model key of the store brings its own policies and its recorded checkpoint, which
-    must still hold the parameters the key was made from.
+    must still hold the parameters the key was made from. ``checkpoint``: ``model`` already
+    loaded by the caller (not loaded again).
     """
     from embedcache.checkpoints import load_checkpoint
     from embedcache.families import family_for
@@ -29,7 +30,8 @@ def settle(store: Store, model, request: BuildRequest, *, cache_dir, allow_rando
         spec = group.spec
         # Random stand-ins are made again from their name; real weights from where they were read.
         recorded = group.model_name if group.attrs.get("random_weights") else group.attrs.get("source")
-        checkpoint = load_checkpoint(recorded or group.model_name, cache_dir=cache_dir)
+        if checkpoint is None:
+            checkpoint = load_checkpoint(recorded or group.model_name, cache_dir=cache_dir)
         if checkpoint.digest != spec.param_digest:
             raise CheckpointError(
                 f"the checkpoint at {checkpoint.source} has parameter digest {checkpoint.digest[:16]}..., "
@@ -40,7 +42,8 @@ def settle(store: Store, model, request: BuildRequest, *, cache_dir, allow_rando
         request = replace(request, **{k: getattr(spec, k) for k in request.spec_fields()})
         family = family_for(checkpoint, species=request.species)
         return checkpoint, family, request.for_model(family), spec
-    checkpoint = load_checkpoint(model, cache_dir=cache_dir, allow_random_weights=allow_random_weights)
+    if checkpoint is None:
+        checkpoint = load_checkpoint(model, cache_dir=cache_dir, allow_random_weights=allow_random_weights)
     family = family_for(checkpoint, species=request.species)
     request = request.for_model(family)
     return checkpoint, family, request, ModelSpec(param_digest=checkpoint.digest, **request.spec_fields())

@@ -52,7 +52,9 @@ def compute(store: Store, checkpoint, family, request: BuildRequest, spec: Model
     with StoreWriting(store, timeout=run.lock_timeout) as writing:
         writer = writing.group(spec, attrs, commit_seconds=float(os.environ.get("EMBEDCACHE_COMMIT_SECONDS", 2.0)))
         writer.ensure_arrays([o.name for o in outputs],
-                             feature_dim={o.name: family.feature_dim(o.layer) for o in outputs if o.pool},
+                             # ``mlm`` holds the LM head's logits, the family's logits_dim wide.
+                             feature_dim={o.name: family.logits_dim if o.pool == "mlm" else family.feature_dim(o.layer)
+                                          for o in outputs if o.pool},
                              attention_size=family.attention_size(spec.max_tokens))
         # Planned again: another build may have committed rows since the first plan.
         todo, held = plan_rows(writer.snapshot(), unique, outputs)

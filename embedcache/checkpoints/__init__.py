@@ -23,9 +23,8 @@ import numpy as np
 from embedcache.checkpoints.base import Checkpoint, expected_shapes, parameter_digest
 from embedcache.checkpoints.convert import convert_checkpoint
 from embedcache.checkpoints.layouts import read_directory
-from embedcache.families.nt.layouts import CONVERTED_FORMAT, CONVERTED_FORMAT_VERSION
 from embedcache.checkpoints.resolve import (
-    ALIASES, CONVERTED_FILE, HUB_CONFIG_FILE, HYPERPARAMS_FILE, PICKLE_FILE, RELEASED, RELEASED_MODELS, SAFETENSORS_FILE,
+    ALIASES, CONVERTED_FILE, CONVERTED_FORMAT, CONVERTED_FORMAT_VERSION, HUB_CONFIG_FILE, HYPERPARAMS_FILE, PICKLE_FILE, RELEASED, RELEASED_MODELS, SAFETENSORS_FILE,
     embedcache_home, released_models, resolve,
 )
 from embedcache.errors import CheckpointError

@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Callable
 
 from embedcache.checkpoints.layouts import read_directory
-from embedcache.families.nt.layouts import CONVERTED_FORMAT, CONVERTED_FORMAT_VERSION, read_hyperparams
-from embedcache.checkpoints.resolve import CONVERTED_FILE, HYPERPARAMS_FILE, embedcache_home, is_directory_argument, resolve
+from embedcache.checkpoints.files import read_json
+from embedcache.checkpoints.resolve import (
+    CONVERTED_FILE, CONVERTED_FORMAT, CONVERTED_FORMAT_VERSION, HYPERPARAMS_FILE, embedcache_home, is_directory_argument,
+    resolve,
+)
 from embedcache.errors import CheckpointError
+from embedcache.families.nt.config import normalize_hyperparams
 
 __all__ = ["convert_checkpoint"]
 
@@ -73,7 +77,8 @@ def convert_checkpoint(
     write_atomically(out / CONVERTED_FILE, lambda tmp: save_file(tensors, tmp, metadata))
     # After the tensors: a hyperparams.json that already describes this model is left as it is.
     hp_path = out / HYPERPARAMS_FILE
-    if not hp_path.is_file() or read_hyperparams(hp_path) != checkpoint.hyperparams:
+    if not hp_path.is_file() or normalize_hyperparams(
+            read_json(hp_path, "the model's hyperparams.json"), source=str(hp_path)) != checkpoint.hyperparams:
         text = json.dumps(checkpoint.hyperparams, indent=2, sort_keys=True) + "\n"
         write_atomically(hp_path, lambda tmp: Path(tmp).write_text(text))
     return out

@@ -20,6 +20,9 @@ __all__ = ["ALIASES", "RELEASED", "RELEASED_MODELS", "Released", "embedcache_hom
 HYPERPARAMS_FILE = "jax_model/hyperparams.json"
 PICKLE_FILE = "jax_model/pytree_ckpt.joblib"
 CONVERTED_FILE = "jax_model/params.safetensors"
+# `embedcache convert`'s own format (a non-executable copy of v1/v2 weights), and its version.
+CONVERTED_FORMAT = "embedcache-nt-checkpoint"
+CONVERTED_FORMAT_VERSION = "1"
 HUB_CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
 TORCH_PICKLE_FILE = "pytorch_model.bin"

@@ -90,7 +90,7 @@ class Family(Protocol):
     tokenizer: Any
     num_layers: int
     pad_id: int
-    pools: tuple[str, ...]
+    pools: tuple[str, ...]  # every pooling it offers; ``default_pools`` (optional): those built by default
     prefix: int
     masks_padding: bool
     token_note: str

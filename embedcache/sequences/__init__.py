@@ -1,0 +1,1 @@
+"""Sequences: alphabet, quality and the readers of input formats."""

@@ -14,6 +14,7 @@ reads: damage named, never fill values),
 
 from embedcache.store.layout import (
     ENCODING,
+    GroupInfo,
     COMPUTE_DTYPES,
     ENCODING_VERSION,
     LEASE_NAME,
@@ -41,6 +42,7 @@ __all__ = [
     "LOCK_NAME",
     "LONG_POLICIES",
     "STORE_DTYPES",
+    "GroupInfo",
     "ModelSpec",
     "ModelGroup",
     "GroupWriter",

@@ -132,6 +132,57 @@ def parse_array_name(name: str) -> tuple[str, int | str, str | int]:
 
 
 @dataclass(frozen=True)
+class GroupInfo:
+    """What a model group is, read once from its attributes: the one typed view of a group that
+    ``info``, the classifiers and the plots use (no mask or chunk is read to make it).
+
+    ``filled`` (rows filled per array) and ``disk_bytes`` are ``None`` unless measured
+    (:meth:`embedcache.store.ModelGroup.info`); ``random_weights`` is ``None`` when a store
+    written before that flag does not say.
+    """
+
+    key: str
+    name: str
+    digest: str | None
+    source: str | None
+    variant: str | None
+    rows: int
+    arrays: tuple[str, ...]
+    tokenizer: Mapping | None = None
+    feature_dim: int | None = None
+    num_layers: int | None = None
+    attention_stride: int = 1
+    max_tokens: int | None = None
+    alphabet: str = "iupac-to-n"
+    long: str | None = None
+    window_overlap: int | None = None
+    dtype: str | None = None
+    store_dtype: str | None = None
+    species: str | None = None
+    random_weights: bool | None = None
+    created: str | None = None
+    filled: Mapping[str, int] | None = None
+    disk_bytes: int | None = None
+
+    @classmethod
+    def from_attrs(cls, key: str, attrs: Mapping, *, rows: int, arrays, **measured) -> "GroupInfo":
+        """The record of a group's attributes (as the writer stored them)."""
+        a = attrs
+        return cls(key=key, name=a.get("model_name", ""), digest=a.get("param_digest"), source=a.get("source"),
+                   variant=a.get("variant"), rows=int(rows), arrays=tuple(arrays), tokenizer=a.get("tokenizer"),
+                   feature_dim=a.get("feature_dim"), num_layers=a.get("num_layers"),
+                   attention_stride=int(a.get("attention_stride", 1)), max_tokens=a.get("max_tokens"),
+                   alphabet=a.get("alphabet") or "iupac-to-n", long=a.get("long"),
+                   window_overlap=a.get("window_overlap"), dtype=a.get("dtype"), store_dtype=a.get("store_dtype"),
+                   species=a.get("species"), random_weights=a.get("random_weights"), created=a.get("created"),
+                   **measured)
+
+    def to_dict(self) -> dict:
+        """JSON-ready (a run record, a fixture's info.json)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything that decides what a model group's rows hold; its hash is the group key.
 

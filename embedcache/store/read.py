@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -22,6 +23,7 @@ from embedcache.store import access, index, manifest
 from embedcache.store import chunks as checked_chunks
 from embedcache.store.layout import (
     ROW_ARRAYS,
+    GroupInfo,
     ModelSpec,
     check_encoding,
     is_data_name,
@@ -353,25 +355,17 @@ class ModelGroup:
         """Rows filled per data array."""
         return {name: int(self.filled(name).sum()) for name in self.array_names()}
 
-    def summary(self) -> dict:
+    @property
+    def about(self) -> GroupInfo:
         """What the group is, from its attributes and listing alone (cheap)."""
-        a = self.attrs
-        return {
-            "key": self.key,
-            "name": self.model_name,
-            "digest": a.get("param_digest"),
-            "rows": self.n_rows,
-            "feature_dim": a.get("architecture", {}).get("embed_dim"),
-            **{k: a.get(k) for k in ("max_tokens", "alphabet", "long", "window_overlap", "dtype", "store_dtype")},
-            "variant": a.get("variant"),
-            "random_weights": bool(a.get("random_weights", False)),
-            "created": a.get("created"),
-            "array_names": self.array_names(),
-        }
+        return GroupInfo.from_attrs(self.key, self.attrs, rows=self.n_rows, arrays=self.array_names())
 
-    def info(self) -> dict:
-        """:meth:`summary` plus rows filled per array and bytes on disk (reads every mask)."""
-        return {**self.summary(), "arrays": self.fill_counts(), "disk_bytes": self.store.disk_bytes(self.key)}
+    def info(self) -> GroupInfo:
+        """:attr:`about` plus rows filled per array (layers by number) and bytes stored (reads every mask)."""
+        from embedcache.util.ranges import array_order
+
+        filled = dict(sorted(self.fill_counts().items(), key=lambda item: array_order(item[0])))
+        return replace(self.about, filled=filled, disk_bytes=self.store.disk_bytes(self.key))
 
     def verify(self, *, max_problems_per_array: int = 20):
         from embedcache.store.verify import verify_group

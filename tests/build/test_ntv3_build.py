@@ -79,7 +79,7 @@ def test_post_trained_species_are_two_groups_each_equal_to_the_official_outputs(
         keys[name] = cache.build(seqs, model=GOLDEN / "ntv3_tiny_post", species=name, layers=[1, 2, "final"],
                                  attention=MAPS, **QUICK).model_key
     assert keys["human"] != keys["mouse"] and len(cache.models()) == 2
-    assert {m["key"]: cache.group(m["key"]).attrs["species"] for m in cache.models()} == {v: k for k, v in keys.items()}
+    assert {m.key: cache.group(m.key).attrs["species"] for m in cache.models()} == {v: k for k, v in keys.items()}
     for name, token in (("human", 6), ("mouse", 7)):
         _check_against_golden(cache, g, seqs, lambda i, t=token: f"__s{i}__sp{t}", species=name)
     # A rebuild with the same species reuses everything.

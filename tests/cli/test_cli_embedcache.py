@@ -51,7 +51,7 @@ def test_build_info_export_verify(task, tmp_path):
 
     info = runner.invoke(app, ["info", str(cache)])
     assert info.exit_code == 0
-    key = EmbeddingCache(cache).models()[0]["key"]
+    key = EmbeddingCache(cache).models()[0].key
     assert key in info.stdout and "rows 12" in info.stdout and "layer_1_mean" in info.stdout
     assert "attention_2_4" in info.stdout and "MiB" in info.stdout
 
@@ -178,8 +178,8 @@ def test_random_weight_stand_in_is_recorded_and_announced(task, tmp_path, monkey
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("RANDOM WEIGHTS: random-tiny_v2")
     (m,) = EmbeddingCache(cache).models()
-    assert m["random_weights"] is True and m["name"] == "random-tiny_v2"
+    assert m.random_weights is True and m.name == "random-tiny_v2"
     assert "RANDOM WEIGHTS" in runner.invoke(app, ["info", str(cache)]).stdout
     # The key finds its stand-in again (made from its name, same digest).
-    again = runner.invoke(app, ["build", str(task), "--cache", str(cache), "--model", m["key"], "--quiet"])
+    again = runner.invoke(app, ["build", str(task), "--cache", str(cache), "--model", m.key, "--quiet"])
     assert again.exit_code == 0 and "0 computed, 12 reused" in again.stdout

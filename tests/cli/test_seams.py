@@ -160,8 +160,8 @@ def test_a_bed_task_goes_from_build_to_classify_export_and_plot(bed_task, tmp_pa
         assert [int(v) for v in frame["start"]] == [r[2] for r in regions]
         assert list(frame["gene"]) == [f"g{i % 7}" for i in range(30)] and set(frame["split"]) == {"train", "test"}
         group = EmbeddingCache(cache).models()[0]
-        assert meta["model_key"] == group["key"] and meta["model_name"] == "checkpoint"
-        assert meta["param_digest"] == group["digest"] and not meta["random_weights"]
+        assert meta["model_key"] == group.key and meta["model_name"] == "checkpoint"
+        assert meta["param_digest"] == group.digest and not meta["random_weights"]
         assert int(meta["layer"]) == 2 and meta["pool"] == "mean"
         assert meta["store"] == str(cache) and meta["embedcache_version"] == __version__
 
@@ -262,7 +262,7 @@ def test_build_takes_layer_ranges_and_info_lists_unfinished_shards(tmp_path):
     assert runner.invoke(embedcache_app.app, [*args, "--layers", "all", "--shard", "1/3"]).exit_code == 0
     assert runner.invoke(embedcache_app.app, [*args, "--layers", "1-2", "--shard", "2/3"]).exit_code == 0
     (m,) = EmbeddingCache(cache).models()
-    assert m["array_names"] == ["layer_1_cls", "layer_1_mean", "layer_2_cls", "layer_2_mean"]
+    assert m.arrays == ("layer_1_cls", "layer_1_mean", "layer_2_cls", "layer_2_mean")
     shard0 = [s for s in seqs if Shard(0, 3).owns(sequence_digest(s))]
     assert shard0  # the test needs work left in shard 0
     shown = runner.invoke(embedcache_app.app, ["info", str(cache), "--input", str(fasta), "--shards", "3"])

@@ -169,8 +169,8 @@ def test_stores_built_on_two_devices_and_on_one_hold_the_same(two_devices):
     assert seen["builds"][-1] and all(ids == [0] for ids in seen["builds"][-1])
     both, one = EmbeddingCache(out / "all.zarr"), EmbeddingCache(out / "one.zarr")
     [m_both], [m_one] = both.models(), one.models()
-    assert m_both["key"] == m_one["key"] and m_both["rows"] == m_one["rows"] == len(set(seqs))
-    key = m_both["key"]
+    assert m_both.key == m_one.key and m_both.rows == m_one.rows == len(set(seqs))
+    key = m_both.key
     for layer in (1, 2):
         for pool in ("cls", "mean"):
             np.testing.assert_allclose(both.embeddings(seqs, model=key, layer=layer, pool=pool),

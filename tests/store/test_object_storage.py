@@ -168,3 +168,25 @@ def test_memory_url(tmp_path):
     cache.build(seqs, **API)
     assert cache.embeddings(seqs, layer=2, pool="cls").shape == (12, 64)
     assert cache.verify() == []
+
+
+def test_classify_reads_a_cache_at_a_url_with_storage_options(s3, tmp_path, monkeypatch, capsys):
+    """`classify --cache s3://...` takes the same locations as `embedcache`, and its
+    --storage-option reaches the store: here the endpoint comes from the option alone."""
+    from conftest import planted_task, run_cli, write_feature_store
+
+    import cli.classify_app as classify_app
+
+    table, feats = planted_task(n=120)
+    write_feature_store("s3://caches/planted.zarr", table["sequence"].tolist(), feats)
+    task = tmp_path / "task.csv"
+    table.to_csv(task, index=False)
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    code, out, err = run_cli(classify_app, [
+        "fit", "--data", task, "--cache", "s3://caches/planted.zarr", "--layer", "2",
+        "--storage-option", f"client_kwargs.endpoint_url={endpoint}", "--out", tmp_path / "run"], monkeypatch, capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["features"]["store"] == "s3://caches/planted.zarr"
+    assert record["metrics"]["test"]["mcc"] > 0.5  # the planted signal, read from S3

@@ -67,7 +67,7 @@ def test_upgrade_reads_the_same_values_and_is_idempotent(v1):
     assert cache.verify() == []
     info = json.loads((FIXTURE / "info.json").read_text())
     (now,) = cache.info()
-    assert now["key"] == info[0]["key"] and now["arrays"] == info[0]["arrays"] and now["rows"] == info[0]["rows"]
+    assert now.key == info[0]["key"] and now.filled == info[0]["arrays"] and now.rows == info[0]["rows"]
     assert zarr.open_group(str(v1), mode="r").attrs["encoding_version"] == ENCODING_VERSION
 
     after = _tree(v1)
@@ -132,8 +132,8 @@ def test_format_2_upgrades_to_3_in_place_and_reads_the_same(tmp_path):
     np.testing.assert_array_equal(cache.embeddings(seqs[:30], layer=1, pool="mean"), expected["layer_1_mean"])
     info = json.loads((FIXTURE_V2 / "info.json").read_text())
     (now,) = cache.info()
-    assert (now["key"], now["rows"]) == (info[0]["key"], info[0]["rows"])
-    assert now["arrays"] == {"attention_1_2": 30, "layer_1_cls": 30, "layer_1_mean": 30, "layer_2_cls": 40,
+    assert (now.key, now.rows) == (info[0]["key"], info[0]["rows"])
+    assert now.filled == {"attention_1_2": 30, "layer_1_cls": 30, "layer_1_mean": 30, "layer_2_cls": 40,
                              "layer_2_mean": 40}
     assert cache.verify() == [] and cache.leftovers().objects == {}
     after = _tree(path)

@@ -23,16 +23,16 @@ import numpy as np
 
 from embedcache.checkpoints.base import Checkpoint, check_architecture, parameter_digest
 from embedcache.checkpoints.files import float_array, read_json, read_safetensors, safetensors_keys
-from embedcache.checkpoints.resolve import CONVERTED_FILE, HUB_CONFIG_FILE, HYPERPARAMS_FILE, PICKLE_FILE, SAFETENSORS_FILE
+from embedcache.checkpoints.resolve import (
+    CONVERTED_FILE, CONVERTED_FORMAT, CONVERTED_FORMAT_VERSION, HUB_CONFIG_FILE, HYPERPARAMS_FILE, PICKLE_FILE,
+    SAFETENSORS_FILE,
+)
 from embedcache.checkpoints.safe_pickle import read_pickle
 from embedcache.errors import CheckpointError
 from embedcache.families.base import Layout
 from embedcache.families.nt import config as nt
 
-__all__ = ["CONVERTED_FORMAT", "CONVERTED_FORMAT_VERSION", "LAYOUTS", "canonical_params", "read_hyperparams"]
-
-CONVERTED_FORMAT = "embedcache-nt-checkpoint"
-CONVERTED_FORMAT_VERSION = "1"
+__all__ = ["LAYOUTS", "canonical_params", "read_hyperparams"]
 
 _P = nt.PREFIX
 _RENAMED_PREFIX = "nucleotide_transformer"

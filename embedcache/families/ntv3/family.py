@@ -26,7 +26,8 @@ class NTv3Family:
     name = "ntv3"
     variants = ("v3",)
     layouts = LAYOUTS
-    pools = ("mean",)
+    pools = ("mean", "center", "mlm")
+    default_pools = ("mean",)  # what a build without --pool stores
     prefix = 0  # no CLS
     masks_padding = False  # padding flows through the convolutions: one padded length per row
     token_note = " (bases)"
@@ -88,6 +89,11 @@ class NTv3Family:
         only ever batched at its own padded length (its outputs are defined there)."""
         return tuple(range(self.config.block, self.padded_length(max_tokens) + 1, self.config.block))
 
+    @property
+    def logits_dim(self) -> int:
+        """Width of the LM head's output: the ``mlm`` pool's."""
+        return int(self.config.alphabet_size)
+
     def feature_dim(self, layer) -> int:
         """``final`` has the stem's width, core layers the core's."""
         return int(self.config.filters[0] if layer == "final" else self.config.embed_dim)
@@ -111,6 +117,24 @@ class NTv3Family:
         """A padding row (all ``N``); rows never mix, so its content does not matter."""
         return np.full(length, self.pad_id, dtype=np.int32)
 
+    def center_positions(self, tokens: np.ndarray, n_tokens: np.ndarray) -> np.ndarray:
+        """Per row, the middle base's position (``n // 2``; one token per base)."""
+        return np.asarray(n_tokens, dtype=np.int64) // 2
+
+    def masked_logits(self, params, tokens, centers, *, dtype: Any = None):
+        """LM-head logits at ``centers`` (B,) with those bases replaced by ``<mask>``; jit-able."""
+        import jax.numpy as jnp
+
+        from embedcache.families.ntv3.forward import forward
+
+        b = tokens.shape[0]
+        rows = jnp.arange(b)
+        masked = tokens.at[rows, centers].set(self.tokenizer.vocabulary.index("<mask>"))
+        species = None if self.species_token is None else jnp.full((b,), self.species_token, jnp.int32)
+        kwargs = {} if dtype is None else {"dtype": dtype}
+        out = forward(params, masked, config=self.config, species=species, logits=True, **kwargs)
+        return out["logits"][rows, centers]
+
     def padded_length(self, n_tokens: int) -> int:
         """The one padded length whose outputs define the sequence's (never another)."""
         return self.tokenizer.padded_length(n_tokens)
@@ -128,17 +152,23 @@ class NTv3Family:
         unknown = set(pools) - set(self.pools)
         if unknown:
             raise InputError(f"unknown pooling {sorted(unknown)} for NTv3; choose from {list(self.pools)}")
+        if "mlm" in pools and list(layers) != ["final"]:
+            raise InputError("pool mlm (masked-LM logits at the middle base) comes from the LM head on the "
+                             "full-resolution output: ask for it with --layers final alone.")
         try:
             v3.check_request(self.config, list(layers), list(attention))
         except ValueError as exc:
             raise InputError(str(exc)) from None
 
-    def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str] = pools,
+    def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str] = default_pools,
                 attention: Sequence[tuple[int, int]] = (), dtype: Any = None) -> dict:
         """Forward plus pooling on a (B, P) batch of equal padded length; jit-able.
 
-        Returns ``{"pooled": {"L/mean": (B, D)}, "attention": {(l, h): (B, T, T)}}`` with
-        ``L`` a layer number or ``final``; attention is zero outside the covered positions.
+        Returns ``{"pooled": {"L/mean": (B, D), "L/center": (B, D)}, "attention": {(l, h): (B, T, T)}}``
+        with ``L`` a layer number or ``final``; ``center`` is the middle base's position
+        (``final``) or the bottleneck position covering it (core layers); ``final/mlm`` the
+        LM-head logits at the middle base with that base masked; attention is zero outside the
+        covered positions.
         """
         import jax.numpy as jnp
 
@@ -147,15 +177,23 @@ class NTv3Family:
         b = tokens.shape[0]
         species = None if self.species_token is None else jnp.full((b,), self.species_token, jnp.int32)
         kwargs = {} if dtype is None else {"dtype": dtype}
-        out = forward(params, tokens, config=self.config, layers=list(layers), attention=list(attention),
-                      species=species, **kwargs)
+        embedded = [p for p in pools if p != "mlm"]
+        out = (forward(params, tokens, config=self.config, layers=list(layers), attention=list(attention),
+                       species=species, **kwargs) if embedded or attention else {"attention": {}})
         n = jnp.asarray(n_tokens)[:, None]
         covered = -(-n // self.config.block)
         pooled = {}
-        for layer in layers:
+        if "mlm" in pools:
+            pooled["final/mlm"] = self.masked_logits(params, tokens, n[:, 0] // 2, dtype=dtype)
+        for layer in layers if embedded else ():
             h, count = (out["final"], n) if layer == "final" else (out["embeddings"][layer], covered)
             mask = jnp.arange(h.shape[1])[None, :] < count
-            pooled[f"{layer}/mean"] = jnp.sum(jnp.where(mask[..., None], h, 0.0), axis=1) / jnp.maximum(count, 1)
+            if "mean" in pools:
+                pooled[f"{layer}/mean"] = jnp.sum(jnp.where(mask[..., None], h, 0.0), axis=1) / jnp.maximum(count, 1)
+            if "center" in pools:
+                # The middle base (offset n // 2), or the bottleneck position covering it.
+                mid = n // 2 if layer == "final" else (n // 2) // self.config.block
+                pooled[f"{layer}/center"] = jnp.take_along_axis(h, mid[:, :, None], axis=1)[:, 0]
         t = jnp.arange(tokens.shape[1] // self.config.block)[None, :] < covered
         pair = (t[:, :, None] & t[:, None, :]).astype(jnp.float32)
         maps = {key: a * pair for key, a in out["attention"].items()}

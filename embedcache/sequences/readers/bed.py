@@ -30,7 +30,7 @@ from embedcache.sequences.readers.common import ChunkBuilder, text_lines
 # pandas' missing-value markers, as the table reader applies them to label and split.
 from pandas._libs.parsers import STR_NA_VALUES
 
-__all__ = ["bed_chunks"]
+__all__ = ["bed_chunks", "open_genome"]
 
 
 _BED_STRANDS = ("+", "-", ".")
@@ -68,7 +68,7 @@ def _open_genome(reference: Path, index_dir: Path | None):
 
 
 @contextmanager
-def _genome(reference: Path):
+def open_genome(reference: Path):
     """An indexed genome; the index goes to a temporary directory if it cannot be written beside it."""
     index_dir = None
     try:
@@ -96,7 +96,7 @@ def bed_chunks(path: Path, reference: Path, alphabet: str, chunk_size: int) -> I
     columns = ("id", "sequence", "record", "chrom", "start", "end", "strand")
     chunks, extra = None, {}  # extra: task column name -> field index, from the header line
     record = 0
-    with _genome(reference) as genome:
+    with open_genome(reference) as genome:
         lengths = {name: len(genome[name]) for name in genome.keys()}
         for lineno, line in text_lines(path):
             if chunks is None and (header := _header(line)) is not None:
