@@ -7,8 +7,8 @@ are not UTF-8 dropped in). Every example must either yield well-formed records o
 a reader bug. Runs are derandomized and use no example database, so CI sees the same
 examples every time.
 
-Adding a reader (e.g. the variant formats): append a :class:`Fuzzed` to :data:`FUZZED` with
-valid seed files; the tests below pick it up.
+Adding a reader: append a :class:`Fuzzed` to :data:`FUZZED` with valid seed files; the tests
+below pick it up (the variant readers, VCF and tables, are read by ``read_variants``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from embedcache.errors import InputError
 from embedcache.sequences.readers import iter_records
+from embedcache.sequences.readers.variants import read_variants
 
 EXAMPLES = 2000
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -55,6 +56,7 @@ class Fuzzed:
     wrap: Callable[[bytes], bytes] = lambda b: b
     reference: bool = False  # a BED file: read against a genome
     fuzz_reference: bool = False  # the genome is fuzzed, the BED file fixed
+    variants: bool = False  # read by read_variants (alleles checked against the genome), not iter_records
 
 
 FASTA_SEEDS = (
@@ -81,6 +83,14 @@ FUZZED: list[Fuzzed] = [
         b"track name=x\n# comment\nchr1 5 20\n",
     ), reference=True),
     Fuzzed("bed", "genome.fa", (GENOME, GENOME.replace(b"\n", b"\r\n")), reference=True, fuzz_reference=True),
+    # Variant files (embedcache.sequences.readers.variants): VCF through pysam, and tables.
+    Fuzzed("vcf", "in.vcf", (
+        b"##fileformat=VCFv4.2\n##contig=<ID=chr1>\n##INFO=<ID=L,Number=1,Type=String,Description=\"l\">\n"
+        b"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nchr1\t3\tv1\tG\tA,T\t.\t.\tL=1\n"
+        b"chr1\t5\t.\tACG\tA\t.\t.\t.\nchr1\t9\t.\tA\t<DEL>\t.\t.\t.\n",
+    ), reference=True, variants=True),
+    Fuzzed("csv", "variants.csv", (b"chrom,pos,ref,alt,id,label\nchr1,3,G,A,v1,1\nchr2,1,a,\"C,G\",,\n",),
+           reference=True, variants=True),
 ]
 FIXED_BED = b"chr1\t2\t12\tr1\t0\t-\nchr2\t0\t4\n"
 
@@ -186,6 +196,11 @@ def check_reader(reader: Fuzzed, path: Path, content: bytes, reference: Path | N
     default ``path``); nothing else."""
     path.write_bytes(content)
     try:
+        if reader.variants:
+            alleles = read_variants(path, reference).table
+            note("records")
+            assert all(isinstance(a, str) and a and set(a) <= set("ACGTN") for a in [*alleles["ref"], *alleles["alt"]])
+            return
         frames = list(iter_records(path, format=reader.format, reference=reference, chunk_size=2))
     except InputError as exc:
         assert (named or path).name in str(exc), f"the message does not name the file: {exc}"
@@ -246,7 +261,10 @@ def test_seeds_are_valid(workdir):
             else:
                 path, reference = workdir / reader.filename, workdir / "genome.fa" if reader.reference else None
                 path.write_bytes(reader.wrap(seed))
-            assert sum(len(f) for f in iter_records(path, format=reader.format, reference=reference)) >= 1
+            if reader.variants:
+                assert len(read_variants(path, reference)) >= 1
+            else:
+                assert sum(len(f) for f in iter_records(path, format=reader.format, reference=reference)) >= 1
 
 
 def _nested_id_parquet() -> bytes:
@@ -264,6 +282,10 @@ FOUND = [
     pytest.param(FUZZED[4], _nested_id_parquet(), id="parquet list-typed id"),
     pytest.param(FUZZED[6], b">\x00\n\n\x00", id="genome pyfaidx cannot index"),
     pytest.param(FUZZED[6], b">chr1\n\xe1\x80\x80" + b"\x00" * 11, id="genome region splitting a UTF-8 character"),
+    pytest.param(FUZZED[7], b"##fileformat=VCF\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                 b"chr1\t3\t\tG\tA\t\t\t\t\t\t\t\t\n\t\t15AAA\tchr\x80\t\t<\t\t", id="VCF field not UTF-8"),
+    pytest.param(FUZZED[7], b"##fileformat=VCF\n##INFO=<ID==N\x80\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
+                 id="VCF header not UTF-8"),
 ]
 
 
@@ -273,4 +295,5 @@ def test_what_the_fuzzer_found(reader, content, workdir):
         genome = _fresh_genome(workdir, reader, content)
         check_reader(reader, workdir / "fixed.bed", FIXED_BED, genome, named=genome, note=print)
     else:
-        check_reader(reader, workdir / reader.filename, content, None, note=print)
+        check_reader(reader, workdir / reader.filename, content, workdir / "genome.fa" if reader.reference else None,
+                     note=print)
