@@ -7,6 +7,7 @@ away mid-build: it is killed once the build's first commit is visible, an event,
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -94,27 +95,25 @@ def test_missing_bucket(server, tmp_path):
 
 
 def test_server_lost_mid_build(server, tmp_path):
-    from embedcache import EmbeddingCache
-
     proc, endpoint = server
-    # A commit after every one-row batch, and far more batches than the few the build can run
-    # between seeing the first commit and losing the server.
-    build = _build(str(_fasta(tmp_path / "in.fa", 1000)), "--cache", "s3://caches/lost.zarr", "--batch-size", "1",
-                   env={**os.environ, "EMBEDCACHE_COMMIT_SECONDS": "0"})
-    cache = EmbeddingCache("s3://caches/lost.zarr")
-    while build.poll() is None:
-        try:
-            if any(m.get("rows", 0) > 0 for m in cache.models()):
-                break
-        except Exception:  # the store or its group does not exist yet
-            pass
-        time.sleep(0.05)
-    assert build.poll() is None, "the build ended before its first commit was seen"
-    proc.kill()
-    proc.wait()
-    out, err = build.communicate(timeout=300)
+    marker = tmp_path / "paused"
+    # A commit every 4 rows; the build stops itself (SIGSTOP) the fifth time it takes the commit
+    # lock: the store and group were made, and at least one commit of rows is whole. The server
+    # is then killed and the build continued.
+    build = _build(str(_fasta(tmp_path / "in.fa", 40)), "--cache", "s3://caches/lost.zarr",
+                   env={**os.environ, "EMBEDCACHE_COMMIT_ROWS": "4", "EMBEDCACHE_TEST_PAUSE": f"locked:{marker}:5"})
+    try:
+        while not marker.exists():
+            assert build.poll() is None, build.communicate()[1]
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        os.kill(int(marker.read_text()), signal.SIGCONT)
+        out, err = build.communicate(timeout=300)
+    finally:
+        build.kill()
     assert build.returncode == 1
     line = _one_error(err)
     assert f"cannot reach the S3 endpoint {endpoint} (the cache s3://caches/lost.zarr)" in line
     committed = [l for l in err.splitlines() if l.startswith("this build committed ")]
-    assert len(committed) == 1 and int(committed[0].split()[3]) >= 1
+    assert len(committed) == 1 and int(committed[0].split()[3]) >= 4
