@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,9 @@ from sklearn.utils.validation import check_is_fitted
 from classifiers.probes import PROBES
 from classifiers.probes.base import ENCODING, ENCODING_VERSION, ModelFileError
 from embedcache import __version__ as embedcache_version
+from embedcache.util.versions import package_versions
 from embedcache.errors import InputError
+from embedcache.util.atomic import replace_directory
 
 __all__ = [
     "ESTIMATORS",
@@ -39,7 +39,6 @@ __all__ = [
     "ENCODING_VERSION",
     "ModelFileError",
     "ModelVersionError",
-    "distribution_version",
     "estimator_kind",
     "load_estimator",
     "make_estimator",
@@ -292,25 +291,7 @@ def _check_classes_encodable(classes, encoded):
 
 
 def _package_versions(estimator):
-    versions = {
-        "embedcache": embedcache_version,
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "scikit-learn": metadata.version("scikit-learn"),
-    }
-    versions.update({name: distribution_version(name) for name in estimator.packages})
-    return versions
-
-
-def distribution_version(name):
-    """The installed version of a package, also when its distribution is named otherwise
-    (``xgboost`` comes as ``xgboost`` or ``xgboost-cpu``); None when it is not installed."""
-    for distribution in (name, f"{name}-cpu"):
-        try:
-            return metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+    return package_versions(("embedcache", "numpy", "scikit-learn", *estimator.packages))
 
 
 def _replace_directory(staging, directory):
@@ -318,10 +299,4 @@ def _replace_directory(staging, directory):
     for path in staging.iterdir():
         with open(path, "rb") as f:
             os.fsync(f.fileno())
-    if not directory.exists():
-        os.rename(staging, directory)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
-    os.rename(directory, retired / directory.name)
-    os.rename(staging, directory)
-    shutil.rmtree(retired)
+    replace_directory(staging, directory)

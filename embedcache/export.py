@@ -10,12 +10,12 @@ file's ``chrom``, ``start``, ``end``, ``strand`` and task columns).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from embedcache.errors import InputError
+from embedcache.util.atomic import write_atomically
 
 __all__ = ["EXPORT_FORMATS", "check_export_path", "write_export"]
 
@@ -37,16 +37,15 @@ def write_export(frames, out: Path, provenance: dict) -> Path:
     """Write ``(records DataFrame, (n, D) features)`` chunks to ``out``, whose suffix picks the
     format, with ``provenance``, through temporary files so that a failure leaves nothing; returns ``out``."""
     suffix = check_export_path(out)
-    tmp = out.with_name(f".{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        {".npz": _write_npz, ".parquet": _write_parquet}.get(suffix, _write_h5)(frames, tmp, provenance)
+    writer = {".npz": _write_npz, ".parquet": _write_parquet}.get(suffix, _write_h5)
+
+    def write(tmp: str) -> None:
+        writer(frames, Path(tmp), provenance)
         if suffix == ".npz":
             _write_sidecar(out, provenance)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+
+    return write_atomically(out, write)
 
 
 def _columns(df) -> dict:
@@ -61,9 +60,7 @@ def _columns(df) -> dict:
 
 def _write_sidecar(out: Path, provenance: dict) -> None:
     sidecar = out.with_name(out.name + ".json")
-    tmp = sidecar.with_name(f".{sidecar.name}.partial")
-    tmp.write_text(json.dumps(provenance, indent=1, default=str) + "\n")
-    os.replace(tmp, sidecar)
+    write_atomically(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(provenance, indent=1, default=str) + "\n"))
 
 
 def _write_npz(frames, path: Path, provenance: dict) -> None:

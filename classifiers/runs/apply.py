@@ -7,7 +7,6 @@ the run's backbone, layer(s) and pooling.
 
 from __future__ import annotations
 
-import os
 from os import PathLike
 from pathlib import Path
 
@@ -17,11 +16,13 @@ import pandas as pd
 from classifiers.features import TaskSource, read_task
 from classifiers.metrics import bootstrap_intervals, classification_metrics
 from classifiers.runs import task as steps
-from classifiers.runs.directory import (PREDICTIONS_FILE, TRAIN_DIGESTS_FILE, Clock, sha,
+from classifiers.runs.directory import (PREDICTIONS_FILE, TRAIN_DIGESTS_FILE, Clock,
                                         staged, stem)
 from classifiers.runs.pause import pause_point
 from classifiers.runs.record import RunRecord
 from embedcache.errors import InputError
+from embedcache.util.atomic import write_atomically
+from embedcache.store import sequence_digest
 
 __all__ = ["default_evaluation_dir", "default_predictions_path", "evaluate_run", "predict_run"]
 
@@ -71,7 +72,7 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
         proba, pred = estimator.predict_proba(X), estimator.predict(X)
         metrics = {"evaluation": classification_metrics(y, pred, proba, classes)}
         trained_on = set((run_dir / TRAIN_DIGESTS_FILE).read_text().split())
-        in_train = np.array([sha(s) in trained_on for s in table["sequence"]])
+        in_train = np.array([sequence_digest(s) in trained_on for s in table["sequence"]])
         duplicates = {"evaluation_rows_in_train": int(in_train.sum()),
                       "unique_evaluation_sequences_in_train":
                           int(table.loc[in_train, "sequence"].nunique())}
@@ -147,10 +148,4 @@ def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
                                    list(estimator.classes_), with_split=False, with_label=False)
     pause_point("predict:scored")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return write_atomically(out, lambda tmp: frame.to_csv(tmp, index=False))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import tempfile
@@ -24,6 +23,7 @@ import numpy as np
 
 from classifiers.runs.pause import pause_point
 from embedcache.errors import InputError
+from embedcache.util.atomic import replace_directory
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
@@ -57,14 +57,7 @@ def staged(out: str | PathLike, force: bool):
         yield staging
         with _interrupts_deferred():
             pause_point("run:moving")
-            if out.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old",
-                                            dir=out.parent))
-                os.replace(out, old / out.name)
-                os.replace(staging, out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(staging, out)
+            replace_directory(staging, out)
             written = True
     except BaseException as exc:
         if not written:
@@ -103,10 +96,6 @@ def _interrupts_deferred():
 def file_record(path, rows: int) -> dict:
     return {"path": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
             "rows": int(rows)}
-
-
-def sha(sequence: str) -> str:
-    return hashlib.sha256(sequence.encode("ascii")).hexdigest()
 
 
 def stem(path) -> str:

@@ -40,12 +40,13 @@ from classifiers.defaults import DEFAULT_POOL, DEFAULT_PROBE
 from classifiers.metrics import SCALAR_METRICS
 from classifiers.runs import task as steps
 from classifiers.runs.directory import (MODEL_DIR, PREDICTIONS_FILE, SWEEP_FILE,
-                                        TRAIN_DIGESTS_FILE, Clock, sha, staged)
+                                        TRAIN_DIGESTS_FILE, Clock, staged)
 from classifiers.runs.pause import pause_point
 from classifiers.runs.record import RunRecord
 from classifiers.features import TaskSource
 from classifiers.splits import assign_splits
 from embedcache.errors import InputError
+from embedcache.store import sequence_digest
 
 __all__ = ["fit_run", "sweep_run"]
 
@@ -196,7 +197,7 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
         save_estimator(estimator, staging / MODEL_DIR)
         steps.prediction_frame(table, proba, pred, classes).to_csv(
             staging / PREDICTIONS_FILE, index=False)
-        digests = sorted({sha(s) for s in table.loc[train, "sequence"]})
+        digests = sorted({sequence_digest(s) for s in table.loc[train, "sequence"]})
         (staging / TRAIN_DIGESTS_FILE).write_text("\n".join(digests) + "\n")
         figures = steps.score_figures(
             staging, y[test_rows], proba[test_rows], classes,

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
 from classifiers.metrics import SCALAR_METRICS
-from classifiers.persistence import distribution_version
+from embedcache.util.ranges import format_ranges
+from embedcache.util.versions import distribution_version, package_versions
 from classifiers.runs.directory import METRICS_FILE, jsonable, write_json
 from embedcache.errors import InputError
 
@@ -130,8 +130,7 @@ class RunRecord(dict):
                 "command": command or "(Python API)",
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "embedcache": distribution_version("embedcache"),
-                "versions": {"python": sys.version.split()[0],
-                             **{p: distribution_version(p) for p in PACKAGES}},
+                "versions": package_versions(PACKAGES),
             },
         })
         for attr in ("best_epoch_", "n_epochs_", "history_"):
@@ -191,11 +190,11 @@ class RunRecord(dict):
     def layer_text(self) -> str:
         layers = self.layers
         if self.kind == "sweep":
-            swept = _ranges(self["sweep"]["layers"])
+            swept = format_ranges(self["sweep"]["layers"])
             return f"layer {layers[0]} (chosen on validation; swept {swept})"
         if len(layers) == 1:
             return f"layer {layers[0]}"
-        return f"layers {_ranges(layers)}"
+        return f"layers {format_ranges(layers)}"
 
     def title(self) -> str:
         backbone = self["features"]["backbone"]
@@ -204,7 +203,7 @@ class RunRecord(dict):
                 f"{self.layer_text()}, {self['features']['pool']} pooling")
         if self.kind == "sweep":
             what = (f"{self['model']['kind']} probe on {name} (key {backbone.get('key')}), "
-                    f"sweep over layers {_ranges(self['sweep']['layers'])}, "
+                    f"sweep over layers {format_ranges(self['sweep']['layers'])}, "
                     f"pooling {', '.join(self['sweep']['pools'])}")
         return f"{what} — {self.kind}"
 
@@ -301,16 +300,3 @@ class RunRecord(dict):
 def read_run(run_dir: str | PathLike, *, kind: str | None = None) -> RunRecord:
     """The record (``metrics.json``) of a run directory; see :meth:`RunRecord.read`."""
     return RunRecord.read(run_dir, kind=kind)
-
-
-def _ranges(layers) -> str:
-    """[1, 2, 3, 5] -> "1-3, 5"."""
-    layers = sorted(layers)
-    parts, start = [], None
-    for i, layer in enumerate(layers):
-        if start is None:
-            start = layer
-        if i + 1 == len(layers) or layers[i + 1] != layer + 1:
-            parts.append(str(start) if start == layer else f"{start}-{layer}")
-            start = None
-    return ", ".join(parts)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 from embedcache.checkpoints.layouts import read_directory
 from embedcache.checkpoints.files import read_json
@@ -15,6 +13,7 @@ from embedcache.checkpoints.resolve import (
     resolve,
 )
 from embedcache.errors import CheckpointError
+from embedcache.util.atomic import write_atomically
 from embedcache.families.nt.config import normalize_hyperparams
 
 __all__ = ["convert_checkpoint"]
@@ -82,15 +81,3 @@ def convert_checkpoint(
         text = json.dumps(checkpoint.hyperparams, indent=2, sort_keys=True) + "\n"
         write_atomically(hp_path, lambda tmp: Path(tmp).write_text(text))
     return out
-
-
-def write_atomically(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write`` on a temporary name beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

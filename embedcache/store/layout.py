@@ -46,9 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from typing import Mapping
 
 import numpy as np
@@ -281,13 +279,10 @@ def check_encoding(attrs: Mapping, where: str, *, store: str = "") -> None:
 
 
 def package_versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in ("embedcache", "numpy", "zarr", "numcodecs", "jax"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    """The versions a model group records: Python, embedcache and what writes its bytes."""
+    from embedcache.util.versions import package_versions as versions
+
+    return versions(("embedcache", "numpy", "zarr", "numcodecs", "jax"))
 
 
 def _chunking(row_shape: tuple, itemsize: int, chunk_bytes: int) -> tuple[int, int]:

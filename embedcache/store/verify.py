@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedcache.errors import StoreError
+from embedcache.util.ranges import format_ranges
 from embedcache.store import chunks, index
 from embedcache.store.layout import ROW_ARRAYS, mask_name, sequence_digest
 
@@ -34,20 +35,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = "/".join(p for p in (self.key, self.array) if p) or "store"
-        return f"{where}: {self.what}" + (f" (rows {_ranges(self.rows)})" if len(self.rows) else "")
-
-
-def _ranges(rows) -> str:
-    rows = sorted(int(r) for r in rows)
-    parts, start = [], None
-    for i, r in enumerate(rows):
-        if start is None:
-            start = r
-        if i + 1 == len(rows) or rows[i + 1] != r + 1:
-            parts.append(str(start) if start == r else f"{start}-{r}")
-            start = None
-    text = ", ".join(parts[:10])
-    return text + (f", ... ({len(rows)} rows)" if len(parts) > 10 else "")
+        return f"{where}: {self.what}" + (f" (rows {format_ranges(self.rows, most=10)})" if len(self.rows) else "")
 
 
 def _add(bad: list, lo: int, hi: int, what: str, damage: str) -> None:

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 from embedcache.errors import InputError
 
-__all__ = ["ALL", "FINAL", "array_order", "layer_order", "parse_layer", "parse_layers", "resolve_layers"]
+__all__ = ["ALL", "FINAL", "array_order", "format_ranges", "layer_order", "parse_layer", "parse_layers", "resolve_layers"]
 
 ALL = "all"
 FINAL = "final"  # NTv3's full-resolution output
@@ -103,3 +103,19 @@ def resolve_layers(layers: Sequence, available: Sequence, *, option: str = "--la
         raise InputError(f"{option}: {', '.join(map(str, missing))} is outside {model}'s layers {span}{extra}; "
                          "pick among those ('all' takes every one).")
     return tuple(sorted(chosen, key=layer_order))
+
+
+def format_ranges(numbers, *, most: int | None = None) -> str:
+    """Integers as runs: ``[1, 2, 3, 5]`` -> ``"1-3, 5"``; past ``most`` runs, the rest is
+    counted (``"..., (N rows)"``)."""
+    numbers = sorted(int(n) for n in numbers)
+    parts, start = [], None
+    for i, n in enumerate(numbers):
+        if start is None:
+            start = n
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            parts.append(str(start) if start == n else f"{start}-{n}")
+            start = None
+    if most is not None and len(parts) > most:
+        return ", ".join(parts[:most]) + f", ... ({len(numbers)} rows)"
+    return ", ".join(parts)

@@ -397,9 +397,9 @@ def test_models_info(tmp_path):
     _write(store, _seqs(3, seed=9), [ATT], spec=_spec(store_dtype="float16"))
     infos = {g.key: g.info() for g in store.groups()}
     assert len(infos) == 2
-    assert infos[key]["rows"] == 7 and infos[key]["arrays"] == {CLS2: 7}
-    assert infos[key]["disk_bytes"] > 0 and infos[key]["name"] == "synthetic"
-    assert json.dumps(infos)  # plain data, printable by the CLI
+    assert infos[key].rows == 7 and infos[key].filled == {CLS2: 7}
+    assert infos[key].disk_bytes > 0 and infos[key].name == "synthetic"
+    assert json.dumps({k: i.to_dict() for k, i in infos.items()})  # JSON-ready
 
 
 def test_verify_reports_damaged_metadata_instead_of_crashing(tmp_path):
