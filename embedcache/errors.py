@@ -13,6 +13,7 @@ __all__ = [
     "AlphabetError",
     "SequenceTooLongError",
     "CheckpointError",
+    "ModelOutputError",
     "UnsafeCheckpointError",
     "StoreError",
     "StoreLockedError",
@@ -46,6 +47,13 @@ class SequenceTooLongError(InputError):
 
 class CheckpointError(EmbedcacheError):
     """A model checkpoint cannot be found, read or matched."""
+
+
+class ModelOutputError(EmbedcacheError):
+    """A model computed NaN or infinity for a record; nothing of its batch is stored (CLI exit 1:
+    the input was fine, the weights or the arithmetic were not)."""
+
+    exit_code = 1
 
 
 class UnsafeCheckpointError(CheckpointError):

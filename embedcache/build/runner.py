@@ -12,6 +12,7 @@ import numpy as np
 from embedcache.build.inputs import windows
 from embedcache.build.plan import plan_rows
 from embedcache.build.progress import Progress
+from embedcache.errors import ModelOutputError
 from embedcache.request import BuildRequest, Output, RunOptions
 from embedcache.store import ModelSpec, Store, StoreWriting, sequence_digest
 
@@ -57,16 +58,17 @@ def compute(store: Store, checkpoint, family, request: BuildRequest, spec: Model
                              attention_size=family.attention_size(spec.max_tokens))
         # Planned again: another build may have committed rows since the first plan.
         todo, held = plan_rows(writer.snapshot(), unique, outputs)
-        runner = _Runner(make_engine, family, request, writer, Progress(len(todo), run.quiet))
+        runner = _Runner(make_engine, family, request, writer, Progress(len(todo), run.quiet), model=checkpoint.name)
         try:
             for _, chunks in sources:
                 for df in chunks():
                     for needed, entries in _todo_in_chunk(df, todo).items():
-                        runner.add(needed, entries, family.encode_batch([s for _, s, _ in entries]))
+                        runner.add(needed, entries, family.encode_batch([e[1] for e in entries]))
             runner.finish()
             writer.flush()
-        except BaseException as exc:  # Ctrl-C, disk full...: the command line says what was kept
+        except BaseException as exc:  # Ctrl-C, disk full...: the command line says what was kept, and where
             exc.rows_committed = writer.rows_written
+            exc.store = str(store.path)
             raise
         finally:
             runner.progress.close()
@@ -74,14 +76,14 @@ def compute(store: Store, checkpoint, family, request: BuildRequest, spec: Model
 
 
 def _todo_in_chunk(df, todo: dict) -> dict[tuple, list]:
-    """The chunk's sequences still to compute, as ``(digest, sequence, row)`` grouped by the
-    outputs each lacks; each leaves ``todo``, so a later duplicate is not computed again."""
+    """The chunk's sequences still to compute, as ``(digest, sequence, row, record id)`` grouped
+    by the outputs each lacks; each leaves ``todo``, so a later duplicate is not computed again."""
     groups: dict[tuple, list] = defaultdict(list)
-    for s in df["sequence"].tolist():
+    for s, record_id in zip(df["sequence"].tolist(), df["id"].tolist()):
         d = sequence_digest(s)
         if d in todo:
             row, needed = todo.pop(d)
-            groups[needed].append((d, s, row))
+            groups[needed].append((d, s, row, record_id))
     return groups
 
 
@@ -92,6 +94,7 @@ class _Item:
     digest: str
     sequence: str
     row: int | None
+    record_id: str
     n_tokens: int
     n_windows: int
     needed: tuple
@@ -104,8 +107,8 @@ class _Runner:
     """Hands windows to one engine per set of needed outputs (its planner batches them across
     input chunks), and writes a row when all its windows have come back."""
 
-    def __init__(self, make_engine, family, request: BuildRequest, writer, progress):
-        self.make_engine, self.family, self.request = make_engine, family, request
+    def __init__(self, make_engine, family, request: BuildRequest, writer, progress, *, model: str):
+        self.make_engine, self.family, self.request, self.model = make_engine, family, request, model
         self.map_size = family.attention_size(request.max_tokens)
         self.writer, self.progress = writer, progress
         self.engines: dict[tuple, object] = {}
@@ -114,14 +117,14 @@ class _Runner:
         self._next = 0
 
     def add(self, needed: tuple, entries: list, tokens: list) -> None:
-        """Queue sequences (``(digest, sequence, row)`` with their token arrays) lacking ``needed``."""
+        """Queue sequences (``(digest, sequence, row, record id)`` with their token arrays) lacking ``needed``."""
         if needed not in self.engines:
             self.engines[needed] = self.make_engine(needed)
         tags, queued = [], []
-        for (d, s, row), t in zip(entries, tokens):
+        for (d, s, row, record_id), t in zip(entries, tokens):
             parts = windows(t, self.request, self.family.prefix)
             n_tok = min(len(t), self.request.max_tokens) if self.request.long == "truncate" else len(t)
-            self.items[self._next] = _Item(d, s, row, n_tok, len(parts), needed)
+            self.items[self._next] = _Item(d, s, row, record_id, n_tok, len(parts), needed)
             tags += [self._next] * len(parts)
             self._next += 1
             queued += parts
@@ -134,7 +137,26 @@ class _Runner:
             for batch in engine.finish():
                 self._take(batch)
 
+    def _check_finite(self, batch) -> None:
+        """Refuse a batch holding NaN or infinity before any of its rows reaches the writer, so
+        none of it is committed: a damaged model or an overflow must not become cached data."""
+        named = [(f"layer {layer} {pool} embedding", v) for (layer, pool), v in batch.pooled.items()]
+        named += [(f"attention map (layer {layer}, head {head})", v) for (layer, head), v in batch.attention.items()]
+        for what, values in named:
+            bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
+            if bad.any():
+                item = self.items[batch.index.tolist()[int(np.argmax(bad))]]
+                raise ModelOutputError(
+                    f"model {self.model} computed non-finite values (NaN or infinity) in the {what} of "
+                    f"record {item.record_id!r} (sequence digest {item.digest[:16]}; {int(bad.sum())} of the batch's "
+                    f"{len(values)} windows are affected); nothing of the batch was stored. The weights "
+                    "themselves are finite (checked at load), so the arithmetic overflowed: under --dtype bfloat16 "
+                    "rerun with --dtype float32; under float32 the weights are damaged or were never trained "
+                    "for this input (download the checkpoint again)."
+                )
+
     def _take(self, batch) -> None:
+        self._check_finite(batch)
         T, finished = self.map_size, 0
         for r, tag in enumerate(batch.index.tolist()):
             item = self.items[tag]

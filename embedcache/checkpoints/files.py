@@ -10,7 +10,7 @@ import numpy as np
 
 from embedcache.errors import CheckpointError
 
-__all__ = ["float_array", "read_json", "read_safetensors", "safetensors_keys"]
+__all__ = ["check_repeats", "float_array", "read_json", "read_safetensors", "safetensors_keys"]
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -24,7 +24,30 @@ def float_array(value: Any, what: str, source) -> np.ndarray:
     if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
         kind = getattr(value, "dtype", type(value).__name__)
         raise CheckpointError(f"{source}: parameter {what} is {kind}, not a floating-point array")
-    return np.ascontiguousarray(value, dtype=np.float32)
+    array = np.ascontiguousarray(value, dtype=np.float32)
+    # A NaN or infinite weight makes every embedding NaN: refused here, naming the tensor,
+    # rather than found by `verify` after a whole build has stored it.
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = array.size - int(np.count_nonzero(finite))
+        raise CheckpointError(
+            f"{source}: parameter {what} holds NaN or infinity ({bad} of its {array.size} values); the "
+            "checkpoint is damaged. Download it again (or convert it again from an intact copy)."
+        )
+    return array
+
+
+def check_repeats(source, hyperparams: dict, key: str, found: set[int], what: str) -> None:
+    """Refuse a configuration whose ``key`` (a count of layers or blocks) differs from the number of
+    ``what`` the weights hold, numbered ``0..found-1``, before any shape is derived from it: a
+    configuration claiming a billion layers must not make a billion of anything."""
+    claimed = hyperparams.get(key)
+    if found != set(range(len(found))) or claimed != len(found):
+        held = f"{len(found)} ({what} {min(found)}..{max(found)})" if found else "none"
+        raise CheckpointError(
+            f"{source}: the configuration says {key} {claimed!r}, but the weights hold {held}. The "
+            "weights and the configuration file must come from the same model; fetch both again."
+        )
 
 
 def safetensors_keys(path: Path) -> list[str]:

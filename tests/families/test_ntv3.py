@@ -225,7 +225,7 @@ def test_bad_requests_and_bad_files_are_refused(tmp_path):
     d = tmp_path / "mismatch"
     shutil.copytree(GOLDEN / "ntv3_tiny", d)
     (d / "config.json").write_text(json.dumps(_tiny_config(num_layers=3)))
-    with pytest.raises(CheckpointError, match="missing transformer_blocks.2"):
+    with pytest.raises(CheckpointError, match=r"config.json: the configuration says num_layers 3, but the weights hold 2 \(transformer_blocks. 0..1\)"):
         load_checkpoint(d)
 
 

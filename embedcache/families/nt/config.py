@@ -12,12 +12,13 @@ released JAX checkpoints (``esm_transformer/attention_layer_0/~/mha/query`` ...)
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from embedcache.errors import CheckpointError
 
-__all__ = ["NTConfig", "PREFIX", "normalize_hyperparams", "parameter_shapes", "infer_variant", "architecture_keys"]
+__all__ = ["NTConfig", "PREFIX", "check_layer_count", "normalize_hyperparams", "parameter_shapes", "infer_variant", "architecture_keys"]
 
 PREFIX = "esm_transformer"
 
@@ -41,6 +42,9 @@ _DEFAULT_HYPERPARAMS = {
 # Special tokens in the embedding table besides the 4**k k-mers and the 5 single bases.
 SPECIAL_ROWS = {"v2": 6, "v1": 4}
 PAD_TOKEN_ID = 1
+# 4**k k-mer tokens: beyond this the vocabulary alone would not fit in memory.
+_MAX_K = 10
+_LAYER = re.compile(rf"{PREFIX}/attention_layer_(\d+)/")
 
 
 def architecture_keys() -> tuple[str, ...]:
@@ -83,6 +87,11 @@ def normalize_hyperparams(hyperparams: Mapping[str, Any], *, source: str = "hype
             f"{list(_REQUIRED_HYPERPARAMS)} (compare with a released jax_model/hyperparams.json)"
         )
     hp = dict(hyperparams)
+    for key in (*_REQUIRED_HYPERPARAMS, *(("key_dim",) if hp.get("key_dim") is not None else ())):
+        hp[key] = _count(hp[key], key, source)
+    if not 1 <= hp["k_for_kmers"] <= _MAX_K:
+        raise CheckpointError(f"{source}: k_for_kmers {hp['k_for_kmers']} is not a k-mer size NT uses (1..{_MAX_K}; "
+                              "the released models use 6, Codon-NT 3)")
     for key, default in _DEFAULT_HYPERPARAMS.items():
         hp.setdefault(key, default)
     if hp.get("key_dim") is None:
@@ -98,6 +107,24 @@ def normalize_hyperparams(hyperparams: Mapping[str, Any], *, source: str = "hype
             "NT uses 'learned' (v1) or null with use_rotary_embedding (v2)"
         )
     return hp
+
+
+def _count(value: Any, key: str, source: str) -> int:
+    """A positive whole number from a configuration file (JSON may spell it 512.0)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CheckpointError(f"{source}: {key} must be a positive whole number, not {value!r}")
+    return value
+
+
+def check_layer_count(params: Mapping[str, Any], hyperparams: Mapping[str, Any], source) -> None:
+    """``num_layers`` must be the number of ``attention_layer_<i>`` blocks present (checked before
+    :func:`parameter_shapes` makes a name for each)."""
+    from embedcache.checkpoints.files import check_repeats
+
+    found = {int(m.group(1)) for module in params if (m := _LAYER.match(module))}
+    check_repeats(source, hyperparams, "num_layers", found, "attention_layer_")
 
 
 def parameter_shapes(hyperparams: Mapping[str, Any], variant: str) -> dict[tuple[str, str], tuple[int, ...]]:

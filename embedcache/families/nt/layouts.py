@@ -54,6 +54,7 @@ def _read_jax(root: Path, name: str) -> Checkpoint:
         raise CheckpointError(f"checkpoint {root} lacks {', '.join(missing)}; both files of the released layout are needed")
     hyperparams = read_hyperparams(hp_path)
     params = canonical_params(read_pickle(pickle_path), pickle_path)
+    nt.check_layer_count(params, hyperparams, hp_path)
     variant = nt.infer_variant(params, hyperparams)
     check_architecture(params, hyperparams, variant, pickle_path)
     digest = parameter_digest(hyperparams, variant, params)
@@ -91,6 +92,7 @@ def _read_converted(root: Path) -> Checkpoint:
             f"stale); {redo}"
         )
     params = canonical_params(tree, path)
+    nt.check_layer_count(params, hyperparams, path)
     # The stored digest stands in for re-hashing gigabytes; the names and shapes still must fit.
     check_architecture(params, hyperparams, variant, path)
     return Checkpoint(name=name, source=str(root), hyperparams=hyperparams, variant=variant, params=params,
@@ -185,6 +187,7 @@ def _read_transformers(root: Path, name: str) -> Checkpoint:
         # transformers stores Linear weights as [out, in]; the official tree as [in, out].
         params.setdefault(module, {})[pname] = np.ascontiguousarray(array.T) if pname == "w" else array
     hyperparams = _esm_hyperparams(raw, params, root / HUB_CONFIG_FILE)
+    nt.check_layer_count(params, hyperparams, root / HUB_CONFIG_FILE)
     variant = nt.infer_variant(params, hyperparams)
     check_architecture(params, hyperparams, variant, path)
     digest = parameter_digest(hyperparams, variant, params)

@@ -81,8 +81,8 @@ class NTv3Config:
         Run options of the official code (layers to save, dtypes, remat) are ignored: they
         do not change the outputs at float32. The output of :meth:`to_dict` reads back.
         """
-        heads = int(cfg.get("attention_heads", cfg.get("num_attention_heads", 16)))
-        embed_dim = int(cfg.get("embed_dim", cfg.get("hidden_size", 512)))
+        heads = _count(cfg.get("attention_heads", cfg.get("num_attention_heads", 16)), "attention_heads")
+        embed_dim = _count(cfg.get("embed_dim", cfg.get("hidden_size", 512)), "embed_dim")
         key_size = cfg.get("key_size")
         if key_size is None:
             if embed_dim % heads:
@@ -96,15 +96,15 @@ class NTv3Config:
         if len(vocab) > 1:
             raise ValueError(f"only one condition (species) is supported, the config has {len(vocab)}")
         return cls(
-            alphabet_size=int(cfg.get("alphabet_size", cfg.get("vocab_size", 11))),
-            num_downsamples=int(cfg.get("num_downsamples", 8)),
-            token_embed_dim=int(cfg.get("token_embed_dim", 16)),
-            conv_init_embed_dim=int(cfg.get("conv_init_embed_dim", 512)),
+            alphabet_size=_count(cfg.get("alphabet_size", cfg.get("vocab_size", 11)), "alphabet_size"),
+            num_downsamples=_count(cfg.get("num_downsamples", 8), "num_downsamples", lowest=0),
+            token_embed_dim=_count(cfg.get("token_embed_dim", 16), "token_embed_dim"),
+            conv_init_embed_dim=_count(cfg.get("conv_init_embed_dim", 512), "conv_init_embed_dim"),
             embed_dim=embed_dim,
-            num_layers=int(cfg.get("num_layers", cfg.get("num_hidden_layers", 12))),
+            num_layers=_count(cfg.get("num_layers", cfg.get("num_hidden_layers", 12)), "num_layers"),
             attention_heads=heads,
-            key_size=int(key_size),
-            ffn_embed_dim=int(cfg.get("ffn_embed_dim", cfg.get("intermediate_size", 2048))),
+            key_size=_count(key_size, "key_size"),
+            ffn_embed_dim=_count(cfg.get("ffn_embed_dim", cfg.get("intermediate_size", 2048)), "ffn_embed_dim"),
             layer_norm_eps=float(cfg.get("layer_norm_eps", 1e-5)),
             deconv_upsample_type=upsample,
             use_skip_connection=bool(cfg.get("use_skip_connection", True)),
@@ -203,6 +203,15 @@ class NTv3Tokenizer:
 
 
 # ---- parameter layout ---------------------------------------------------------------------
+
+
+def _count(value: Any, key: str, lowest: int = 1) -> int:
+    """A whole number of at least ``lowest`` from a configuration file (JSON may spell it 512.0)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ValueError(f"{key} must be a whole number >= {lowest}, not {value!r}")
+    return value
 
 
 def _ln_shapes(module: str, dim: int, cfg: NTv3Config, out: dict) -> None:

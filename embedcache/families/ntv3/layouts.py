@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
 from embedcache.checkpoints.base import Checkpoint, check_architecture, parameter_digest
-from embedcache.checkpoints.files import float_array, read_json, read_safetensors, safetensors_keys
+from embedcache.checkpoints.files import check_repeats, float_array, read_json, read_safetensors, safetensors_keys
 from embedcache.checkpoints.resolve import HUB_CONFIG_FILE, SAFETENSORS_FILE
 from embedcache.errors import CheckpointError
 from embedcache.families.base import Layout
@@ -18,6 +19,8 @@ __all__ = ["LAYOUTS"]
 V3 = "v3"
 # NTv3 parts the embedding forward does not read (pre-training and functional heads).
 _NTV3_HEADS = ("lm_head", "conditions_heads", "bigwig_head", "bed_head")
+_CORE = re.compile(r"transformer_blocks\.(\d+)\.")
+_TOWER = re.compile(r"conv_tower_blocks\.(\d+)\.")
 
 
 def _read_ntv3_hub(root: Path, name: str) -> Checkpoint:
@@ -31,6 +34,10 @@ def _read_ntv3_hub(root: Path, name: str) -> Checkpoint:
     for key, value in read_safetensors(path).items():
         module, _, pname = key.removeprefix("core.").rpartition(".")
         params.setdefault(module, {})[pname] = float_array(value, key, path)
+    # Counts first: the expected names are made per layer and per block.
+    for key, pattern, what in (("num_layers", _CORE, "transformer_blocks."), ("num_downsamples", _TOWER, "conv_tower_blocks.")):
+        check_repeats(root / HUB_CONFIG_FILE, hyperparams, key,
+                      {int(m.group(1)) for module in params if (m := pattern.match(module))}, what)
     check_architecture(params, hyperparams, V3, path, extra_ok=_NTV3_HEADS)
     digest = parameter_digest(hyperparams, V3, params)
     return Checkpoint(name=name, source=str(root), hyperparams=hyperparams, variant=V3, params=params,

@@ -57,8 +57,9 @@ def _open_genome(reference: Path, index_dir: Path | None):
             f"reference {reference} is gzip-compressed, but not with bgzip, so it cannot be read "
             "by position. Decompress it (gunzip) or recompress it with bgzip (from htslib)."
         ) from None
-    except (pyfaidx.FastaIndexingError, ValueError, ImportError) as exc:
-        # ValueError: a duplicated sequence name, or bytes that are not text.
+    except (pyfaidx.FastaIndexingError, ValueError, ImportError, RuntimeError) as exc:
+        # ValueError: a duplicated sequence name, or bytes that are not text. RuntimeError:
+        # pyfaidx's "unhandled exception during fasta indexing" (e.g. a NUL byte; found by fuzzing).
         raise InputError(
             f"reference {reference} cannot be indexed as a FASTA genome: {exc}. "
             "Give a FASTA file with unique names and equal line lengths within each sequence "
@@ -120,8 +121,17 @@ def bed_chunks(path: Path, reference: Path, alphabet: str, chunk_size: int) -> I
                 )
             record += 1
             seq_id = name if name not in ("", ".") else f"{chrom}:{start}-{end}({strand})"
-            where = f"{path.name}:{seq_id} (line {lineno})"
-            seq = normalize(genome[chrom][start:end], alphabet=alphabet, record=where)
+            # The letters come from the genome: name it too, a bad byte is in that file.
+            where = f"{path.name}:{seq_id} (line {lineno}; {chrom}:{start}-{end} of the reference {reference.name})"
+            try:
+                bases = genome[chrom][start:end]
+            except UnicodeDecodeError:  # found by fuzzing: pyfaidx decodes the slice it read
+                raise InputError(
+                    f"reference {reference}: the bases of {chrom}:{start}-{end} (asked for by {path}, line {lineno}) "
+                    "hold bytes that are not UTF-8 text. Give a FASTA genome of plain letters (samtools faidx "
+                    "checks it)."
+                ) from None
+            seq = normalize(bases, alphabet=alphabet, record=where)
             if strand == "-":
                 seq = reverse_complement(seq)
             task = [_task_value(fields, i) for i in extra.values()]

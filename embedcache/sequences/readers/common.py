@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import gzip
+import io
+import re
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +26,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 # What a damaged gzip stream or a binary file raises while being read as text.
 UNREADABLE = (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError)
 TABLE_ROLES = ("sequence", "id", "name", "label", "split")
+# What surrogateescape decodes a byte that is not UTF-8 to.
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 
 # -- shared helpers -----------------------------------------------------------------------
@@ -55,22 +59,27 @@ def file_stem(path: Path) -> str:
 
 
 def text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` over a plain or gzip text file.
+    """``(line number, line)`` over a plain or gzip UTF-8 text file.
 
-    A corrupt gzip stream or bytes that are not UTF-8 become an :class:`InputError`
-    naming the file and the line instead of a traceback.
+    A leading byte-order mark is dropped, and ``\\n``, ``\\r\\n`` and a lone ``\\r`` (old Mac
+    files) all end a line, as every editor reads them. A corrupt gzip stream or bytes that
+    are not UTF-8 become an :class:`InputError` naming the file and the line instead of a
+    traceback.
     """
     opener = gzip.open if is_gzip(path) else open
     lineno = 0
-    with opener(path, "rb") as handle:
+    # Bad bytes are decoded as lone surrogates (surrogateescape) and found line by line, so the
+    # message can name the line: a strict decoder fails per buffer, not per line.
+    with opener(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape",
+                                                     newline=None) as handle:
         try:
-            for lineno, raw in enumerate(handle, 1):
-                yield lineno, raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError(
-                f"{path}, line {lineno}: bytes that are not UTF-8 text. Is it a binary file, "
-                "or compressed with something other than gzip? Give a plain or gzip text file."
-            ) from None
+            for lineno, line in enumerate(handle, 1):
+                if not line.isascii() and _UNDECODED.search(line):
+                    raise InputError(
+                        f"{path}, line {lineno}: bytes that are not UTF-8 text. Is it a binary file, "
+                        "or compressed with something other than gzip? Give a plain or gzip text file."
+                    )
+                yield lineno, line
         except UNREADABLE as exc:
             raise InputError(
                 f"{path}: corrupt or truncated gzip data after line {lineno} ({exc}). "

@@ -20,7 +20,7 @@ def parquet_chunks(path: Path, alphabet: str, chunk_size: int) -> Iterator[pd.Da
 
     try:
         parquet = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # a column name that is not UTF-8
         raise InputError(f"{path} is not a readable Parquet file ({exc}). Write it again, or check its extension.") from None
     schema = parquet.schema_arrow
     roles = match_columns(path, list(schema.names), "parquet")
@@ -33,6 +33,13 @@ def parquet_chunks(path: Path, alphabet: str, chunk_size: int) -> Iterator[pd.Da
         )
     carried = [r for r in ("label", "split") if r in roles]
     id_column = roles.get("id", roles.get("name"))
+    for column in [id_column, *(roles[r] for r in carried)]:
+        # A list or struct per row is no id or label (found by fuzzing: it failed deep in pandas).
+        if column is not None and pa.types.is_nested(schema.field(column).type):
+            raise InputError(
+                f"{path}: column {column!r} holds {schema.field(column).type}, not one value per row. "
+                "Store ids, labels and splits as plain text or numbers."
+            )
     wanted = [roles["sequence"], *([id_column] if id_column else []), *(roles[r] for r in carried)]
     rows = 0
     with parquet:
@@ -47,7 +54,8 @@ def parquet_chunks(path: Path, alphabet: str, chunk_size: int) -> Iterator[pd.Da
             ):
                 rows += len(frame)
                 yield frame
-        except (pa.ArrowException, OSError) as exc:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            # UnicodeDecodeError: a string column holding bytes that are not UTF-8 (found by fuzzing).
             raise InputError(f"{path}: Parquet data unreadable after row {rows} ({exc}). Write the file again.") from None
     if rows == 0:
         raise InputError(f"{path}: no rows. Give a file with sequences.")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -119,9 +120,70 @@ def _table_line(path: Path, sep: str, row: int) -> int | None:
     return None
 
 
+def _strict_header(path: Path, sep: str, label: str) -> list[str]:
+    """The header's column names, after checking that every row has as many fields as it.
+
+    pandas is lenient where a silent misreading is the result: a row with one field more
+    than the header turns its first field into an index and shifts the rest (``id`` reads
+    the sequence, ``sequence`` the next field), a short row is padded with missing values,
+    and a repeated column name is renamed ``name.1``. So the file is parsed once with the
+    :mod:`csv` module first, which sees rows as they are, and refused naming the line.
+    """
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # a genome-scale sequence is one field
+    blank = " \t\r\n".replace(sep, "")
+    header: list[str] | None = None
+    header_line = 0
+    lines = text_lines(path)
+    reader = csv.reader((line for _, line in lines), delimiter=sep)
+    try:
+        first = 1  # the line a row starts on: a quoted field may span lines
+        for row in reader:
+            start, first = first, reader.line_num + 1
+            # pandas skips lines that hold only whitespace other than the delimiter.
+            if not row or (len(row) == 1 and not row[0].strip(blank)):
+                continue
+            if header is None:
+                header, header_line = row, reader.line_num
+                _refuse_repeated(path, header, header_line)
+                continue
+            if len(row) != len(header):
+                trailing = f" (a trailing {_SEP_NAMES.get(sep, repr(sep))})" if len(row) == len(header) + 1 and row[-1] == "" else ""
+                where = f"line {start}" if start == reader.line_num else (
+                    f"lines {start}-{reader.line_num} (one row: is a quote left open on line {start}?)")
+                raise InputError(
+                    f"{path}, {where} does not parse as {label}: {len(row)} field{'s' * (len(row) != 1)}{trailing} "
+                    f"where the header (line {header_line}) has {len(header)} ({', '.join(map(repr, header))}). Every "
+                    f"row needs as many fields as the header: remove the extra or add the missing fields, or quote "
+                    f"a field that holds the delimiter (\"...\")."
+                )
+    except csv.Error as exc:
+        raise InputError(f"{path}, line {reader.line_num}: does not parse as {label} ({exc}). "
+                         "Check the quoting (a field with a quote must be quoted, its quotes doubled).") from None
+    finally:
+        lines.close()
+    if header is None:
+        raise InputError(f"{path} is empty; a {label} input needs a header row naming a 'sequence' column.")
+    return header
+
+
+_SEP_NAMES = {",": "comma", "\t": "tab"}
+
+
+def _refuse_repeated(path: Path, header: list[str], line: int) -> None:
+    seen: set[str] = set()
+    for name in header:
+        if name in seen and name.strip():
+            raise InputError(
+                f"{path}, line {line}: the header names column {name!r} twice, so which one holds the "
+                "data is ambiguous. Rename or drop one of them."
+            )
+        seen.add(name)
+
+
 def table_chunks(path: Path, sep: str, kind: str, alphabet: str, chunk_size: int) -> Iterator[pd.DataFrame]:
     compression = "gzip" if is_gzip(path) else None
     label = kind.upper()
+    names = _strict_header(path, sep, label)
     try:
         header = list(pd.read_csv(path, sep=sep, nrows=0, compression=compression).columns)
     except pd.errors.EmptyDataError:
@@ -130,7 +192,10 @@ def table_chunks(path: Path, sep: str, kind: str, alphabet: str, chunk_size: int
         ) from None
     except (pd.errors.ParserError, *UNREADABLE) as exc:
         raise InputError(f"{path} does not parse as {label}: {exc}. Give a {label} text file (plain or gzip).") from None
-    roles = match_columns(path, header, kind)
+    if len(header) != len(names):
+        raise InputError(f"{path}: the header reads as {len(names)} or {len(header)} columns depending on the parser "
+                         f"({names!r}). Quote the header's fields, or remove stray quotes.")
+    roles = {role: header[names.index(name)] for role, name in match_columns(path, names, kind).items()}
     carried = [r for r in ("label", "split") if r in roles]
     id_column = roles.get("id", roles.get("name"))
 
@@ -138,11 +203,12 @@ def table_chunks(path: Path, sep: str, kind: str, alphabet: str, chunk_size: int
         line = _table_line(path, sep, record)
         return f"row {record}" + (f" (line {line})" if line is not None else "")
 
-    # All columns are read, not only the used ones, so that pandas still refuses ragged rows;
-    # the unused ones as text, which costs no type inference.
+    # Every row has the header's width (checked above); unused columns are read as text,
+    # which costs no type inference. index_col=False: never take a column for an index.
     reader = pd.read_csv(
         path,
         sep=sep,
+        index_col=False,
         compression=compression,
         chunksize=chunk_size,
         dtype={c: str for c in header if c not in {roles[r] for r in carried}},

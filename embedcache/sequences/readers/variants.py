@@ -97,7 +97,7 @@ def read_variants(path, reference, *, label_field: str | None = None, ref_mismat
     check_file(path, "variant")
     check_file(reference, "reference")
     kind = variant_format(path)
-    raw = _vcf_alleles(path, label_field) if kind == "vcf" else _table_alleles(path, kind, label_field)
+    raw = _text_only(_vcf_alleles(path, label_field) if kind == "vcf" else _table_alleles(path, kind, label_field), path)
     rows: dict[str, list] = {c: [] for c in COLUMNS}
     skipped = {"symbolic": 0, "missing": 0, "ref_mismatch": 0}
     mismatches: list[str] = []
@@ -179,6 +179,16 @@ def _bases(value: str, what: str, where: str) -> str:
 # -- VCF -----------------------------------------------------------------------------------
 
 
+def _text_only(alleles: Iterator[tuple], path: Path) -> Iterator[tuple]:
+    """``alleles``, with bytes that are not UTF-8 (a header, a field pysam decodes late) refused by
+    name instead of a UnicodeDecodeError (found by fuzzing)."""
+    try:
+        yield from alleles
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: bytes that are not UTF-8 text in its header or records. A variant file "
+                         "is text (plain, bgzip or BCF); fix or rewrite it (bcftools view checks it).") from None
+
+
 def _vcf_alleles(path: Path, label_field: str | None) -> Iterator[tuple]:
     import pysam
 
@@ -206,11 +216,14 @@ def _vcf_alleles(path: Path, label_field: str | None) -> Iterator[tuple]:
                                  "fields with an integer POS (blank lines are not allowed). Fix or remove it.") from None
             n += 1
             at = f"record {n}" if header_lines is None else f"line {header_lines + n}"  # one record a line
-            where = f"{path.name} {at} ({rec.chrom}:{rec.pos})"
-            ref = _bases(rec.ref or "", "REF", where)
+            try:  # pysam decodes the fields as they are read (found by fuzzing: bytes that are not UTF-8)
+                vid, chrom, pos, rec_ref, alts = rec.id, rec.chrom, rec.pos, rec.ref, rec.alts
+            except UnicodeDecodeError:
+                raise InputError(f"{path}, {at}: bytes that are not UTF-8 text. Fix or remove the record.") from None
+            where = f"{path.name} {at} ({chrom}:{pos})"
+            ref = _bases(rec_ref or "", "REF", where)
             if not _BASES.fullmatch(ref):
                 raise InputError(f"{where}: REF {ref!r} holds letters other than A, C, G, T and N. Fix the record.")
-            alts = rec.alts
             if alts == (".",):  # htslib reads an empty ALT column as one '.' allele; a real '.' is None
                 raise InputError(f"{where}: the ALT column is empty. Write '.' for a missing ALT, "
                                  "or remove the record.")
@@ -225,7 +238,7 @@ def _vcf_alleles(path: Path, label_field: str | None) -> Iterator[tuple]:
                 # A per-allele field (Number=A) gives each ALT its own label; any other is the record's.
                 per_allele = isinstance(value, tuple) and alts is not None and len(value) == len(alts) > 1
                 label = _label_text(value[i] if per_allele else value)
-                yield rec.id, rec.chrom, rec.pos, ref, alt.upper(), label, where
+                yield vid, chrom, pos, ref, alt.upper(), label, where
     if not seen_label:
         raise InputError(f"{path}: no record has the INFO field {label_field!r} given as the label field "
                          f"(INFO fields declared: {declared}). Name one of them with --label-field.")
