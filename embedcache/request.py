@@ -173,7 +173,9 @@ class BuildRequest:
         elif overlap is not None:
             overlap = _int("--window-overlap", overlap)
         attention = tuple(sorted({(_int("--attention", l), _int("--attention", h)) for l, h in self.attention}))
-        layers = None if self.layers is None else parse_layers(self.layers)
+        # An empty list asks for no pooled layer (attention maps only); an empty selection string is a typo.
+        empty = not isinstance(self.layers, str) and self.layers is not None and len(self.layers) == 0
+        layers = None if self.layers is None else () if empty else parse_layers(self.layers)
         if layers is not None and not layers and not attention:
             raise InputError("nothing to compute: pass layers (--layers) and/or attention maps (--attention)")
         if layers and pools is not None and not pools:

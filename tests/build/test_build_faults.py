@@ -95,14 +95,14 @@ def test_ctrl_c_during_a_build_says_how_many_rows_were_committed(tmp_path, jax_c
 
 def test_disk_full_during_a_build_exits_1_keeping_whole_rows_and_a_rerun_resumes(tmp_path, tmpfs,
                                                                                      jax_compile_cache):
-    fasta, disk = _fasta(tmp_path / "in.fa"), tmpfs("6m")
+    fasta, disk = _fasta(tmp_path / "in.fa"), tmpfs("2m")
     env = {**os.environ, **jax_compile_cache, "EMBEDCACHE_COMMIT_SECONDS": "0.05"}
     proc = _build(fasta, disk / "cache.zarr", env)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err
     assert "No space left on device" in err and "free space" in err and "Traceback" not in err
     committed = _committed_message(err)
-    assert committed == _n_rows(disk / "cache.zarr") < N
+    assert 0 < committed == _n_rows(disk / "cache.zarr") < N
     assert Store(disk / "cache.zarr").verify() == []  # the committed rows are intact
     # Moved to a larger disk, the same build resumes: only the rows not committed are computed.
     subprocess.run(["cp", "-r", str(disk / "cache.zarr"), str(tmp_path / "moved.zarr")], check=True)
