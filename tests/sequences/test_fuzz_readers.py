@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
