@@ -97,5 +97,5 @@ def test_cv_report_renders(task, tmp_path):
 
 def test_sweep_report_renders(task, tmp_path):
     sweep_run(task / "task.csv", cache=task / "cache.zarr", out=tmp_path / "sweep",
-              model="logistic", layers="1-2", pools=["cls"], n_bootstrap=50)
+              model="logistic", layers="1-2", pools=["mean"], n_bootstrap=50)
     assert_renders(tmp_path / "sweep" / "report.html", tmp_path, min_images=2)
