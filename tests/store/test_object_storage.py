@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,39 +20,13 @@ from embedcache.store import LEASE_NAME, ModelSpec, Store, StoreWriting, pooled_
 from embedcache.store import access
 from embedcache.store.lock import commit_lock
 
-moto_server = pytest.importorskip("moto.server", reason="moto[server] is a test dependency (pip install -e .[test])")
-boto3 = pytest.importorskip("boto3")
+from s3_server import boto3, s3  # noqa: F401 - s3 is a fixture
 
 pytestmark = pytest.mark.usefixtures("jax_compile_cache")
 
 CKPT = TINY_V2 / "checkpoint"
 ROOT = Path(__file__).parents[2]
 API = dict(model=CKPT, max_tokens=64, layers=[2], batch_size=4, quiet=True)
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """An S3 endpoint on localhost and the environment that points clients at it."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    boto3.client("s3").create_bucket(Bucket="caches")
-    try:
-        yield env
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _seqs(n: int, seed: int) -> list[str]:
