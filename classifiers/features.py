@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from embedcache.errors import InputError, MissingRowsError, StoreError
+from embedcache.store import layer_label
+from embedcache.util.ranges import FINAL
 
 __all__ = ["Backbone", "TaskSource", "check_layer", "read_task", "resolve_backbone", "task_features"]
 
@@ -151,7 +153,7 @@ def read_task(path: str | PathLike, *, alphabet: str = "iupac-to-n", group_by: s
     return table
 
 
-def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str,
+def task_features(cache, sequences, *, backbone: Backbone, layer: int | str, pool: str,
                   source=(), reference=None, ids=None) -> np.ndarray:
     """Embeddings of ``sequences`` (in order, duplicates included) from the store.
 
@@ -161,8 +163,8 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
     sequences : sequence of str
     backbone : Backbone
         From :func:`resolve_backbone`.
-    layer : int
-        1-based layer.
+    layer : int or "final"
+        1-based layer, or NTv3's full-resolution ``"final"`` output.
     pool : {"cls", "mean"}
     source : TaskSource, path or sequence of paths
         The task file(s) the sequences come from, named in the build advice of the error.
@@ -183,7 +185,7 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
     """
     check_layer(backbone, layer)
     try:
-        return cache.embeddings(list(sequences), model=backbone["key"], layer=int(layer),
+        return cache.embeddings(list(sequences), model=backbone["key"], layer=layer_label(layer),
                                 pool=pool)
     except MissingRowsError as exc:
         if not isinstance(source, TaskSource):
@@ -195,6 +197,8 @@ def task_features(cache, sequences, *, backbone: Backbone, layer: int, pool: str
 def check_layer(backbone: Backbone, layer) -> None:
     """Refuse a layer the backbone does not have (an :class:`InputError`)."""
     num_layers = backbone.get("num_layers")
+    if layer_label(layer) == FINAL:
+        return  # NTv3's full-resolution output; a store without it says so, with its build
     if num_layers and not 1 <= int(layer) <= int(num_layers):
         # Checked here, not left to the store: its "build the missing layer" advice would send
         # the user to build a layer the model does not have.

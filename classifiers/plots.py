@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
+from embedcache.util.ranges import FINAL, layer_order
+
 __all__ = [
     "confusion_matrix_figure",
     "layer_weights_figure",
@@ -245,9 +247,12 @@ def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None =
     """
     fig = Figure(figsize=(8.4, 4), layout="constrained")
     ax = fig.add_subplot()
+    # NTv3's "final" output is drawn one step past the deepest numbered layer.
+    numbered = [r["layer"] for r in rows if r["layer"] != FINAL]
+    x_of = {FINAL: max(numbered, default=0) + 1}
     for i, pool in enumerate(dict.fromkeys(r["pool"] for r in rows)):
-        pts = sorted((r for r in rows if r["pool"] == pool), key=lambda r: r["layer"])
-        layers = [r["layer"] for r in pts]
+        pts = sorted((r for r in rows if r["pool"] == pool), key=lambda r: layer_order(r["layer"]))
+        layers = [x_of.get(r["layer"], r["layer"]) for r in pts]
 
         def values(split, key=None):
             out = []
@@ -267,7 +272,8 @@ def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None =
                 label=f"{pool}: validation")
         if best is not None and best["pool"] == pool:
             chosen = next(r for r in pts if r["layer"] == best["layer"])
-            ax.plot([best["layer"]], [chosen["metrics"]["validation"].get(metric)], marker="*",
+            ax.plot([x_of.get(best["layer"], best["layer"])],
+                    [chosen["metrics"]["validation"].get(metric)], marker="*",
                     ms=16, color=colour, ls="none", label="chosen on validation")
     # Grey reference lines, not pooling colours: a baseline does not depend on the layer.
     for (name, value), style in zip((baselines or {}).items(), (":", "-.", (0, (5, 2)))):
@@ -276,6 +282,9 @@ def sweep_figure(rows: Sequence[Mapping], metric: str, *, best: Mapping | None =
                        label=f"baseline {name}: test {value:.3f}")
     ax.set(xlabel="layer", ylabel=metric.upper(), title=f"{metric.upper()} by layer")
     ax.xaxis.get_major_locator().set_params(integer=True)
+    if len(numbered) < len(rows):
+        ticks = sorted(set(numbered))
+        ax.set_xticks([*ticks, x_of[FINAL]], [*map(str, ticks), FINAL])
     # A figure legend "outside": constrained layout makes room for it beside the axes.
     fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="x-small")
     return fig

@@ -47,13 +47,13 @@ _NOTES = {
 }
 
 
-def render_report(run: Mapping, figures: Mapping[str, str | PathLike]) -> str:
+def render_report(run, figures: Mapping[str, str | PathLike]) -> str:
     """The HTML text of a run's report.
 
     Parameters
     ----------
-    run : RunRecord or mapping
-        The run record (``metrics.json`` content).
+    run : classifiers.runs.record.RunRecord
+        The run record (read with :func:`classifiers.runs.read_run` from a run directory).
     figures : mapping of str to path
         Caption -> PNG file, embedded in this order.
 
@@ -61,13 +61,10 @@ def render_report(run: Mapping, figures: Mapping[str, str | PathLike]) -> str:
     -------
     str
     """
-    from classifiers.runs.record import RunRecord
-
-    run = run if isinstance(run, RunRecord) else RunRecord(run)
     title = run.title()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
              f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"]
-    for warning in run.get("warnings", []):
+    for warning in run.warnings:
         parts.append(f"<p class='warning'>{escape(warning)}</p>")
     if run.overfitting():
         parts.append(f"<p class='overfit'>{escape(run.overfitting())}</p>")
@@ -76,8 +73,8 @@ def render_report(run: Mapping, figures: Mapping[str, str | PathLike]) -> str:
         parts.append(_best_section(run))
         parts.append(_figures_section(figures))
     parts.append(_metrics_section(run))
-    if run.layer_weights():
-        rows = [[escape(layer), f"{w:.3f}"] for layer, w in run.layer_weights().items()]
+    if run.layer_weights:
+        rows = [[escape(layer), f"{w:.3f}"] for layer, w in run.layer_weights.items()]
         parts.append("<h2>Learned layer weights</h2>" + _table(["layer", "weight"], rows)
                      + "<p class='note'>Softmax weights over the layers' standardized pooled "
                        "embeddings, learned jointly with the head; they sum to 1.</p>")
@@ -90,7 +87,7 @@ def render_report(run: Mapping, figures: Mapping[str, str | PathLike]) -> str:
     return "".join(parts)
 
 
-def write_report(path: str | PathLike, run: Mapping, figures: Mapping[str, str | PathLike]
+def write_report(path: str | PathLike, run, figures: Mapping[str, str | PathLike]
                  ) -> None:
     """Write :func:`render_report` to ``path``."""
     Path(path).write_text(render_report(run, figures), encoding="utf-8")
@@ -157,36 +154,36 @@ def _metrics_section(run) -> str:
            _table(["", "n", *[m.upper() for m in SCALAR_METRICS]], rows, "metrics")]
     notes = []
     if run.kind == "cv":
-        cv = run["cv"]
-        notes.append(f"{cv['folds']} folds × {len(cv['seeds'])} seeds ({cv['splitter']}), "
-                     f"{cv['n_rows']} rows; " + _NOTES["cv"])
+        cv = run.cv
+        notes.append(f"{cv.folds} folds × {len(cv.seeds)} seeds ({cv.splitter}), "
+                     f"{cv.n_rows} rows; " + _NOTES["cv"])
     else:
-        ci = run.get("intervals", {}).get("test") or {}
+        ci = (run.intervals or {}).get("test") or {}
         if run.kind == "sweep":
-            ci = run.best_row()["intervals"]["test"]
+            ci = run.best_row().intervals["test"]
         if ci:
             notes.append(_NOTES["interval"].format(level=ci.get("level", 0.95),
                                                    method=ci.get("method", "bootstrap"),
                                                    n=ci.get("n_resamples"), seed=ci.get("seed")))
-    notes.append(_NOTES["classes"].format(classes=", ".join(run["task"]["classes"])))
+    notes.append(_NOTES["classes"].format(classes=", ".join(run.task.classes)))
     notes.append(_NOTES["baselines"])
     out.append("".join(f"<p class='note'>{escape(n)}</p>" for n in notes))
     return "".join(out)
 
 
 def _best_section(run) -> str:
-    best = run["best"]
-    score = ", ".join(f"{m.upper()} {v:.3f}" for m, v in best["validation"].items()
+    best = run.best
+    score = ", ".join(f"{m.upper()} {v:.3f}" for m, v in best.validation.items()
                       if v is not None)
-    command = best.get("fit_command") or (f"classify fit --probe {run['model']['kind']} "
-                                          f"--layer {best['layer']} --pool {best['pool']}")
-    return (f"<p class='best'>Chosen on {escape(best['by'])} (never on test): layer "
-            f"{best['layer']}, {escape(best['pool'])} pooling (validation {escape(score)}). Fit "
+    command = best.fit_command or (f"classify fit --probe {run.model.kind} "
+                                   f"--layer {best.layer} --pool {best.pool}")
+    return (f"<p class='best'>Chosen on {escape(best.by)} (never on test): layer "
+            f"{best.layer}, {escape(best.pool)} pooling (validation {escape(score)}). Fit "
             f"the same probe there with <code>{escape(command)}</code>.</p>")
 
 
 def _confusion_section(run) -> str:
-    values = run.get("metrics", {})
+    values = run.metrics or {}
     test = values.get("test") or values.get("evaluation")
     if not test or not test.get("confusion_matrix"):
         return ""
@@ -198,7 +195,7 @@ def _confusion_section(run) -> str:
 
 
 def _overlap_section(run) -> str:
-    dup = run.get("duplicates")
+    dup = run.duplicates
     if not dup:
         return ""
     rows = [[escape(k.replace("_", " ")), escape(str(v))] for k, v in dup.items()]
@@ -209,22 +206,21 @@ def _overlap_section(run) -> str:
 
 
 def _provenance_section(run) -> str:
-    prov, features, task = run["provenance"], run["features"], run["task"]
-    rows = [["store", escape(str(features.get("store")))],
-            ["backbone", escape(json.dumps(features.get("backbone", {}), sort_keys=True))],
+    prov, features, task = run.provenance, run.features, run.task
+    rows = [["store", escape(str(features.store))],
+            ["backbone", escape(json.dumps(features.backbone, sort_keys=True))],
             ["layer", escape(run.layer_text())],
-            ["pooling", escape(str(features.get("pool")))]]
-    if features.get("variants"):
-        rows.append(["variant features", escape(json.dumps(features["variants"], sort_keys=True))])
-    for role, f in task.get("files", {}).items():
+            ["pooling", escape(str(features.pool))]]
+    if features.variants:
+        rows.append(["variant features", escape(json.dumps(features.variants, sort_keys=True))])
+    for role, f in task.files.items():
         rows.append([f"{escape(role)} file", f"{escape(f['path'])}<br><code>sha256 "
                      f"{escape(f['sha256'])}</code>"])
-    rows.append(["splits", escape(str(task.get("split_source", "")))])
-    rows.append(["model", escape(json.dumps(run["model"].get("params", {}), sort_keys=True))])
-    rows.append(["command", f"<code>{escape(str(prov.get('command')))}</code>"])
-    rows.append(["created", escape(str(prov.get("created")))])
-    rows.append(["versions", escape(", ".join(f"{k} {v}" for k, v in
-                                               prov.get("versions", {}).items()))])
-    enc = run["encoding"]
+    rows.append(["splits", escape(str(task.split_source))])
+    rows.append(["model", escape(json.dumps(run.model.params, sort_keys=True))])
+    rows.append(["command", f"<code>{escape(str(prov.command))}</code>"])
+    rows.append(["created", escape(str(prov.created))])
+    rows.append(["versions", escape(", ".join(f"{k} {v}" for k, v in prov.versions.items()))])
+    enc = run.encoding
     rows.append(["run encoding", escape(f"{enc.get('name')} v{enc.get('version')}")])
     return "<h2>Provenance</h2>" + _table(["", ""], rows, "kv")

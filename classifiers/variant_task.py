@@ -24,6 +24,7 @@ import pandas as pd
 from classifiers.variant_eval import binary_labels
 from embedcache.errors import InputError
 from embedcache.sequences.readers.variants import REF_MISMATCH_POLICIES
+from embedcache.store import layer_label
 from embedcache.variants.features import FEATURE_KINDS, variant_table, window_features
 
 __all__ = ["VariantTask", "read_variant_task", "variant_task_features"]
@@ -93,11 +94,11 @@ def read_variant_task(store, path: str | PathLike, task: VariantTask, *, backbon
     return table
 
 
-def variant_task_features(store, table: pd.DataFrame, task: VariantTask, *, backbone, layer: int,
+def variant_task_features(store, table: pd.DataFrame, task: VariantTask, *, backbone, layer: int | str,
                           pool: str, source) -> np.ndarray:
     """(n, D) or (n, 2D) features of the task rows from the cache; missing windows raise an
     :class:`~embedcache.errors.InputError` with the ``embedcache variants`` command that adds them."""
-    return window_features(store, table, kind=task.kind, model=backbone["key"], layer=int(layer), pool=pool,
+    return window_features(store, table, kind=task.kind, model=backbone["key"], layer=layer_label(layer), pool=pool,
                            source=_first_path(source), reference=task.reference, flank=task.flank)
 
 

@@ -140,7 +140,7 @@ def _print_run(run, out: Path) -> None:
     from classifiers.runs import METRICS_FILE, REPORT_FILE
     from cli.tables import Column, print_table
 
-    for warning in run["warnings"]:
+    for warning in run.warnings:
         typer.secho(f"WARNING: {warning}", fg=typer.colors.RED, err=True)
     metric_columns = [Column(m.upper(), right=True) for m in SCALAR_METRICS]
     if run.kind == "sweep":
@@ -153,7 +153,7 @@ def _print_run(run, out: Path) -> None:
     note = run.overfitting()
     if note:
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
-    for layer, weight in run.layer_weights().items():
+    for layer, weight in run.layer_weights.items():
         typer.echo(f"layer {layer}: weight {weight:.3f}")
     typer.echo(f"wrote {out} (report: {out / REPORT_FILE})")
 
@@ -165,7 +165,7 @@ def _print_sweep(run, out: Path) -> None:
     from classifiers.runs.record import Estimate
     from cli.tables import Column, print_table
 
-    best = run["best"]
+    best = run.best
     columns = [Column("features", shrink=True), Column("val MCC", right=True),
                Column("val AUROC", right=True), Column("test MCC", right=True),
                Column("test AUROC", right=True), Column("")]
@@ -177,16 +177,16 @@ def _print_sweep(run, out: Path) -> None:
                 *[_estimate(Estimate(test.get(m), *(intervals.get(m) or [None, None])[:2]))
                   for m in ("mcc", "auroc")]]
 
-    rows = [[f"layer {r['layer']} · {r['pool']}", *cells(r["metrics"], r["intervals"]["test"]),
-             "← chosen" if (r["layer"], r["pool"]) == (best["layer"], best["pool"]) else ""]
-            for r in run["sweep"]["rows"]]
+    rows = [[f"layer {r.layer} · {r.pool}", *cells(r.metrics, r.intervals["test"]),
+             "← chosen" if r.features == best.features else ""]
+            for r in run.sweep.rows]
     rows += [[f"baseline: {name}", *cells(b["metrics"], b.get("intervals")), ""]
-             for name, b in run.get("baselines", {}).items()]
+             for name, b in (run.baselines or {}).items()]
     print_table(run.title(), columns, rows, full=str(out / SWEEP_FILE))
-    typer.echo(f"best on {best['by']}: layer {best['layer']}, {best['pool']} pooling "
+    typer.echo(f"best on {best.by}: layer {best.layer}, {best.pool} pooling "
                f"(every metric with its interval: {out / SWEEP_FILE})")
-    if best.get("fit_command"):
-        typer.echo(f"fit it with: {best['fit_command']}")
+    if best.fit_command:
+        typer.echo(f"fit it with: {best.fit_command}")
 
 
 # Options shared by fit, sweep and cv: declared once.

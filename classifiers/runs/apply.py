@@ -15,11 +15,12 @@ import pandas as pd
 
 from classifiers.features import TaskSource, read_task
 from classifiers.metrics import bootstrap_intervals, classification_metrics
-from classifiers.runs import task as steps
+from classifiers.runs import steps
 from classifiers.runs.directory import (PREDICTIONS_FILE, TRAIN_DIGESTS_FILE, Clock,
                                         staged, stem)
 from classifiers.runs.pause import pause_point
-from classifiers.runs.record import RunRecord
+from classifiers.runs.record import (FeatureInfo, ModelInfo, Provenance, RunRecord, TaskInfo,
+                                     random_weights_warnings)
 from embedcache.errors import InputError
 from embedcache.util.atomic import write_atomically
 from embedcache.store import sequence_digest
@@ -76,20 +77,21 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
         duplicates = {"evaluation_rows_in_train": int(in_train.sum()),
                       "unique_evaluation_sequences_in_train":
                           int(table.loc[in_train, "sequence"].nunique())}
-        seed = fitted["task"]["seed"]
-        run = RunRecord.new("evaluate", model=fitted["model"]["kind"], estimator=estimator,
-                            classes=classes, files=files, table=table,
-                            split_source="all rows of the evaluation file", seed=seed,
-                            store=store, backbone=info, layer=layer, pool=pool, command=command)
-        run.update(metrics=metrics, duplicates=duplicates, evaluated_run=str(run_dir.resolve()),
-                   intervals={"test": bootstrap_intervals(y, pred, proba, classes,
-                                                          n_resamples=n_bootstrap, seed=seed)})
-        if "layer_weights" in fitted:
-            run["layer_weights"] = fitted["layer_weights"]
+        seed = fitted.task.seed
+        warnings = random_weights_warnings(info)
         if in_train.any():
-            run["warnings"].append(
+            warnings.append(
                 f"{int(in_train.sum())} evaluation rows have a sequence the probe was trained "
                 "on; their scores are not out-of-sample.")
+        run = RunRecord(
+            "evaluate", TaskInfo.of(table, files=files, classes=classes, seed=seed,
+                                    split_source="all rows of the evaluation file"),
+            FeatureInfo.of(store, info, layer, pool), ModelInfo.of(fitted.model.kind, estimator),
+            Provenance.now(command), warnings=tuple(warnings), metrics=metrics,
+            duplicates=duplicates, evaluated_run=str(run_dir.resolve()),
+            intervals={"test": bootstrap_intervals(y, pred, proba, classes,
+                                                   n_resamples=n_bootstrap, seed=seed)},
+            layer_weights=fitted.layer_weights)
         steps.prediction_frame(table, proba, pred, classes).to_csv(
             staging / PREDICTIONS_FILE, index=False)
         figures = steps.score_figures(staging, y, proba, classes, {},

@@ -65,11 +65,11 @@ def compare_runs(run_dirs: Sequence[str | PathLike], *, out: str | PathLike | No
                            staging / f"{metric}_by_layer.png")
         curves = {}
         for d, run in runs:
-            if run.kind not in ("fit", "evaluate") or len(run["task"]["classes"]) != 2:
+            if run.kind not in ("fit", "evaluate") or len(run.task.classes) != 2:
                 continue
             pred = pd.read_csv(d / PREDICTIONS_FILE)
             pred = pred[pred["split"] == ("evaluation" if run.kind == "evaluate" else "test")]
-            positive = pred["label"].astype(str) == run["task"]["classes"][1]
+            positive = pred["label"].astype(str) == run.task.classes[1]
             curves[d.name] = (positive.to_numpy(), pred["score"].to_numpy())
         if curves:
             plots.save_png(plots.roc_figure(curves, title="ROC, test sets"), staging / "roc.png")
@@ -78,7 +78,7 @@ def compare_runs(run_dirs: Sequence[str | PathLike], *, out: str | PathLike | No
         figures = {caption: staging / name for caption, name in _FIGURES.items()
                    if (staging / name).is_file()}
         notes = [(d.name, note) for d, run in runs
-                 for note in (*run.get("warnings", []), run.overfitting()) if note]
+                 for note in (*run.warnings, run.overfitting()) if note]
         write_compare_report(staging / REPORT_FILE, COMPARE_HEADER,
                              [[c.text() if isinstance(c, Estimate) else c for c in compare_cells(r)]
                               for r in records], notes, figures)
@@ -124,10 +124,10 @@ def _number(value):
 
 
 def _row(run_dir: Path, run: RunRecord) -> dict:
-    backbone = run["features"]["backbone"]
+    backbone = run.features.backbone
     layer, pool = run.chosen_features()
     headline = run.headline()
-    row = {"name": run_dir.name, "kind": run.kind, "model": run["model"]["kind"],
+    row = {"name": run_dir.name, "kind": run.kind, "model": run.model.kind,
            "backbone": backbone.get("name") or backbone["key"],
            "layer": layer if isinstance(layer, int) else run.layer_text(), "pool": pool,
            "n": headline.n}

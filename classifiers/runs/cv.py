@@ -17,10 +17,11 @@ from classifiers.baselines import BASELINES, make_baseline
 from classifiers.defaults import DEFAULT_POOL, DEFAULT_PROBE
 from classifiers.features import TaskSource
 from classifiers.metrics import SCALAR_METRICS, classification_metrics, summarize_runs
-from classifiers.runs import task as steps
+from classifiers.runs import steps
 from classifiers.runs.directory import PREDICTIONS_FILE, Clock, staged
 from classifiers.runs.pause import pause_point
-from classifiers.runs.record import RunRecord
+from classifiers.runs.record import (CrossValidation, FeatureInfo, ModelInfo, Provenance,
+                                     RunRecord, TaskInfo, random_weights_warnings)
 from classifiers.splits import SPLIT_ALIASES, cv_folds
 from embedcache.errors import InputError
 
@@ -29,7 +30,7 @@ __all__ = ["cross_validate"]
 
 def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
                    model: str = DEFAULT_PROBE, backbone: str | None = None,
-                   layer: int | None = None, pool: str = DEFAULT_POOL, folds: int = 5, seeds: int = 1,
+                   layer: int | str | None = None, pool: str = DEFAULT_POOL, folds: int = 5, seeds: int = 1,
                    seed: int = 0, group_by: str | None = None, params: Mapping | None = None,
                    force: bool = False, command: str | None = None,
                    reference: str | PathLike | None = None, variants=None) -> RunRecord:
@@ -63,7 +64,7 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
     clock = Clock()
     with staged(out, force) as staging:
         store, info = steps.open_store(cache, backbone)
-        layer = int(layer or info["num_layers"])
+        layer, = steps.resolve_layers(store, info, layer, single=True)
         table, files = steps.read_tables(data, None, info, group_by, reference, variants=variants, store=store)
         held_out = 0
         if "split" in table.columns:
@@ -99,20 +100,21 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
                         y[te], b.predict(sequences[te]), b.predict_proba(sequences[te]),
                         classes)})
         clock.lap("cv")
-        run = RunRecord.new("cv", model=model, estimator=steps.new_probe(model, seed, params),
-                            classes=classes, files=files, table=table,
-                            split_source=f"{folds}-fold cross-validation"
-                            + (f" grouped by {group_by!r}" if group_by else ", stratified"),
-                            seed=seed, store=store, backbone=info, layer=layer, pool=pool,
-                            command=command, variants=variants)
-        run["cv"] = {
-            "folds": folds, "seeds": list(range(seed, seed + seeds)), "n_rows": len(table),
-            "held_out_test_rows": held_out,
-            "splitter": "StratifiedGroupKFold" if group_by else "StratifiedKFold",
-            "summary": summarize_runs(per_fold),
-            "baseline_summaries": {n: summarize_runs(v) for n, v in baseline_folds.items()},
-            "per_fold": per_fold, "baseline_per_fold": baseline_folds,
-        }
+        split_source = f"{folds}-fold cross-validation" + (
+            f" grouped by {group_by!r}" if group_by else ", stratified")
+        run = RunRecord(
+            "cv", TaskInfo.of(table, files=files, classes=classes, split_source=split_source,
+                              seed=seed),
+            FeatureInfo.of(store, info, layer, pool, variants),
+            ModelInfo.of(model, steps.new_probe(model, seed, params)), Provenance.now(command),
+            warnings=tuple(random_weights_warnings(info)),
+            cv=CrossValidation(
+                folds=folds, seeds=tuple(range(seed, seed + seeds)), n_rows=len(table),
+                held_out_test_rows=held_out,
+                splitter="StratifiedGroupKFold" if group_by else "StratifiedKFold",
+                summary=summarize_runs(per_fold),
+                baseline_summaries={n: summarize_runs(v) for n, v in baseline_folds.items()},
+                per_fold=tuple(per_fold), baseline_per_fold=baseline_folds))
         pd.concat(oof, ignore_index=True).to_csv(staging / PREDICTIONS_FILE, index=False)
         figures = {"cross-validation metrics (mean ± sd)": steps.save(
             staging, "cv_metrics.png", plots.metric_bars_figure(

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -38,13 +37,13 @@ import pandas as pd
 from classifiers import plots
 from classifiers.defaults import DEFAULT_POOL, DEFAULT_PROBE
 from classifiers.metrics import SCALAR_METRICS
-from classifiers.runs import task as steps
+from classifiers.runs import steps
 from classifiers.runs.directory import (MODEL_DIR, PREDICTIONS_FILE, SWEEP_FILE,
                                         TRAIN_DIGESTS_FILE, Clock, staged)
 from classifiers.runs.pause import pause_point
-from classifiers.runs.record import RunRecord
-from classifiers.features import TaskSource
-from classifiers.splits import assign_splits
+from classifiers.runs.record import (ModelInfo, Provenance, RunRecord, Sweep, SweepChoice,
+                                     SweepRow, random_weights_warnings)
+from classifiers.runs.task import Task
 from embedcache.errors import InputError
 from embedcache.store import sequence_digest
 
@@ -54,50 +53,9 @@ __all__ = ["fit_run", "sweep_run"]
 SELECT_BY = ("mcc", "auroc")
 
 
-@dataclass
-class _Task:
-    """A task read, split and checked: what fit and sweep share before their first fit."""
-
-    store: object
-    backbone: dict
-    table: pd.DataFrame
-    files: dict
-    split_source: str
-    duplicates: dict
-    keep: np.ndarray
-    source: TaskSource
-
-    @property
-    def y(self):
-        return self.table["label"].to_numpy()
-
-
-def _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed, load, reference=None,
-                    variants=None) -> tuple:
-    """Open the store, read the task, load features (``load(task)``), split, check."""
-    store, info = steps.open_store(cache, backbone)
-    table, files = steps.read_tables(data, test, info, group_by, reference, variants=variants, store=store)
-    steps.require_classes(table, str(data))
-    source = TaskSource.of([f["path"] for f in files.values()], reference, table, variants)
-    # Features first: sequences missing from the cache are the likeliest problem, and the
-    # message (how many, which build command) is the most useful one to give.
-    X = load(store, info, table, source)
-    n_data = len(table) - (0 if test is None else files["test"]["rows"])
-    splits = assign_splits(table.iloc[:n_data], group_by=group_by, seed=seed,
-                           test_table=None if test is None else table.iloc[n_data:],
-                           source=str(data))
-    has_split = "split" in table.columns
-    table["split"] = splits.to_numpy()
-    steps.check_labels(table, str(data))
-    dup, keep = steps.duplicates(table, dedup_test)
-    prepared = _Task(store, info, table[keep].reset_index(drop=True), files,
-                     steps.split_source(has_split, test, group_by), dup, keep, source)
-    return prepared, X
-
-
 def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
-            model: str = DEFAULT_PROBE, backbone: str | None = None, layer: int | None = None,
-            layers=None, pool: str = DEFAULT_POOL, test: str | PathLike | None = None,
+            model: str = DEFAULT_PROBE, backbone: str | None = None,
+            layer: int | str | None = None, layers=None, pool: str = DEFAULT_POOL, test: str | PathLike | None = None,
             group_by: str | None = None, dedup_test: bool = False, seed: int = 0,
             params: Mapping | None = None, n_bootstrap: int = 1000, force: bool = False,
             command: str | None = None, reference: str | PathLike | None = None,
@@ -119,8 +77,9 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
         default of sweep and cv too).
     backbone : str, optional
         Model name or key in the store; default its only model.
-    layer : int, optional
-        1-based layer; default the backbone's last.
+    layer : int or "final", optional
+        1-based layer, or NTv3's full-resolution ``"final"`` output; default the backbone's
+        last layer.
     layers : str or sequence of int, optional
         The layers the layer-weighted probe mixes: ``"all"`` (its default), ``"1-12"``,
         ``"1,6,12"``. Only for ``model="layer-weighted"``.
@@ -165,22 +124,14 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
                          "(all, 1-12, 1,6,12) instead of --layer.")
     estimator = steps.new_probe(model, seed, params)  # unknown model names fail first
     clock = Clock()
-    chosen = {}
-
-    def load(store, info, table, source):
-        chosen["layer"] = (steps.parse_layers(layers or "all", int(info["num_layers"]))
-                           if weighted else int(layer or info["num_layers"]))
-        if weighted:
-            steps.require_features(store, table, backbone=info, layers=chosen["layer"],
-                                   pools=[pool], source=source)
-        return steps.features(store, table, backbone=info, layer=chosen["layer"],
-                              pool=pool, source=source)
-
     with staged(out, force) as staging:
-        prepared, X = _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed,
-                                      load, reference, variants)
+        task = Task.read(data, cache=cache, backbone=backbone,
+                         layer=layer, layers=(layers or "all") if weighted else None,
+                         pools=(pool,),
+                         stacked=weighted, test=test, group_by=group_by, dedup_test=dedup_test,
+                         seed=seed, reference=reference, variants=variants)
         clock.lap("read")
-        table, X, y = prepared.table, X[prepared.keep], prepared.y
+        table, X, y = task.table, task.features, task.y
         train, val, test_rows = steps.masks(table, "train", "validation", "test")
         steps.fit_probe(estimator, X, y, train, val)
         pause_point("fit:fitted")
@@ -192,14 +143,16 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
         baselines, baseline_scores = steps.baselines(table, y, classes, n_bootstrap, seed)
         clock.lap("evaluate")
 
-        run = RunRecord.new("fit", model=model, estimator=estimator, classes=classes,
-                            files=prepared.files, table=table,
-                            split_source=prepared.split_source, seed=seed,
-                            store=prepared.store, backbone=prepared.backbone,
-                            layer=chosen["layer"], pool=pool, command=command, variants=variants)
-        run.update(metrics=metrics, intervals={"test": intervals}, baselines=baselines,
-                   duplicates=prepared.duplicates)
-        run["warnings"] += steps.duplicate_warnings(prepared.duplicates)
+        run = RunRecord(
+            "fit", task.task_info(classes, seed), task.feature_info(task.layer, pool),
+            ModelInfo.of(model, estimator), Provenance.now(command),
+            warnings=(*random_weights_warnings(task.backbone),
+                      *steps.duplicate_warnings(task.duplicates)),
+            metrics=metrics, intervals={"test": intervals}, baselines=baselines,
+            duplicates=task.duplicates,
+            layer_weights={str(l): float(w) for l, w in zip(task.layers,
+                                                            estimator.layer_weights_)}
+            if weighted else {})
         save_estimator(estimator, staging / MODEL_DIR)
         steps.prediction_frame(table, proba, pred, classes).to_csv(
             staging / PREDICTIONS_FILE, index=False)
@@ -215,11 +168,9 @@ def fit_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLike,
                 plots.loss_curves_figure(estimator.history_,
                                          best_epoch=getattr(estimator, "best_epoch_", None)))
         if weighted:
-            run["layer_weights"] = {str(l): float(w) for l, w in
-                                    zip(chosen["layer"], estimator.layer_weights_)}
             figures["learned layer weights"] = steps.save(
                 staging, "layer_weights.png",
-                plots.layer_weights_figure(chosen["layer"], estimator.layer_weights_))
+                plots.layer_weights_figure(task.layer, estimator.layer_weights_))
         clock.lap("write")
         return steps.finish(staging, run, figures, clock)
 
@@ -257,119 +208,114 @@ def sweep_run(data: str | PathLike, *, cache: str | PathLike, out: str | PathLik
         raise InputError("--pool is empty; give cls, mean or cls,mean.")
     steps.new_probe(model, seed, params)  # unknown models and bad parameters fail first
     clock = Clock()
-    chosen = {}
-
-    def check(store, info, table, source):
-        chosen["layers"] = steps.parse_layers(layers, int(info["num_layers"]))
-        steps.require_features(store, table, backbone=info, layers=chosen["layers"],
-                               pools=pools, source=source)
-        return None
-
     with staged(out, force) as staging:
-        prepared, _ = _read_and_split(data, test, cache, backbone, group_by, dedup_test, seed,
-                                      check, reference, variants)
-        table, y = prepared.table, prepared.y
+        task = Task.read(data, cache=cache, backbone=backbone, layers=layers, pools=pools,
+                         test=test, group_by=group_by, dedup_test=dedup_test, seed=seed,
+                         reference=reference, variants=variants)
+        table, y = task.table, task.y
         train, val, test_rows = steps.masks(table, "train", "validation", "test")
         clock.lap("read")
         rows, scores = [], {}
-        for layer in chosen["layers"]:
-            for pool in pools:
+        for layer in task.layers:
+            for pool in task.pools:
                 # Each (layer, pool) array is read once, for all rows, and dropped after its fit.
-                X = steps.features(prepared.store, prepared.table,
-                                   backbone=prepared.backbone, layer=layer, pool=pool,
-                                   source=prepared.source)
+                X = task.features if task.features is not None else task.read_features(layer, pool)
                 estimator = steps.fit_probe(steps.new_probe(model, seed, params), X, y, train,
                                             val)
                 proba, pred = steps.predicted(estimator, X, model)
                 classes = list(estimator.classes_)
-                rows.append({
-                    "layer": layer, "pool": pool,
+                rows.append(SweepRow(
+                    layer, pool,
                     # train too: a perfect train score beside a lesser validation one is
                     # the overfitting a report should point out.
-                    "metrics": steps.per_split(table, y, pred, proba, classes),
-                    "intervals": {s: steps.split_intervals(table, y, pred, proba, classes,
-                                                           n_bootstrap, seed, s)
-                                  for s in ("validation", "test")},
-                })
+                    metrics=steps.per_split(table, y, pred, proba, classes),
+                    intervals={s: steps.split_intervals(table, y, pred, proba, classes,
+                                                        n_bootstrap, seed, s)
+                               for s in ("validation", "test")}))
                 scores[layer, pool] = proba, pred
                 pause_point("sweep:fitting")
         clock.lap("fit")
-        best = _best(rows)
-        best["fit_command"] = _fit_command(
-            data, cache=cache, out=out, test=test, backbone=backbone, model=model,
-            layer=best["layer"], pool=best["pool"], params=params, group_by=group_by,
-            dedup_test=dedup_test, seed=seed, n_bootstrap=n_bootstrap, reference=reference,
-            variants=variants)
+        best = _best(rows, _fit_command(
+            data, cache=task.store, out=out, test=test, backbone=backbone, model=model,
+            params=params, group_by=group_by, dedup_test=dedup_test, seed=seed,
+            n_bootstrap=n_bootstrap, reference=reference, variants=variants))
         baselines, _ = steps.baselines(table, y, classes, n_bootstrap, seed)
         clock.lap("baselines")
-        run = RunRecord.new("sweep", model=model, estimator=estimator, classes=classes,
-                            files=prepared.files, table=table,
-                            split_source=prepared.split_source, seed=seed,
-                            store=prepared.store, backbone=prepared.backbone,
-                            layer=best["layer"], pool=best["pool"], command=command, variants=variants)
-        run["model"].pop("history", None)  # the last fit's, not the best's
-        run.update(sweep={"layers": chosen["layers"], "pools": pools, "rows": rows},
-                   best=best, baselines=baselines, duplicates=prepared.duplicates)
-        run["warnings"] += steps.duplicate_warnings(prepared.duplicates)
+        run = RunRecord(
+            "sweep", task.task_info(classes, seed), task.feature_info(best.layer, best.pool),
+            ModelInfo.of(model, estimator, history=False), Provenance.now(command),
+            warnings=(*random_weights_warnings(task.backbone),
+                      *steps.duplicate_warnings(task.duplicates)),
+            sweep=Sweep(task.layers, task.pools, tuple(rows)), best=best, baselines=baselines,
+            duplicates=task.duplicates)
         _sweep_table(rows).to_csv(staging / SWEEP_FILE, index=False)
-        proba, pred = scores[best["layer"], best["pool"]]
+        proba, pred = scores[best.features]
         steps.prediction_frame(table, proba, pred, classes).to_csv(
             staging / PREDICTIONS_FILE, index=False)
+        drawn = run.to_json()  # the figures draw the rows as metrics.json holds them
         figures = {f"{m.upper()} by layer": steps.save(
             staging, f"{m}_by_layer.png", plots.sweep_figure(
-                rows, m, best=best, baselines={name: b["metrics"]["test"].get(m)
-                                               for name, b in baselines.items()}))
+                drawn["sweep"]["rows"], m, best=drawn["best"],
+                baselines={name: b["metrics"]["test"].get(m) for name, b in baselines.items()}))
             for m in ("mcc", "auroc")}
         clock.lap("write")
         return steps.finish(staging, run, figures, clock)
 
 
-def _best(rows) -> dict:
-    """The row with the highest validation score (MCC, then AUROC); test never enters."""
+def _best(rows, fit_command) -> SweepChoice:
+    """The row with the highest validation score (MCC, then AUROC); test never enters.
+    ``fit_command(layer, pool)``: the line that fits it again."""
     def key(r):
-        v = r["metrics"]["validation"]
+        v = r.metrics["validation"]
         return tuple(-np.inf if v.get(m) is None else v[m] for m in SELECT_BY)
 
     best = max(rows, key=key)  # max keeps the first of equals: the shallower layer
-    return {"layer": best["layer"], "pool": best["pool"], "by": f"validation {SELECT_BY[0]}",
-            "validation": {m: best["metrics"]["validation"].get(m) for m in SELECT_BY}}
+    return SweepChoice(best.layer, best.pool, f"validation {SELECT_BY[0]}",
+                       {m: best.metrics["validation"].get(m) for m in SELECT_BY},
+                       fit_command(best.layer, best.pool))
 
 
-def _fit_command(data, *, cache, out, test, backbone, model, layer, pool, params, group_by,
-                 dedup_test, seed, n_bootstrap, reference=None, variants=None) -> str:
-    """The `classify fit` line that fits the sweep's choice again: the same probe, parameters,
-    data, split and seed at the chosen layer and pooling (so its rows are the sweep's row)."""
+def _fit_command(data, *, cache, out, test, backbone, model, params, group_by, dedup_test, seed,
+                 n_bootstrap, reference=None, variants=None):
+    """The `classify fit` line that fits a sweep's choice again, as a function of the layer and
+    pooling: the same probe, parameters, data, split and seed (so its rows are the sweep's)."""
     out = Path(out)
-    args = ["classify", "fit", "--data", str(data), "--cache", str(steps.as_cache(cache).path),
-            "--out", str(out.with_name(f"{out.name}-layer{layer}-{pool}")),
-            "--probe", model, "--layer", str(layer), "--pool", pool]
-    if variants is not None:
-        reference = variants.reference
-        args += ["--variant-features", variants.kind]
-        for flag, value in (("--label-field", variants.label_field), ("--positive", variants.positive),
-                            ("--flank", variants.flank),
-                            ("--ref-mismatch", None if variants.ref_mismatch == "error" else variants.ref_mismatch)):
+
+    def command(layer, pool) -> str:
+        args = ["classify", "fit", "--data", str(data), "--cache", str(cache.path),
+                "--out", str(out.with_name(f"{out.name}-layer{layer}-{pool}")),
+                "--probe", model, "--layer", str(layer), "--pool", pool]
+        where = reference
+        if variants is not None:
+            where = variants.reference
+            args += ["--variant-features", variants.kind]
+            for flag, value in (("--label-field", variants.label_field),
+                                ("--positive", variants.positive), ("--flank", variants.flank),
+                                ("--ref-mismatch", None if variants.ref_mismatch == "error"
+                                 else variants.ref_mismatch)):
+                if value is not None:
+                    args += [flag, str(value)]
+        for flag, value in (("--test", test), ("--reference", where), ("--model", backbone),
+                            ("--group-by", group_by)):
             if value is not None:
                 args += [flag, str(value)]
-    for flag, value in (("--test", test), ("--reference", reference), ("--model", backbone),
-                        ("--group-by", group_by)):
-        if value is not None:
-            args += [flag, str(value)]
-    if dedup_test:
-        args.append("--dedup-test")
-    args += ["--seed", str(seed), "--bootstrap", str(n_bootstrap)]
-    for name, value in (params or {}).items():
-        text = value if isinstance(value, str) else json.dumps(value)
-        args += ["--param", f"{name}={text}"]
-    return shlex.join(args)
+        if dedup_test:
+            args.append("--dedup-test")
+        args += ["--seed", str(seed), "--bootstrap", str(n_bootstrap)]
+        for name, value in (params or {}).items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            args += ["--param", f"{name}={text}"]
+        return shlex.join(args)
+
+    return command
 
 
 def _sweep_table(rows) -> pd.DataFrame:
     out = []
     for r in rows:
-        row = {"layer": r["layer"], "pool": r["pool"]}
+        row = {"layer": r.layer, "pool": r.pool}
         for split, prefix in (("validation", "val"), ("test", "test")):
-            values, ci = r["metrics"][split], r["intervals"][split]
+            values, ci = r.metrics[split], r.intervals[split]
             row[f"{prefix}_n"] = values["n"]
             for m in SCALAR_METRICS:
                 low, high = (ci.get(m) or [None, None])[:2]

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 from embedcache.errors import InputError
 
-__all__ = ["ALL", "FINAL", "array_order", "format_ranges", "layer_order", "parse_layer", "parse_layers", "resolve_layers"]
+__all__ = ["ALL", "FINAL", "array_order", "format_layers", "format_ranges", "layer_order", "parse_layer", "parse_layers", "resolve_layers"]
 
 ALL = "all"
 FINAL = "final"  # NTv3's full-resolution output
@@ -103,6 +103,13 @@ def resolve_layers(layers: Sequence, available: Sequence, *, option: str = "--la
         raise InputError(f"{option}: {', '.join(map(str, missing))} is outside {model}'s layers {span}{extra}; "
                          "pick among those ('all' takes every one).")
     return tuple(sorted(chosen, key=layer_order))
+
+
+def format_layers(layers) -> str:
+    """Layers as runs, ``final`` last: ``[1, 2, 3, 6, "final"]`` -> ``"1-3, 6, final"``."""
+    layers = list(layers)
+    numbers = [layer for layer in layers if layer != FINAL]
+    return ", ".join(([format_ranges(numbers)] if numbers else []) + ([FINAL] if FINAL in layers else []))
 
 
 def format_ranges(numbers, *, most: int | None = None) -> str:

@@ -16,7 +16,7 @@ import pytest
 from conftest import planted_task, run_cli, write_feature_store
 from classifiers import make_estimator
 from classifiers.probes.base import FitDivergedError, ProbeParameterError
-from classifiers.runs import task as steps
+from classifiers.runs import steps
 from cli import classify_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -104,29 +104,29 @@ def test_fit_metrics_equal_sklearn_recomputed_from_predictions(logistic_run):
 
 def test_fit_reports_baselines_on_the_same_split_and_provenance(logistic_run, binary):
     run = read_run(logistic_run, kind="fit")
-    assert set(run["baselines"]) == {"majority", "kmer_logistic"}
-    majority = run["baselines"]["majority"]["metrics"]
+    assert set(run.baselines) == {"majority", "kmer_logistic"}
+    majority = run.baselines["majority"]["metrics"]
     assert majority["test"]["auroc"] == 0.5 and majority["test"]["mcc"] == 0.0
     for split in ("train", "validation", "test"):
-        assert majority[split]["n"] == run["metrics"][split]["n"]
-    features = run["features"]
-    assert features["layer"] == 2 and features["pool"] == "mean"  # the default pooling
-    assert features["store"] == str((binary / "cache.zarr").resolve())
-    assert features["backbone"]["name"] == "planted" and features["backbone"]["key"]
-    data = run["task"]["files"]["data"]
+        assert majority[split]["n"] == run.metrics[split]["n"]
+    features = run.features
+    assert features.layer == 2 and features.pool == "mean"  # the default pooling
+    assert features.store == str((binary / "cache.zarr").resolve())
+    assert features.backbone["name"] == "planted" and features.backbone["key"]
+    data = run.task.files["data"]
     import hashlib
     assert data["sha256"] == hashlib.sha256((binary / "task.csv").read_bytes()).hexdigest()
-    prov = run["provenance"]
-    assert prov["command"] == "classify fit --probe logistic ..."
-    assert {"embedcache", "scikit-learn", "numpy", "zarr", "xgboost"} <= set(prov["versions"])
+    prov = run.provenance
+    assert prov.command == "classify fit --probe logistic ..."
+    assert {"embedcache", "scikit-learn", "numpy", "zarr", "xgboost"} <= set(prov.versions)
     # Every package's real version, also where the distribution has another name (xgboost-cpu).
-    assert None not in prov["versions"].values(), prov["versions"]
+    assert None not in prov.versions.values(), prov.versions
     import xgboost
-    assert prov["versions"]["xgboost"] == xgboost.__version__
-    assert run["encoding"] == {"name": "embedcache-classify-run", "version": 1}
+    assert prov.versions["xgboost"] == xgboost.__version__
+    assert run.encoding == {"name": "embedcache-classify-run", "version": 1}
     html = (logistic_run / "report.html").read_text()
     for text in ("kmer_logistic", "majority", "data:image/png;base64,", data["sha256"],
-                 features["backbone"]["key"], "Provenance"):
+                 features.backbone["key"], "Provenance"):
         assert text in html
     assert "RANDOM WEIGHTS" not in html
 
@@ -135,7 +135,7 @@ def test_layer_and_pool_choose_the_features(binary, tmp_path):
     run = fit_run(binary / "task.csv", cache=binary / "cache.zarr", out=tmp_path / "r",
                   model="logistic", layer=2, pool="cls", n_bootstrap=50)
     # The CLS pool holds noise only.
-    assert abs(run["metrics"]["test"]["mcc"]) < 0.35
+    assert abs(run.metrics["test"]["mcc"]) < 0.35
 
 
 def test_mlp_fit_multiclass_with_loss_curves(multiclass, tmp_path):
@@ -157,7 +157,7 @@ def test_xgboost_fit(binary, tmp_path):
     run = fit_run(binary / "task.csv", cache=binary / "cache.zarr", out=tmp_path / "x",
                   model="xgboost", layer=2, n_bootstrap=50, params={"n_estimators": 30})
     assert_metrics_match_predictions(tmp_path / "x")
-    assert run["model"]["params"]["n_estimators"] == 30
+    assert run.model.params["n_estimators"] == 30
 
 
 def test_split_column_and_duplicates_are_honoured(binary, tmp_path):
@@ -171,18 +171,18 @@ def test_split_column_and_duplicates_are_honoured(binary, tmp_path):
     table.to_csv(tmp_path / "split.csv", index=False)
     run = fit_run(tmp_path / "split.csv", cache=binary / "cache.zarr", out=tmp_path / "a",
                   model="logistic", layer=2, n_bootstrap=50)
-    assert run["task"]["rows"] == {"train": 160, "validation": 30, "test": 50}
-    assert run["duplicates"]["test_rows_in_train"] == 7
-    assert run["duplicates"]["unique_test_sequences_in_train"] == 7
-    assert any("7 test rows" in w for w in run["warnings"])
+    assert run.task.rows == {"train": 160, "validation": 30, "test": 50}
+    assert run.duplicates["test_rows_in_train"] == 7
+    assert run.duplicates["unique_test_sequences_in_train"] == 7
+    assert any("7 test rows" in w for w in run.warnings)
     assert "7 test rows" in (tmp_path / "a" / "report.html").read_text()
     pred = pd.read_csv(tmp_path / "a" / "predictions.csv")
     assert pred["split"].tolist() == ["train"] * 160 + ["validation"] * 30 + ["test"] * 50
 
     deduped = fit_run(tmp_path / "split.csv", cache=binary / "cache.zarr", out=tmp_path / "b",
                       model="logistic", layer=2, n_bootstrap=50, dedup_test=True)
-    assert deduped["task"]["rows"]["test"] == 43
-    assert deduped["duplicates"]["dropped_from_test"] == 7
+    assert deduped.task.rows["test"] == 43
+    assert deduped.duplicates["dropped_from_test"] == 7
     pred = pd.read_csv(tmp_path / "b" / "predictions.csv")
     assert not set(pred.loc[pred["split"] == "test", "id"]) & {f"seq{i}" for i in range(190, 197)}
     assert_metrics_match_predictions(tmp_path / "b")
@@ -194,8 +194,8 @@ def test_separate_test_file(binary, tmp_path):
     table[180:].to_csv(tmp_path / "test.csv", index=False)
     run = fit_run(tmp_path / "train.csv", test=tmp_path / "test.csv", cache=binary / "cache.zarr",
                   out=tmp_path / "r", model="logistic", layer=2, n_bootstrap=50)
-    assert run["task"]["rows"] == {"train": 162, "validation": 18, "test": 60}
-    assert set(run["task"]["files"]) == {"data", "test"}
+    assert run.task.rows == {"train": 162, "validation": 18, "test": 60}
+    assert set(run.task.files) == {"data", "test"}
     pred = pd.read_csv(tmp_path / "r" / "predictions.csv")
     assert pred.loc[pred["split"] == "test", "id"].tolist() == table["id"][180:].tolist()
 
@@ -219,13 +219,13 @@ def test_evaluate_and_predict_reload_the_saved_probe(logistic_run, binary, tmp_p
     other.to_csv(tmp_path / "other.csv", index=False)
     out = tmp_path / "eval"
     run = evaluate_run(logistic_run, tmp_path / "other.csv", out=out, n_bootstrap=50)
-    assert run["kind"] == "evaluate"
+    assert run.kind == "evaluate"
     assert_metrics_match_predictions(out, splits=("evaluation",))
     pred = pd.read_csv(out / "predictions.csv").set_index("id")
     np.testing.assert_allclose(pred["score"], fitted.loc[pred.index, "score"], rtol=1e-6)
     # Every one of these rows comes from the task, so some were training rows: counted.
     n_train = int((fitted.loc[other["id"], "split"] == "train").sum())
-    assert run["duplicates"]["evaluation_rows_in_train"] == n_train > 0
+    assert run.duplicates["evaluation_rows_in_train"] == n_train > 0
 
     with open(tmp_path / "new.fa", "w") as fh:
         for _, r in other.iterrows():
@@ -245,19 +245,19 @@ def test_cv_reports_mean_and_std_over_folds_and_seeds(binary, tmp_path):
     table.to_csv(tmp_path / "cv.csv", index=False)
     run = cross_validate(tmp_path / "cv.csv", cache=binary / "cache.zarr", out=tmp_path / "cv",
                          model="logistic", layer=2, folds=4, seeds=2)
-    cv = run["cv"]
-    assert cv["n_rows"] == 200 and cv["held_out_test_rows"] == 40
-    assert [(f["seed"], f["fold"]) for f in cv["per_fold"]] == [
+    cv = run.cv
+    assert cv.n_rows == 200 and cv.held_out_test_rows == 40
+    assert [(f["seed"], f["fold"]) for f in cv.per_fold] == [
         (s, k) for s in (0, 1) for k in (1, 2, 3, 4)]
-    mcc = [f["mcc"] for f in cv["per_fold"]]
-    assert cv["summary"]["mcc"]["mean"] == pytest.approx(np.mean(mcc))
-    assert cv["summary"]["mcc"]["std"] == pytest.approx(np.std(mcc, ddof=1))
-    assert set(cv["baseline_summaries"]) == {"majority", "kmer_logistic"}
+    mcc = [f["mcc"] for f in cv.per_fold]
+    assert cv.summary["mcc"]["mean"] == pytest.approx(np.mean(mcc))
+    assert cv.summary["mcc"]["std"] == pytest.approx(np.std(mcc, ddof=1))
+    assert set(cv.baseline_summaries) == {"majority", "kmer_logistic"}
     oof = pd.read_csv(tmp_path / "cv" / "predictions.csv")
     assert len(oof) == 400 and set(oof["seed"]) == {0, 1}
     assert list(oof.columns) == ["id", "seed", "fold", "label", "score", "prediction"]
     for (s, k), part in oof.groupby(["seed", "fold"]):
-        got = next(f for f in cv["per_fold"] if f["seed"] == s and f["fold"] == k)
+        got = next(f for f in cv.per_fold if f["seed"] == s and f["fold"] == k)
         assert got["auroc"] == pytest.approx(
             skm.roc_auc_score(part["label"] == 1, part["score"]))
     assert "± " in (tmp_path / "cv" / "report.html").read_text()
@@ -278,7 +278,7 @@ def test_compare_puts_runs_side_by_side(binary, logistic_run, tmp_path):
     assert table["name"].tolist() == ["layer1", "layer2", "cv2"]
     assert table["kind"].tolist() == ["fit", "fit", "cv"]
     assert table.loc[1, "mcc"] > table.loc[0, "mcc"]  # the planted signal is in layer 2
-    cv = read_run(tmp_path / "cv2")["cv"]["summary"]["mcc"]
+    cv = read_run(tmp_path / "cv2").cv.summary["mcc"]
     assert table.loc[2, "mcc"] == cv["mean"]
     assert table.loc[2, "mcc_high"] - table.loc[2, "mcc"] == pytest.approx(cv["std"])
     for name in ("compare.csv", "metrics.png", "mcc_by_layer.png", "auroc_by_layer.png", "roc.png"):
@@ -292,7 +292,7 @@ def test_random_weights_are_said_loudly(tmp_path):
     table.to_csv(tmp_path / "t.csv", index=False)
     run = fit_run(tmp_path / "t.csv", cache=tmp_path / "c.zarr", out=tmp_path / "r",
                   model="logistic", n_bootstrap=20)
-    assert run["warnings"][0].startswith("RANDOM WEIGHTS")
+    assert run.warnings[0].startswith("RANDOM WEIGHTS")
     assert "RANDOM WEIGHTS" in (tmp_path / "r" / "report.html").read_text()
 
 
@@ -367,7 +367,7 @@ def test_several_backbones_need_a_choice(tmp_path):
         assert text in str(err.value)
     run = fit_run(tmp_path / "t.csv", cache=tmp_path / "c.zarr", out=tmp_path / "r",
                   backbone="beta", model="logistic", n_bootstrap=20)
-    assert run["features"]["backbone"]["key"] == key_b
+    assert run.features.backbone["key"] == key_b
 
 
 def test_run_directory_of_another_version_is_refused(logistic_run, binary, tmp_path):

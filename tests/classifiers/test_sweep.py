@@ -53,18 +53,18 @@ def test_sweep_chooses_on_validation_never_on_test(sweep_dir):
     table = pd.read_csv(sweep_dir / "sweep.csv")
     assert list(zip(table["layer"], table["pool"])) == [
         (l, p) for l in (1, 2, 3) for p in ("cls", "mean")]
-    assert run["best"]["layer"] == 1 and run["best"]["pool"] == "cls"
-    assert run["best"]["by"] == "validation mcc"
+    assert run.best.layer == 1 and run.best.pool == "cls"
+    assert run.best.by == "validation mcc"
     # The test set would have chosen layer 3: the choice did not look at it.
     assert table.loc[table["test_mcc"].idxmax(), "layer"] == 3
     assert table.loc[table["val_mcc"].idxmax(), "layer"] == 1
-    assert run["best"]["validation"]["mcc"] == pytest.approx(table["val_mcc"].max())
+    assert run.best.validation["mcc"] == pytest.approx(table["val_mcc"].max())
     for split in ("val", "test"):
         assert (table[f"{split}_n"] == 60).all()
         for m in SCALAR_METRICS:
             assert (table[f"{split}_{m}_low"] <= table[f"{split}_{m}"] + 1e-12).all(), m
             assert (table[f"{split}_{m}"] <= table[f"{split}_{m}_high"] + 1e-12).all(), m
-    assert set(run["baselines"]) == {"majority", "kmer_logistic"}
+    assert set(run.baselines) == {"majority", "kmer_logistic"}
     for name in ("mcc_by_layer.png", "auroc_by_layer.png"):
         assert (sweep_dir / "plots" / name).read_bytes().startswith(b"\x89PNG")
     report = (sweep_dir / "report.html").read_text()
@@ -79,9 +79,9 @@ def test_sweep_rows_equal_single_fits_on_the_same_split(split_signal, sweep_dir,
                       out=tmp_path / f"fit{layer}{pool}", model="logistic", layer=layer,
                       pool=pool, n_bootstrap=100)
         for m in SCALAR_METRICS:
-            assert table.loc[(layer, pool), f"test_{m}"] == pytest.approx(run["metrics"]["test"][m])
+            assert table.loc[(layer, pool), f"test_{m}"] == pytest.approx(run.metrics["test"][m])
             assert table.loc[(layer, pool), f"val_{m}"] == pytest.approx(
-                run["metrics"]["validation"][m])
+                run.metrics["validation"][m])
     # predictions.csv holds the chosen probe's scores.
     pred = pd.read_csv(sweep_dir / "predictions.csv")
     assert len(pred) == 300 and set(pred["split"]) == {"train", "validation", "test"}
@@ -119,8 +119,8 @@ def test_layer_weighted_run_reports_reloads_and_predicts(split_signal, tmp_path)
     run = fit_run(split_signal / "task.csv", cache=split_signal / "cache.zarr",
                   out=tmp_path / "lw", model="layer-weighted", layers="1-3", pool="cls",
                   n_bootstrap=50)
-    assert run["features"]["layer"] == [1, 2, 3]
-    weights = run["layer_weights"]
+    assert run.features.layer == [1, 2, 3]
+    weights = run.layer_weights
     assert list(weights) == ["1", "2", "3"]
     assert sum(weights.values()) == pytest.approx(1.0)
     # Layers 1 and 3 carry the training signal, layer 2 none.
@@ -135,8 +135,8 @@ def test_layer_weighted_run_reports_reloads_and_predicts(split_signal, tmp_path)
     again = pd.read_csv(out)
     np.testing.assert_allclose(again["score"], fitted["score"], rtol=1e-6)
     evaluation = evaluate_run(tmp_path / "lw", split_signal / "task.csv", n_bootstrap=20)
-    assert evaluation["layer_weights"] == weights
-    assert evaluation["metrics"]["evaluation"]["n"] == 300
+    assert evaluation.layer_weights == weights
+    assert evaluation.metrics["evaluation"]["n"] == 300
 
 
 def test_compare_takes_sweeps_and_layer_weighted_runs(split_signal, sweep_dir, tmp_path):

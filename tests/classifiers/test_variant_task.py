@@ -106,7 +106,7 @@ def test_fit_on_variant_features_groups_by_chromosome_and_records_them(embedded,
 
 def test_the_features_are_alt_minus_ref_of_the_windows_embedcache_variants_scored(embedded):
     from classifiers.features import TaskSource, resolve_backbone
-    from classifiers.runs.task import features, read_tables
+    from classifiers.runs.steps import features, read_tables
     from classifiers.variant_task import VariantTask
 
     d, genome, vcf = embedded
