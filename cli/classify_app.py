@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.options import STORAGE_HELP, key_values, open_cache
+from cli.options import STORAGE_HELP, key_values, layer_option, open_cache
 
 from classifiers import DEFAULT_POOL, DEFAULT_PROBE
 
@@ -208,7 +208,8 @@ Reference = Annotated[Optional[Path], typer.Option("--reference", help="Genome F
                                                    "set (--variant-features) is called on.")]
 Backbone = Annotated[Optional[str], typer.Option("--backbone", hidden=True, help="Deprecated: use --model. Model name or key in the cache (default: its "
                                                  "only model).")]
-Layer = Annotated[Optional[int], typer.Option("--layer", help="1-based layer (default: the model's last).")]
+Layer = Annotated[Optional[str], typer.Option("--layer", callback=layer_option(single=True), help="1-based layer, or "
+                                              "final for NTv3's full-resolution output (default: the model's last).")]
 GroupBy = Annotated[Optional[str], typer.Option("--group-by", help="Column (e.g. chrom) whose groups never straddle "
                                                 "train and test (cv: stay within one fold).")]
 DedupTest = Annotated[bool, typer.Option("--dedup-test", help="Drop test sequences that also occur in train.")]

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.options import STORAGE_HELP, open_cache
+from cli.options import STORAGE_HELP, layer_option, open_cache
 
 app = typer.Typer(
     name="embedcache",
@@ -53,25 +53,6 @@ def models() -> None:
                    f"{r['context']:>12,}  {'yes' if r['local'] else 'no':<5}  {r['tokenizer']}")
     typer.echo("Pass a name to --model; files come from the Hugging Face repository InstaDeepAI/... "
                "(`hf download REPO`), or pass a checkpoint directory.")
-
-
-def _layer_option(single: bool = False):
-    """A Typer callback parsing ``--layers`` (``12``, ``1,6,final``, ``1-6``, ``all``) or one
-    ``--layer`` with the library's one parser (:mod:`embedcache.util.ranges`), refused while
-    options are parsed (exit 2)."""
-
-    def parse(text: str | None):
-        from embedcache.errors import InputError
-        from embedcache.util.ranges import parse_layer, parse_layers
-
-        if text is None or not text.strip():
-            return None
-        try:
-            return parse_layer(text) if single else parse_layers(text)
-        except InputError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-    return parse
 
 
 def _choices(option: str, many: bool = False):
@@ -131,7 +112,7 @@ def build(
     inputs: list[Path] = typer.Argument(..., help="FASTA (.fa, .fa.gz), CSV/TSV/Parquet with a `sequence` column, or BED (with --reference)."),
     model: str = typer.Option(..., "--model", help="Released model name, checkpoint directory, or a model key of the cache."),
     cache: str = typer.Option(..., "--cache", help="The Zarr store to write (created if missing): a path or a URL such as s3://bucket/cache.zarr."),
-    layers: Optional[str] = typer.Option(None, "--layers", callback=_layer_option(), help="1-based layers to pool: 12, a list 1,6,12, a range 1-6, all (default: the last); NTv3 also has 'final' (full resolution), e.g. 1-6,final."),
+    layers: Optional[str] = typer.Option(None, "--layers", callback=layer_option(), help="1-based layers to pool: 12, a list 1,6,12, a range 1-6, all (default: the last); NTv3 also has 'final' (full resolution), e.g. 1-6,final."),
     pool: Optional[str] = typer.Option(None, "--pool", callback=_choices("--pool", many=True), help="Poolings: cls (position 0) and/or mean (real tokens, CLS excluded); default both (NTv3: mean, it has no CLS)."),
     attention: str = typer.Option("", "--attention", help="Attention maps as LAYER:HEAD, 1-based, e.g. 1:4,7:16."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per sequence, CLS included, embedded in one pass (default 512; NTv3: bases, default 131072 or its context)."),
@@ -213,7 +194,7 @@ def export(
     input: Path = typer.Option(..., "--input", help="The sequence file whose records to export, in its order "
                                "(FASTA, CSV/TSV/Parquet, or BED with --reference)."),
     out: Path = typer.Option(..., "--out", help="Output: .npz (+ .npz.json provenance), .parquet or .h5."),
-    layer: Optional[str] = typer.Option(None, "--layer", callback=_layer_option(single=True), help="1-based layer, or final for NTv3 (default: the last)."),
+    layer: Optional[str] = typer.Option(None, "--layer", callback=layer_option(single=True), help="1-based layer, or final for NTv3 (default: the last)."),
     pool: Optional[str] = typer.Option(None, "--pool", callback=_choices("--pool"), help="cls or mean (default mean)."),
     model: Optional[str] = typer.Option(None, "--model", help="Released model name, checkpoint directory or model key (needed when the cache holds several)."),
     species: Optional[str] = typer.Option(None, "--species", help="Species of a post-trained NTv3 model's group."),
@@ -347,7 +328,7 @@ def variants(
     cache: str = typer.Option(..., "--cache", help="The Zarr store holding the windows' embeddings (created if missing)."),
     out: Path = typer.Option(..., "--out", help="Scores: .parquet, .csv or .tsv."),
     flank: Optional[int] = typer.Option(None, "--flank", help="Bases each side of the variant (default: the largest whose ACGT window fits --max-tokens)."),
-    layers: Optional[str] = typer.Option(None, "--layers", callback=_layer_option(), help="Layers of the distance scores (default: the last), e.g. 6,12, 1-6, final or all."),
+    layers: Optional[str] = typer.Option(None, "--layers", callback=layer_option(), help="Layers of the distance scores (default: the last), e.g. 6,12, 1-6, final or all."),
     pool: str = typer.Option("mean", "--pool", callback=_choices("--pool", many=True), help="Poolings compared: mean, center (the variant's token), cls."),
     scores: str = typer.Option("llr,cosine,l2", "--scores", help="Scores: llr (masked LM, SNVs), cosine, l2."),
     strands: str = typer.Option("forward", "--strands", help="forward, or both (mean over the reverse complement too)."),

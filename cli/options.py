@@ -1,5 +1,6 @@
-"""Options both command lines share: ``KEY=VALUE`` items, and the cache location with its
-``--storage-option`` s, opened the same way in ``embedcache`` and ``classify``."""
+"""Options both command lines share: ``KEY=VALUE`` items, the cache location with its
+``--storage-option`` s, opened the same way in ``embedcache`` and ``classify``, and layer
+selections (``--layer``, ``--layers``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 import typer
 
-__all__ = ["STORAGE_HELP", "key_values", "open_cache", "storage_options"]
+__all__ = ["STORAGE_HELP", "key_values", "layer_option", "open_cache", "storage_options"]
 
 STORAGE_HELP = ("fsspec option of a URL cache as KEY=VALUE (repeatable; dotted keys nest, e.g. "
                 "client_kwargs.region_name=eu-west-1); credentials and endpoint also come from the usual "
@@ -49,3 +50,22 @@ def open_cache(location: str, items: list[str]):
     from embedcache import EmbeddingCache
 
     return EmbeddingCache(location, storage_options=storage_options(items))
+
+
+def layer_option(single: bool = False):
+    """A Typer callback parsing ``--layers`` (``12``, ``1,6,final``, ``1-6``, ``all``) or one
+    ``--layer`` with the library's one parser (:mod:`embedcache.util.ranges`), refused while
+    options are parsed (exit 2)."""
+
+    def parse(text: str | None):
+        from embedcache.errors import InputError
+        from embedcache.util.ranges import parse_layer, parse_layers
+
+        if text is None or not text.strip():
+            return None
+        try:
+            return parse_layer(text) if single else parse_layers(text)
+        except InputError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return parse
