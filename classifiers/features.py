@@ -17,6 +17,7 @@ import pandas as pd
 
 from embedcache.errors import InputError, MissingRowsError, StoreError
 from embedcache.store import layer_label
+from embedcache.util.formats import TABLE_FORMATS, file_format
 from embedcache.util.ranges import FINAL
 
 __all__ = ["Backbone", "TaskSource", "check_layer", "read_task", "resolve_backbone", "task_features"]
@@ -217,13 +218,13 @@ def _uniform_labels(labels: pd.Series) -> pd.Series:
 
 def _extra_column(path: Path, column: str, n_rows: int) -> pd.Series:
     """A column the reader does not carry (e.g. ``chrom``), read from a CSV, TSV or Parquet."""
-    suffixes = [s.lower() for s in path.suffixes]
+    found = file_format(path, TABLE_FORMATS)
     try:
-        if ".parquet" in suffixes or ".pq" in suffixes:
+        if found is not None and found.name == "parquet":
             values = pd.read_parquet(path, columns=[column])[column]
-        elif ".csv" in suffixes or ".tsv" in suffixes:
-            values = pd.read_csv(path, sep="\t" if ".tsv" in suffixes else ",", usecols=[column],
-                                 dtype=str, keep_default_na=False)[column]
+        elif found is not None:
+            values = pd.read_csv(path, sep=found.separator, usecols=[column], dtype=str,
+                                 keep_default_na=False)[column]
         else:
             raise ValueError("not a table")
     except (ValueError, KeyError):

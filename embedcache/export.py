@@ -16,33 +16,37 @@ import numpy as np
 
 from embedcache.errors import InputError
 from embedcache.util.atomic import write_atomically
+from embedcache.util.formats import file_format
 
 __all__ = ["EXPORT_FORMATS", "check_export_path", "write_export"]
 
-EXPORT_FORMATS = (".npz", ".parquet", ".h5", ".hdf5")
+#: Export format -> the suffixes that choose it.
+_WRITERS = {"npz": (".npz",), "parquet": (".parquet",), "h5": (".h5", ".hdf5")}
+EXPORT_FORMATS = tuple(s for suffixes in _WRITERS.values() for s in suffixes)
 # Reader columns not exported beside the features (the sequence is in the cache; ``record``
 # is a position in the input).
 _NOT_EXPORTED = ("id", "sequence", "record")
 
 
 def check_export_path(out: Path) -> str:
-    """The export format of ``out`` (its suffix), or an :class:`InputError` listing the formats."""
-    suffix = out.suffix.lower()
-    if suffix not in EXPORT_FORMATS:
+    """The export format of ``out`` (``npz``, ``parquet`` or ``h5``, by its suffix), or an
+    :class:`InputError` listing the suffixes."""
+    found = file_format(out, _WRITERS)
+    if found is None or found.compression:
         raise InputError(f"{out}: export writes {', '.join(EXPORT_FORMATS)}; choose one of those extensions")
-    return suffix
+    return found.name
 
 
 def write_export(frames, out: Path, provenance: dict) -> Path:
     """Write ``(records DataFrame, (n, D) features)`` chunks to ``out``, whose suffix picks the
     format, with ``provenance``, through temporary files so that a failure leaves nothing; returns ``out``."""
-    suffix = check_export_path(out)
+    fmt = check_export_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    writer = {".npz": _write_npz, ".parquet": _write_parquet}.get(suffix, _write_h5)
+    writer = {"npz": _write_npz, "parquet": _write_parquet, "h5": _write_h5}[fmt]
 
     def write(tmp: str) -> None:
         writer(frames, Path(tmp), provenance)
-        if suffix == ".npz":
+        if fmt == "npz":
             _write_sidecar(out, provenance)
 
     return write_atomically(out, write)

@@ -99,10 +99,11 @@ def file_record(path, rows: int) -> dict:
 
 
 def stem(path) -> str:
-    name = Path(path).name
-    for suffix in (".gz", ".csv", ".tsv", ".parquet", ".pq", ".fa", ".fasta", ".fna", ".fas", ".bed"):
-        name = name.removesuffix(suffix)
-    return name
+    """A task file's name without its format suffixes (``other.csv.gz`` -> ``other``)."""
+    from embedcache.sequences.readers import READERS
+    from embedcache.util.formats import format_stem
+
+    return format_stem(path, {r.name: r.extensions for r in READERS.values()})
 
 
 def jsonable(value):

@@ -36,8 +36,8 @@ import numpy as np
 
 from embedcache.errors import CheckpointError, InputError
 
-__all__ = ["BUCKET_LADDER", "ENTRY_POINT_GROUP", "Family", "Layout", "bucket_lengths", "family_class",
-           "family_for", "registry"]
+__all__ = ["BUCKET_LADDER", "ENTRY_POINT_GROUP", "Family", "Forward", "Layout", "bucket_lengths",
+           "family_class", "family_for", "registry"]
 
 ENTRY_POINT_GROUP = "embedcache.families"
 # The built-in families, imported only when asked for (loading a checkpoint must not need JAX).
@@ -135,6 +135,48 @@ class Family(Protocol):
 
     def compute(self, params, tokens, n_tokens, *, layers: Sequence, pools: Sequence[str],
                 attention: Sequence[tuple[int, int]] = (), dtype: Any = None) -> dict: ...
+
+
+class Forward(Protocol):
+    """A family's forward pass (``families/<family>/forward.py: forward``), declared once: the
+    pure JAX function its ``compute`` jits. A family's own inputs (NTv3's ``species``) are
+    further keyword-only parameters; its docstring says only what is its own (token layout,
+    layer names, shapes)."""
+
+    def __call__(self, params: Any, tokens: Any, *, config: Any, layers: Sequence = (),
+                 attention: Sequence[tuple[int, int]] = (), logits: bool = False,
+                 dtype: Any = ...) -> dict:
+        """Run the model on a batch of token ids.
+
+        Parameters
+        ----------
+        params
+            The family's prepared parameter tree (its ``prepare_params``).
+        tokens
+            ``(B, T)`` int token ids, padded as the family pads.
+        config
+            The architecture (the family's config).
+        layers
+            1-based layers whose per-token outputs to return, under ``out["embeddings"][L]``
+            (and names the family adds, each under its own key: NTv3's ``"final"``).
+        attention
+            ``(layer, head)`` pairs, both 1-based, whose attention probabilities to return,
+            under ``out["attention"][(layer, head)]``, ``(B, T', T')`` over the positions
+            attention runs on.
+        logits
+            Also run the LM head and return ``out["logits"]`` ``(B, T, alphabet)``.
+        dtype
+            Compute dtype (``jnp.float32``, at full matmul precision, or ``jnp.bfloat16``);
+            outputs are float32.
+
+        Returns
+        -------
+        dict
+            ``{"embeddings": {...}, "attention": {...}}``, ``"logits"`` when asked. Values at
+            positions a family masks as padding are unspecified (real ones never depend on
+            them).
+        """
+        ...
 
 
 def _load(target: str) -> type:

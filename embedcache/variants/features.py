@@ -24,6 +24,7 @@ from embedcache.errors import InputError, MissingRowsError
 from embedcache.sequences.alphabet import normalize
 from embedcache.sequences.readers.bed import open_genome
 from embedcache.sequences.readers.variants import read_variants
+from embedcache.util.formats import TABLE_FORMATS, file_format
 from embedcache.variants.score import cut_windows
 from embedcache.variants.windows import default_flank, variant_windows
 
@@ -34,12 +35,12 @@ FEATURE_KINDS = ("diff", "concat")
 
 def _flank_column(path: Path, n: int) -> np.ndarray | None:
     """The ``flank`` column of a table ``embedcache variants`` wrote, else ``None``."""
-    name = path.name.lower()
+    found = file_format(path, TABLE_FORMATS)
     table = None
-    if name.endswith((".parquet", ".pq")):
+    if found is not None and found.name == "parquet":
         table = pd.read_parquet(path)
-    elif name.removesuffix(".gz").endswith((".csv", ".tsv", ".txt")):
-        table = pd.read_csv(path, sep="," if ".csv" in name else "\t", dtype=str, keep_default_na=False)
+    elif found is not None:
+        table = pd.read_csv(path, sep=found.separator, dtype=str, keep_default_na=False)
     if table is None or "flank" not in table.columns:
         return None
     values = pd.to_numeric(table["flank"], errors="coerce")

@@ -23,6 +23,8 @@ from embedcache.errors import InputError
 from embedcache.sequences.alphabet import normalize
 from embedcache.sequences.readers.bed import open_genome
 from embedcache.sequences.readers.variants import VariantSet, read_variants
+from embedcache.util.atomic import write_atomically
+from embedcache.util.formats import TABLE_FORMATS, file_format
 from embedcache.variants.masked import lm_layer, snv_llr
 from embedcache.variants.scores import SCORE_KINDS, cosine_distance, l2_distance, mean_strands, score_column
 from embedcache.variants.windows import default_flank, reverse_complement_windows, variant_windows
@@ -255,18 +257,17 @@ def cut_windows(table: pd.DataFrame, reference, contigs, h: int, count, max_toke
 def write_scores(table: pd.DataFrame, path) -> Path:
     """Write a score table as Parquet, CSV or TSV (optionally .gz) by the file's suffix."""
     path = Path(path)
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith((".parquet", ".pq")):
-        writer = table.to_parquet
-    elif name.endswith(".csv"):
-        writer = table.to_csv
-    elif name.endswith((".tsv", ".txt")):
-        def writer(p, **kw):
-            table.to_csv(p, sep="\t", **kw)
-    else:
+    found = file_format(path, TABLE_FORMATS)
+    if found is None or found.compression not in (None, ".gz") or (
+            found.compression and found.name == "parquet"):
         raise InputError(f"--out {path}: give a .parquet, .csv or .tsv file (optionally .gz for text).")
+    if found.name == "parquet":
+        def write(tmp):
+            table.to_parquet(tmp, index=False)
+    else:
+        # The temporary name hides the suffix from pandas: the compression is said, not inferred.
+        def write(tmp):
+            table.to_csv(tmp, sep=found.separator, index=False,
+                         compression="gzip" if found.compression else None)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    writer(tmp, index=False)
-    tmp.replace(path)  # nothing half-written under the final name
-    return path
+    return write_atomically(path, write)  # nothing half-written under the final name

@@ -178,31 +178,13 @@ def forward(
     logits: bool = False,
     dtype: Any = jnp.float32,
 ) -> dict:
-    """Run the encoder on a (B, T) batch of token ids (``pad_token_id`` marks padding).
+    """The v1/v2 encoder, a :class:`~embedcache.families.base.Forward` (parameters and
+    outputs as declared there).
 
-    Parameters
-    ----------
-    params
-        Flat checkpoint tree with on-disk module names (see :func:`prepare_params`).
-    tokens
-        Int token ids, ``<cls>`` first, padded at the end.
-    config
-        The architecture.
-    layers
-        1-based layers whose per-token outputs to return.
-    attention
-        ``(layer, head)`` pairs, both 1-based, whose attention probabilities to return.
-    logits
-        Also run the LM head and return its logits.
-    dtype
-        Compute dtype (``jnp.float32`` or ``jnp.bfloat16``); outputs are float32.
-
-    Returns
-    -------
-    dict
-        ``{"embeddings": {L: (B, T, D)}, "attention": {(L, h): (B, T, T)}}`` and
-        ``"logits": (B, T, alphabet)`` when asked. Values at padded positions are
-        unspecified (real positions never depend on them).
+    ``params`` is the flat checkpoint tree with on-disk module names (:func:`prepare_params`);
+    ``tokens`` start with ``<cls>`` and are padded at the end with ``pad_token_id``, whose
+    keys are masked. Embeddings are ``(B, T, D)`` for layers 1..num_layers (the last after
+    the final layer norm); attention maps ``(B, T, T)``.
     """
     cfg = config
     # float32 matmuls at full precision: accelerators otherwise default to TF32-like modes.

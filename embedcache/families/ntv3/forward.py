@@ -136,27 +136,16 @@ def forward(
     logits: bool = False,
     dtype: Any = jnp.float32,
 ) -> dict:
-    """Run NTv3 on a (B, P) batch of token ids, P a multiple of ``2**num_downsamples``.
+    """NTv3, a :class:`~embedcache.families.base.Forward` (parameters and outputs as
+    declared there) on ``(B, P)`` token ids, ``P`` a multiple of ``2**num_downsamples``.
 
-    Parameters
-    ----------
-    params
-        The tree of :func:`prepare_params`.
-    tokens
-        Token ids, each row right-padded with ``N`` (:meth:`NTv3Tokenizer.encode_padded`).
-    config
-        The architecture.
-    layers
-        Core layers 1..num_layers (outputs (B, P / 2**num_downsamples, embed_dim)) and/or
-        ``"final"`` (B, P, conv_init_embed_dim), returned under ``out["final"]``.
-    attention
-        ``(layer, head)`` pairs, both 1-based: core attention probabilities (B, T, T).
-    species
-        (B,) condition token ids; required by post-trained models, refused otherwise.
-    logits
-        Also return the LM head's logits (B, P, alphabet_size) (pre-training head).
-    dtype
-        Compute dtype; outputs are float32.
+    ``params`` is the tree of :func:`prepare_params`; each row of ``tokens`` is right-padded
+    with ``N`` (:meth:`NTv3Tokenizer.encode_padded`), which is not masked. ``layers``: core
+    layers 1..num_layers, ``(B, P / 2**num_downsamples, embed_dim)``, and/or ``"final"``,
+    ``(B, P, conv_init_embed_dim)`` under ``out["final"]``; attention maps are the core's,
+    ``(B, T, T)``; logits come from the pre-training head, ``(B, P, alphabet_size)``.
+    ``species``: ``(B,)`` condition token ids, required by post-trained models and refused
+    otherwise (NTv3's own input).
     """
     cfg = config
     check_request(cfg, layers, attention)

@@ -51,6 +51,7 @@ from embedcache.sequences.readers.common import ACCEPTED, check_file
 from embedcache.sequences.readers.fasta import fasta_chunks
 from embedcache.sequences.readers.parquet import parquet_chunks
 from embedcache.sequences.readers.table import table_chunks
+from embedcache.util.formats import file_format
 
 __all__ = ["FORMATS", "READERS", "Reader", "detect_format", "iter_records", "read_records", "sequence_of"]
 
@@ -81,7 +82,6 @@ READERS: dict[str, Reader] = {r.name: r for r in (
            bed_chunks(path, reference, alphabet, chunk_size), needs_reference=True),
 )}
 FORMATS = tuple(READERS)
-_EXTENSIONS = {ext: r.name for r in READERS.values() for ext in r.extensions}
 
 
 def detect_format(path: str | PathLike) -> str:
@@ -103,16 +103,14 @@ def detect_format(path: str | PathLike) -> str:
         If the extension is not one of the accepted ones; the message lists them.
     """
     path = Path(path)
-    name = path.name.lower()
-    compressed = name.endswith(".gz")
-    suffix = Path(name[: -len(".gz")] if compressed else name).suffix
-    fmt = _EXTENSIONS.get(suffix)
-    if fmt is None or (compressed and not READERS[fmt].gzip):
+    found = file_format(path, {r.name: r.extensions for r in READERS.values()})
+    if found is None or found.compression not in (None, ".gz") or (
+            found.compression and not READERS[found.name].gzip):
         raise InputError(
             f"{path}: cannot tell the format from the extension. Accepted: {ACCEPTED}. "
             f"Rename the file, or name its format explicitly (format= one of {', '.join(FORMATS)})."
         )
-    return fmt
+    return found.name
 
 
 def iter_records(

@@ -40,6 +40,7 @@ import pandas as pd
 from embedcache.errors import InputError
 from embedcache.sequences.readers.bed import open_genome
 from embedcache.sequences.readers.common import check_file
+from embedcache.util.formats import TABLE_FORMATS, file_format
 
 __all__ = ["REF_MISMATCH_POLICIES", "VariantSet", "read_variants", "variant_format"]
 
@@ -79,11 +80,9 @@ class VariantSet:
 
 def variant_format(path: Path) -> str:
     """``"vcf"``, ``"csv"``, ``"tsv"`` or ``"parquet"`` from the file name."""
-    name = path.name.lower().removesuffix(".gz").removesuffix(".bgz")
-    for suffix, kind in ((".vcf", "vcf"), (".bcf", "vcf"), (".csv", "csv"), (".tsv", "tsv"),
-                         (".txt", "tsv"), (".parquet", "parquet"), (".pq", "parquet")):
-        if name.endswith(suffix):
-            return kind
+    found = file_format(path, {"vcf": (".vcf", ".bcf"), **TABLE_FORMATS})
+    if found is not None:
+        return found.name
     raise InputError(f"{path}: cannot tell the variant file's format from its name. Give a .vcf, "
                      ".vcf.gz or .bcf file, or a .csv/.tsv (optionally .gz) or .parquet table with "
                      "the columns chrom, pos, ref, alt.")
