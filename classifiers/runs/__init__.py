@@ -1,9 +1,12 @@
 """The ``classify`` workflows and the run directory they write.
 
-- :mod:`~classifiers.runs.record`: the run record (``metrics.json``), read and written in
-  one place, feeding the report, the command line and ``compare``;
+- :mod:`~classifiers.runs.record`: the run record (``metrics.json``), a frozen dataclass of
+  typed sections read and written in one place, feeding the report, the command line and
+  ``compare``;
 - :mod:`~classifiers.runs.directory`: file names and staging a directory into place;
-- :mod:`~classifiers.runs.task`: the steps the workflows share;
+- :mod:`~classifiers.runs.task`: the :class:`~classifiers.runs.task.Task` fit, sweep and cv
+  settle once (table, split, chosen layers and poolings, variant task) before the first fit;
+- :mod:`~classifiers.runs.steps`: the steps the workflows share;
 - the workflows: :mod:`~classifiers.runs.fit` (fit, sweep), :mod:`~classifiers.runs.cv`,
   :mod:`~classifiers.runs.apply` (evaluate, predict), :mod:`~classifiers.runs.compare`.
 """

@@ -15,14 +15,14 @@ import pandas as pd
 from classifiers import plots
 from classifiers.baselines import BASELINES, make_baseline
 from classifiers.defaults import DEFAULT_POOL, DEFAULT_PROBE
-from classifiers.features import TaskSource
 from classifiers.metrics import SCALAR_METRICS, classification_metrics, summarize_runs
 from classifiers.runs import steps
 from classifiers.runs.directory import PREDICTIONS_FILE, Clock, staged
 from classifiers.runs.pause import pause_point
-from classifiers.runs.record import (CrossValidation, FeatureInfo, ModelInfo, Provenance,
-                                     RunRecord, TaskInfo, random_weights_warnings)
-from classifiers.splits import SPLIT_ALIASES, cv_folds
+from classifiers.runs.record import (CrossValidation, ModelInfo, Provenance, RunRecord,
+                                     random_weights_warnings)
+from classifiers.runs.task import Task
+from classifiers.splits import cv_folds
 from embedcache.errors import InputError
 
 __all__ = ["cross_validate"]
@@ -63,21 +63,11 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
     steps.new_probe(model, seed, params)  # unknown models and bad parameters fail first
     clock = Clock()
     with staged(out, force) as staging:
-        store, info = steps.open_store(cache, backbone)
-        layer, = steps.resolve_layers(store, info, layer, single=True)
-        table, files = steps.read_tables(data, None, info, group_by, reference, variants=variants, store=store)
-        held_out = 0
-        if "split" in table.columns:
-            is_test = (table["split"].astype(str).str.strip().str.lower().map(SPLIT_ALIASES)
-                       == "test")
-            held_out = int(is_test.sum())
-            table = table[~is_test.to_numpy()].reset_index(drop=True)
-        table["split"] = "train"
-        steps.check_labels(table, str(data))
-        X = steps.features(store, table, backbone=info, layer=layer, pool=pool,
-                           source=TaskSource.of([files["data"]["path"]], reference, table, variants))
+        task = Task.read(data, cache=cache, backbone=backbone, layer=layer, pools=(pool,),
+                         group_by=group_by, seed=seed, reference=reference, variants=variants,
+                         folds=folds)
         clock.lap("features")
-        y = table["label"].to_numpy()
+        table, X, y = task.table, task.features, task.y
         sequences = table["sequence"].to_numpy(dtype=object)
         groups = table[group_by].to_numpy() if group_by else None
         classes = sorted(pd.unique(y).tolist())
@@ -100,17 +90,13 @@ def cross_validate(data: str | PathLike, *, cache: str | PathLike, out: str | Pa
                         y[te], b.predict(sequences[te]), b.predict_proba(sequences[te]),
                         classes)})
         clock.lap("cv")
-        split_source = f"{folds}-fold cross-validation" + (
-            f" grouped by {group_by!r}" if group_by else ", stratified")
         run = RunRecord(
-            "cv", TaskInfo.of(table, files=files, classes=classes, split_source=split_source,
-                              seed=seed),
-            FeatureInfo.of(store, info, layer, pool, variants),
+            "cv", task.task_info(classes, seed), task.feature_info(task.layer, pool),
             ModelInfo.of(model, steps.new_probe(model, seed, params)), Provenance.now(command),
-            warnings=tuple(random_weights_warnings(info)),
+            warnings=tuple(random_weights_warnings(task.backbone)),
             cv=CrossValidation(
                 folds=folds, seeds=tuple(range(seed, seed + seeds)), n_rows=len(table),
-                held_out_test_rows=held_out,
+                held_out_test_rows=task.held_out,
                 splitter="StratifiedGroupKFold" if group_by else "StratifiedKFold",
                 summary=summarize_runs(per_fold),
                 baseline_summaries={n: summarize_runs(v) for n, v in baseline_folds.items()},

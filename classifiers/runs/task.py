@@ -1,4 +1,4 @@
-"""The task a ``classify fit`` or ``sweep`` works on, settled once before the first fit.
+"""The task a ``classify fit``, ``sweep`` or ``cv`` works on, settled once before the first fit.
 
 :meth:`Task.read` opens the store and its backbone, reads the task file(s), resolves the layers
 and poolings asked for against the backbone, checks that the store holds them, splits the rows
@@ -17,7 +17,7 @@ import pandas as pd
 from classifiers.features import Backbone, TaskSource
 from classifiers.runs import steps
 from classifiers.runs.record import FeatureInfo, TaskInfo
-from classifiers.splits import assign_splits
+from classifiers.splits import SPLIT_ALIASES, assign_splits
 
 __all__ = ["Task"]
 
@@ -47,6 +47,8 @@ class Task:
         The probe mixes ``layers`` (layer-weighted): its features are ``(n, layers, D)``.
     source : TaskSource
         Where the sequences came from, for the build advice of a missing-rows error.
+    held_out : int
+        Rows a cross-validated task left out (its split column's test rows).
     features : ndarray or None
         The features of :attr:`table`'s rows, when the task names one array (one layer, or
         ``stacked`` layers, and one pooling), read before the split so that missing rows are
@@ -65,16 +67,20 @@ class Task:
     source: TaskSource
     features: np.ndarray | None = None
     variants: object = None
+    held_out: int = 0
 
     @classmethod
     def read(cls, data: str | PathLike, *, cache, backbone: str | None = None, layer=None,
              layers=None, pools=("mean",), stacked: bool = False, test: str | PathLike | None = None,
              group_by: str | None = None, dedup_test: bool = False, seed: int = 0,
-             reference: str | PathLike | None = None, variants=None) -> Task:
+             reference: str | PathLike | None = None, variants=None,
+             folds: int | None = None) -> Task:
         """Read, check and split a task (the arguments are :func:`~classifiers.runs.fit_run`'s).
 
         ``layer``: one layer (an int or ``"final"``; default the backbone's last), or
         ``layers``: a selection (``"all"``, ``"1-12"``, ``"1,6,final"``, or a sequence).
+        ``folds``: the task is cross-validated in that many folds (``classify cv``): no split
+        is made, the rows the split column marks test are held out.
         """
         store, info = steps.open_store(cache, backbone)
         table, files = steps.read_tables(data, test, info, group_by, reference, variants=variants,
@@ -89,10 +95,24 @@ class Task:
             # One error naming every (layer, pool) the store lacks, not the first of them.
             steps.require_features(store, table, backbone=info, layers=layers, pools=pools,
                                    source=source)
+        held_out = 0
+        if folds is not None and "split" in table.columns:
+            # Cross-validation folds every row but those the split column holds out as test
+            # (they stay a clean test set, and need not be in the cache).
+            test_rows = (table["split"].astype(str).str.strip().str.lower().map(SPLIT_ALIASES)
+                         == "test").to_numpy()
+            held_out = int(test_rows.sum())
+            table = table[~test_rows].reset_index(drop=True)
         # Features first: sequences missing from the cache are the likeliest problem, and the
         # message (how many, which build command) is the most useful one to give.
         X = (steps.features(store, table, backbone=info, pool=pools[0], source=source,
                             layer=list(layers) if stacked else layers[0]) if one_array else None)
+        if folds is not None:  # the folds are the workflow's
+            table["split"] = "train"
+            steps.check_labels(table, str(data))
+            how = f" grouped by {group_by!r}" if group_by else ", stratified"
+            return cls(store, info, table, files, f"{folds}-fold cross-validation{how}", {},
+                       layers, pools, stacked, source, X, variants, held_out)
         n_data = len(table) - (0 if test is None else files["test"]["rows"])
         splits = assign_splits(table.iloc[:n_data], group_by=group_by, seed=seed,
                                test_table=None if test is None else table.iloc[n_data:],

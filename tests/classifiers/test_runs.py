@@ -263,6 +263,18 @@ def test_cv_reports_mean_and_std_over_folds_and_seeds(binary, tmp_path):
     assert "± " in (tmp_path / "cv" / "report.html").read_text()
 
 
+def test_cv_holds_out_test_rows_without_reading_them(tmp_path):
+    table, feats = planted_task(n=120)
+    write_feature_store(tmp_path / "c.zarr", table["sequence"], feats)
+    held = planted_task(n=20, seed=9)[0].assign(split="test", id=lambda t: "new" + t["id"])
+    pd.concat([table.assign(split="train"), held]).to_csv(tmp_path / "t.csv", index=False)
+    # The held-out rows are not in the cache: cv neither reads nor needs them.
+    run = cross_validate(tmp_path / "t.csv", cache=tmp_path / "c.zarr", out=tmp_path / "cv",
+                         model="logistic", folds=3)
+    assert (run.cv.n_rows, run.cv.held_out_test_rows, run.task.rows) == (120, 20, {"train": 120})
+    assert run.task.split_source == "3-fold cross-validation, stratified"
+
+
 def test_compare_puts_runs_side_by_side(binary, logistic_run, tmp_path):
     runs = []
     for layer in (1, 2):
