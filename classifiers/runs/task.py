@@ -18,6 +18,8 @@ from classifiers.features import Backbone, TaskSource
 from classifiers.runs import steps
 from classifiers.runs.record import FeatureInfo, TaskInfo
 from classifiers.splits import SPLIT_ALIASES, assign_splits
+from embedcache.errors import InputError
+from embedcache.util.ranges import FINAL, format_layers
 
 __all__ = ["Task"]
 
@@ -89,6 +91,11 @@ class Task:
         source = TaskSource.of([f["path"] for f in files.values()], reference, table, variants)
         layers = (steps.resolve_layers(store, info, layer, single=True) if layers is None
                   else steps.resolve_layers(store, info, layers))
+        if stacked and FINAL in layers and len(layers) > 1:
+            raise InputError(f"--layers {format_layers(layers)}: the layer-weighted probe mixes "
+                             "layers of one width, and NTv3's final output is not as wide as its "
+                             "core layers; mix core layers (all, 1-6), or probe final alone "
+                             "(--layer final with another probe).")
         pools = tuple(pools)
         one_array = len(pools) == 1 and (stacked or len(layers) == 1)
         if stacked or not one_array:

@@ -64,6 +64,16 @@ def test_fit_sweep_and_predict_take_the_final_output(ntv3_task, tmp_path, monkey
     assert (tmp_path / "sweep" / "plots" / "mcc_by_layer.png").stat().st_size > 0
 
 
+def test_the_layer_weighted_probe_does_not_mix_final_with_core_layers(ntv3_task, tmp_path, monkeypatch,
+                                                                       capsys):
+    d, _ = ntv3_task
+    code, _, err = run_cli(classify_app, [
+        "fit", "--probe", "layer-weighted", "--layers", "2,final", "--data", d / "task.csv",
+        "--cache", d / "c.zarr", "--out", tmp_path / "lw"], monkeypatch, capsys)
+    assert code == 2 and "--layers 2, final: the layer-weighted probe mixes layers of one width" in err
+    assert "Traceback" not in err and not (tmp_path / "lw").exists()
+
+
 def test_final_is_refused_where_the_cache_lacks_it(ntv3_task, tmp_path, monkeypatch, capsys):
     d, task = ntv3_task
     cache = tmp_path / "no_final.zarr"
