@@ -130,7 +130,7 @@ def _interruptible(verb: str, noun: str = "run"):
 
 def _estimate(e) -> tuple[str, str]:
     """An Estimate as (with its interval or sd, the value alone) for cli.tables."""
-    from classifiers.runs.record import Estimate
+    from classifiers.runs.scores import Estimate
 
     return e.text(), Estimate(e.value).text()
 
@@ -162,7 +162,7 @@ def _print_sweep(run, out: Path) -> None:
     """One line per (layer, pooling): validation and test MCC and AUROC, the choice marked;
     the baselines below. Every metric with its interval is in sweep.csv."""
     from classifiers.runs import SWEEP_FILE
-    from classifiers.runs.record import Estimate
+    from classifiers.runs.scores import Estimate
     from cli.tables import Column, print_table
 
     best = run.best
@@ -396,7 +396,7 @@ def compare(
 
 def _print_compare(table, out: Path) -> None:
     from classifiers.runs import COMPARE_FILE, COMPARE_HEADER, REPORT_FILE, compare_cells
-    from classifiers.runs.record import Estimate
+    from classifiers.runs.scores import Estimate
     from cli.tables import Column, print_table
 
     left, shrink = {"run", "kind", "model", "backbone", "pool"}, {"run", "model", "backbone", "layer"}

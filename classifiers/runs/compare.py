@@ -14,7 +14,8 @@ from classifiers.metrics import SCALAR_METRICS
 from classifiers.runs.directory import PREDICTIONS_FILE, staged
 from classifiers.report import write_compare_report
 from classifiers.runs.directory import REPORT_FILE
-from classifiers.runs.record import Estimate, RunRecord
+from classifiers.runs.record import RunRecord
+from classifiers.runs.scores import Estimate
 from embedcache.errors import InputError
 
 __all__ = ["COMPARE_HEADER", "compare_cells", "compare_runs", "default_compare_dir"]

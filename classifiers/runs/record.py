@@ -5,11 +5,11 @@
 :class:`CrossValidation`, :class:`Sweep` of :class:`SweepRow`, :class:`SweepChoice`); a workflow
 builds it whole, and :meth:`RunRecord.to_json` / :meth:`RunRecord.from_json` are the one place
 it meets the file. The report, the command line's tables and ``compare`` take their numbers
-from its accessors (:meth:`RunRecord.score_rows`, :meth:`RunRecord.headline`), and
-:class:`Estimate` is the one place a value with its interval or spread is formatted.
+from its accessors (:meth:`RunRecord.score_rows`, :meth:`RunRecord.headline`), as rows of
+:class:`~classifiers.runs.scores.Estimate` s.
 
-Length: one record and its sections, each a few lines, with their views; split, the
-sections would be read without the record they belong to.
+Length: the record, its eight typed sections and their one mapping to and from the file
+belong on one page; the views are the record's own questions.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from os import PathLike
 from pathlib import Path
 
-from classifiers.metrics import SCALAR_METRICS
+from classifiers.runs.directory import METRICS_FILE, jsonable, write_json
+from classifiers.runs.scores import ScoreRow, estimates, summary_estimates
+from embedcache.errors import InputError
 from embedcache.util.ranges import format_layers
 from embedcache.util.versions import distribution_version, package_versions
-from classifiers.runs.directory import METRICS_FILE, jsonable, write_json
-from embedcache.errors import InputError
 
-__all__ = ["CrossValidation", "Estimate", "FeatureInfo", "ModelInfo", "Provenance", "RUN_ENCODING",
-           "RUN_ENCODING_VERSION", "RunRecord", "RunVersionError", "ScoreRow", "Sweep", "SweepChoice",
+__all__ = ["CrossValidation", "FeatureInfo", "ModelInfo", "Provenance", "RUN_ENCODING",
+           "RUN_ENCODING_VERSION", "RunRecord", "RunVersionError", "Sweep", "SweepChoice",
            "SweepRow", "TaskInfo", "random_weights_warnings", "read_run"]
 
 RUN_ENCODING = "embedcache-classify-run"
@@ -57,55 +57,6 @@ def random_weights_warnings(backbone: Mapping) -> list[str]:
 
 class RunVersionError(InputError):
     """A run directory written in a run encoding this release does not read."""
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A metric's value with a bootstrap interval (``low``, ``high``) or a standard
-    deviation (``sd``, cross-validation); either may be missing."""
-
-    value: float | None
-    low: float | None = None
-    high: float | None = None
-    sd: float | None = None
-
-    def text(self, digits: int = 3) -> str:
-        if self.value is None:
-            return "–"
-        out = f"{self.value:.{digits}f}"
-        if self.sd is not None:
-            return f"{out} ± {self.sd:.{digits}f}"
-        if self.low is not None and self.high is not None:
-            return f"{out} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
-        return out
-
-    def bounds(self) -> tuple[float | None, float | None]:
-        """(low, high): the interval, or mean ± sd."""
-        if self.value is not None and self.sd is not None:
-            return self.value - self.sd, self.value + self.sd
-        return self.low, self.high
-
-
-@dataclass(frozen=True)
-class ScoreRow:
-    """One line of a metrics table: a label, its row count, and an Estimate per metric."""
-
-    label: str
-    n: int | None
-    metrics: dict[str, Estimate]
-
-
-def _estimates(values: Mapping, intervals: Mapping | None = None) -> dict[str, Estimate]:
-    intervals = intervals or {}
-    out = {}
-    for m in SCALAR_METRICS:
-        low, high = (intervals.get(m) or [None, None])[:2]
-        out[m] = Estimate(values.get(m), low, high)
-    return out
-
-
-def _summary_estimates(summary: Mapping) -> dict[str, Estimate]:
-    return {m: Estimate(summary[m]["mean"], sd=summary[m]["std"] or 0.0) for m in SCALAR_METRICS}
 
 
 @dataclass(frozen=True)
@@ -385,8 +336,8 @@ class RunRecord:
         if self.kind == "cv":
             cv = self.cv
             rows = [ScoreRow(f"probe ({self.model.kind})", cv.n_rows,
-                             _summary_estimates(cv.summary))]
-            rows += [ScoreRow(f"baseline: {name}", cv.n_rows, _summary_estimates(s))
+                             summary_estimates(cv.summary))]
+            rows += [ScoreRow(f"baseline: {name}", cv.n_rows, summary_estimates(s))
                      for name, s in cv.baseline_summaries.items()]
             return rows
         if self.kind == "sweep":
@@ -396,16 +347,16 @@ class RunRecord:
                 for split in ("validation", "test"):
                     values = r.metrics[split]
                     rows.append(ScoreRow(f"layer {r.layer} · {r.pool} · {split}{mark}",
-                                         values["n"], _estimates(values, r.intervals[split])))
+                                         values["n"], estimates(values, r.intervals[split])))
         else:
             intervals = (self.intervals or {}).get("test", {})
-            rows = [ScoreRow(split, values["n"], _estimates(
+            rows = [ScoreRow(split, values["n"], estimates(
                 values, intervals if split in ("test", "evaluation") else None))
                 for split, values in self.metrics.items()]
         for name, b in (self.baselines or {}).items():
             test = b["metrics"]["test"]
             rows.append(ScoreRow(f"baseline: {name} (test)", test["n"],
-                                 _estimates(test, b.get("intervals"))))
+                                 estimates(test, b.get("intervals"))))
         return rows
 
     def headline(self) -> ScoreRow:
@@ -416,17 +367,17 @@ class RunRecord:
         if self.kind == "sweep":
             best = self.best_row()
             test = best.metrics["test"]
-            return ScoreRow("test", test["n"], _estimates(test, best.intervals["test"]))
+            return ScoreRow("test", test["n"], estimates(test, best.intervals["test"]))
         split = "evaluation" if self.kind == "evaluate" else "test"
         values = self.metrics[split]
-        return ScoreRow(split, values["n"], _estimates(values, self.intervals["test"]))
+        return ScoreRow(split, values["n"], estimates(values, self.intervals["test"]))
 
     def baseline_headlines(self) -> dict[str, ScoreRow]:
         if self.kind == "cv":
-            return {name: ScoreRow(name, self.cv.n_rows, _summary_estimates(s))
+            return {name: ScoreRow(name, self.cv.n_rows, summary_estimates(s))
                     for name, s in self.cv.baseline_summaries.items()}
         return {name: ScoreRow(name, b["metrics"]["test"]["n"],
-                               _estimates(b["metrics"]["test"], b.get("intervals")))
+                               estimates(b["metrics"]["test"], b.get("intervals")))
                 for name, b in (self.baselines or {}).items()}
 
     def overfitting(self) -> str | None:
