@@ -10,7 +10,6 @@ without a given score (``llr`` of an indel) are left out of that score's metrics
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from html import escape
 from os import PathLike
 from pathlib import Path
@@ -25,48 +24,10 @@ from classifiers.runs.directory import write_json
 from embedcache.errors import InputError
 from embedcache.variants.scores import DAMAGING_SIGN
 
-__all__ = ["ScoreEvaluation", "VariantEvaluation", "binary_labels", "evaluate_variant_scores", "score_sign",
-           "write_variant_report"]
+__all__ = ["binary_labels", "evaluate_variant_scores", "score_sign", "write_variant_report"]
 
 RANDOM_WEIGHTS_NOTE = ("Scores from a model with random weights show the pipeline, not biology: "
                        "expect AUROC near 0.5.")
-
-
-@dataclass(frozen=True)
-class ScoreEvaluation:
-    """One score column against the labels: rows and positives it was scored on, AUROC and AUPRC
-    (None with one class) with their bootstrap ``intervals`` (:func:`~classifiers.metrics.ranking_metrics`),
-    the ``sign`` it was ranked by, and the labelled rows without a score."""
-
-    n: int
-    n_positive: int
-    auroc: float | None
-    auprc: float | None
-    intervals: Mapping
-    sign: float
-    n_without_score: int
-
-    def line(self, name: str) -> str:
-        """The summary line the command line prints."""
-        if self.auroc is None:
-            return f"{name}: AUROC undefined (one class)"
-        return f"{name}: AUROC {self.auroc:.3f} AUPRC {self.auprc:.3f} (n {self.n}, {self.n_positive} positive)"
-
-
-@dataclass(frozen=True)
-class VariantEvaluation:
-    """Every score column of a variant table against its labels (``evaluation`` in the report's
-    ``metrics.json``): the variants, those left out for want of a label, the positives, and the
-    positive class."""
-
-    n_variants: int
-    n_missing_label: int
-    n_positive: int
-    positive: str
-    scores: Mapping[str, ScoreEvaluation]
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def score_sign(column: str) -> float:
@@ -93,36 +54,35 @@ def binary_labels(labels: Sequence, positive: str | None = None) -> tuple[np.nda
 
 
 def evaluate_variant_scores(table: pd.DataFrame, columns: Sequence[str], *, label: str = "label",
-                            positive: str | None = None, n_resamples: int = 1000,
-                            seed: int = 0) -> VariantEvaluation:
+                            positive: str | None = None, n_resamples: int = 1000, seed: int = 0) -> dict:
     """AUROC and AUPRC with 95% bootstrap intervals of every score column against ``label``."""
     is_pos, has = binary_labels(table[label].tolist(), positive)
-    scores = {}
+    out: dict = {"n_variants": int(len(table)), "n_missing_label": int((~has).sum()),
+                 "n_positive": int((is_pos & has).sum()), "positive": positive or "1", "scores": {}}
     for column in columns:
         score = table[column].to_numpy(dtype=np.float64)
         ok = has & np.isfinite(score)
         metrics = ranking_metrics(is_pos[ok], score_sign(column) * score[ok], n_resamples=n_resamples,
                                   seed=seed)
-        scores[column] = ScoreEvaluation(**metrics, sign=score_sign(column),
-                                         n_without_score=int((has & ~np.isfinite(score)).sum()))
-    return VariantEvaluation(int(len(table)), int((~has).sum()), int((is_pos & has).sum()),
-                             positive or "1", scores)
+        metrics.update(sign=score_sign(column), n_without_score=int((has & ~np.isfinite(score)).sum()))
+        out["scores"][column] = metrics
+    return out
 
 
-def write_variant_report(out: str | PathLike, table: pd.DataFrame, evaluation: VariantEvaluation, *,
+def write_variant_report(out: str | PathLike, table: pd.DataFrame, evaluation: Mapping, *,
                          label: str = "label", positive: str | None = None,
                          provenance: Mapping | None = None) -> dict[str, Path]:
     """``metrics.json``, ``roc.png``, ``pr.png`` and ``report.html`` in the directory ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     provenance = dict(provenance or {})
-    record = {"kind": "variants", "evaluation": evaluation.to_json(), "provenance": provenance}
+    record = {"kind": "variants", "evaluation": evaluation, "provenance": provenance}
     files = {"metrics": out / "metrics.json", "roc": out / "roc.png", "pr": out / "pr.png",
              "report": out / "report.html"}
     write_json(files["metrics"], record)
     is_pos, has = binary_labels(table[label].tolist(), positive)
     curves = {}
-    for column in evaluation.scores:
+    for column in evaluation["scores"]:
         score = table[column].to_numpy(dtype=np.float64)
         ok = has & np.isfinite(score)
         curves[("-" if score_sign(column) < 0 else "") + column] = (is_pos[ok], score_sign(column) * score[ok])
@@ -139,20 +99,20 @@ def _interval(value, interval) -> str:
     return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
 
-def _render(evaluation: VariantEvaluation, provenance: Mapping, figures: Mapping) -> str:
+def _render(evaluation: Mapping, provenance: Mapping, figures: Mapping) -> str:
     title = "Variant effect scores"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
              f"<style>{_STYLE}</style></head><body><h1>{title}</h1>"]
     if provenance.get("random_weights"):
         parts.append(f"<p class='warning'>{escape(RANDOM_WEIGHTS_NOTE)}</p>")
-    rows = [[escape(("-" if m.sign < 0 else "") + name), str(m.n), str(m.n_positive),
-             escape(_interval(m.auroc, m.intervals["auroc"])),
-             escape(_interval(m.auprc, m.intervals["auprc"])), str(m.n_without_score)]
-            for name, m in evaluation.scores.items()]
+    rows = [[escape(("-" if m["sign"] < 0 else "") + name), str(m["n"]), str(m["n_positive"]),
+             escape(_interval(m["auroc"], m["intervals"]["auroc"])),
+             escape(_interval(m["auprc"], m["intervals"]["auprc"])), str(m["n_without_score"])]
+            for name, m in evaluation["scores"].items()]
     parts.append("<h2>Metrics</h2>" + _table(["score", "n", "positive", "AUROC [95% CI]", "AUPRC [95% CI]",
                                               "no score"], rows, "metrics"))
-    parts.append(f"<p class='note'>{evaluation.n_variants} variants; {evaluation.n_missing_label} without "
-                 f"a label left out; positive class {escape(str(evaluation.positive))}. Larger distances and "
+    parts.append(f"<p class='note'>{evaluation['n_variants']} variants; {evaluation['n_missing_label']} without "
+                 f"a label left out; positive class {escape(str(evaluation['positive']))}. Larger distances and "
                  "more negative llr count as more damaging (the llr row is -llr). Intervals: percentile "
                  "bootstrap over rows.</p>")
     parts.append(_figures_section(figures))

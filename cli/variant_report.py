@@ -17,5 +17,7 @@ def report_variant_scores(table, out, *, positive, provenance) -> list[str]:
     columns = [c for c in table.columns if c == "llr" or c.startswith(("cosine_", "l2_"))]
     evaluation = evaluate_variant_scores(table, columns, positive=positive)
     files = write_variant_report(out, table, evaluation, positive=positive, provenance=provenance)
-    lines = [m.line(name) for name, m in evaluation.scores.items()]
-    return lines + [f"report: {files['report']} ({evaluation.n_missing_label} unlabelled left out)"]
+    lines = [f"{name}: AUROC {m['auroc']:.3f} AUPRC {m['auprc']:.3f} (n {m['n']}, {m['n_positive']} positive)"
+             if m["auroc"] is not None else f"{name}: AUROC undefined (one class)"
+             for name, m in evaluation["scores"].items()]
+    return lines + [f"report: {files['report']} ({evaluation['n_missing_label']} unlabelled left out)"]
