@@ -71,15 +71,30 @@ class VariantTask:
         """What a run records of it (``features.variants`` in metrics.json)."""
         return {"features": self.kind, **{k: v for k, v in asdict(self).items() if k != "kind"}}
 
+    @classmethod
+    def from_record(cls, recorded: dict, *, reference=None) -> "VariantTask":
+        """The task a run recorded (:meth:`record`), so that ``evaluate`` and ``predict`` cut and
+        read another variant set exactly as the fit did; ``reference`` replaces the recorded
+        genome (it moved, or the new set is called on another)."""
+        fields = {k: v for k, v in recorded.items() if k != "features"}
+        if reference is not None:
+            fields["reference"] = reference
+        return cls(kind=recorded["features"], **fields)
+
 
 def read_variant_task(store, path: str | PathLike, task: VariantTask, *, backbone,
-                      group_by: str | None = None) -> pd.DataFrame:
+                      group_by: str | None = None, labelled: bool = True) -> pd.DataFrame:
     """The alleles of ``path`` as task rows: ``id, sequence, label`` (0/1), ``chrom, pos, ref,
     alt, flank, ref_window, alt_window``; ``attrs["missing_labels"]`` counts those left out for
-    want of a label, ``attrs["skipped"]`` those the reader left out (by kind)."""
+    want of a label, ``attrs["skipped"]`` those the reader left out (by kind). ``labelled=False``
+    (``classify predict``): every allele, no label read."""
     table = variant_table(store, path, reference=task.reference, model=backbone["key"], flank=task.flank,
-                          label_field=task.label_field, ref_mismatch=task.ref_mismatch)
+                          label_field=task.label_field if labelled else None, ref_mismatch=task.ref_mismatch)
     skipped = table.attrs["skipped"]
+    if not labelled:
+        table = table.drop(columns="label").assign(sequence=table["alt_window"])
+        table.attrs["missing_labels"], table.attrs["skipped"] = 0, skipped
+        return table
     if table["label"].isna().all():
         raise InputError(f"{path}: no allele has a label; name the labels with --label-field KEY (a VCF INFO "
                          "key or a table column), 0/1 or with --positive VALUE.")

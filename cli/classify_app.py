@@ -336,7 +336,8 @@ def cv(
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by `classify fit`."),
-    data: Path = typer.Option(..., "--data", help="Labelled file to evaluate on (all rows): as for fit's --data."),
+    data: Path = typer.Option(..., "--data", help="Labelled file to evaluate on (all rows): as for fit's --data (a run on "
+                              "--variant-features: a variant set, featurized as the fit was; --reference if its genome moved)."),
     reference: Reference = None,
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default RUN/evaluate-<file stem>)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="The cache (path or URL), if it moved since the fit."),
@@ -359,7 +360,7 @@ def evaluate(
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `classify fit`."),
     data: Path = typer.Option(..., "--data", help="Sequences to score: FASTA, CSV, TSV, Parquet, or BED with "
-                              "--reference (no labels needed)."),
+                              "--reference (no labels needed); a run on --variant-features: a variant set."),
     reference: Reference = None,
     out: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default RUN/predictions-<file stem>.csv)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="The cache (path or URL), if it moved since the fit."),

@@ -92,16 +92,55 @@ def test_fit_on_variant_features_groups_by_chromosome_and_records_them(embedded,
     assert (pred.groupby(chrom)["split"].nunique() == 1).all()  # no chromosome straddles splits
     assert pred.label.tolist() == [i % 2 for i in range(40)]  # path -> 1, in file order
     width = load_estimator(tmp_path / "diff" / "model").n_features_in_
-    # evaluate and predict take sequence tasks only: a variant run says so rather than misread one.
-    code, out, err = run(classify_app, ["predict", tmp_path / "diff", "--data", vcf, "--out", tmp_path / "p.csv"],
-                         monkeypatch, capsys)
-    assert code == 2 and "fitted on variant features" in err and not (tmp_path / "p.csv").exists()
 
     code, out, err = run(classify_app, fit_args(d, vcf, tmp_path / "concat", "concat"), monkeypatch, capsys)
     assert code == 0, err
     assert load_estimator(tmp_path / "concat" / "model").n_features_in_ == 2 * width == 128
     again = pd.read_csv(tmp_path / "concat" / "predictions.csv")
     assert again.split.tolist() == pred.split.tolist()  # the same grouped split, another feature set
+
+
+def test_evaluate_and_predict_read_a_variant_set_as_the_fit_did(embedded, tmp_path, monkeypatch, capsys):
+    d, genome, vcf = embedded
+    code, _, err = run(classify_app, fit_args(d, vcf, tmp_path / "fit", "concat"), monkeypatch, capsys)
+    assert code == 0, err
+    fitted = pd.read_csv(tmp_path / "fit" / "predictions.csv").set_index("id")
+    # The genome moved: --reference names the new place; the rest comes from the fit's record.
+    moved = tmp_path / "moved.fa"
+    moved.write_bytes((d / "g.fa").read_bytes())
+    code, out, err = run(classify_app, ["evaluate", tmp_path / "fit", "--data", vcf, "--reference", moved,
+                                        "--bootstrap", "20", "--out", tmp_path / "ev"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "variant features concat — evaluate" in out
+    record = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert record["kind"] == "evaluate" and record["task"]["rows"] == {"evaluation": 40}
+    assert record["features"]["variants"] == {"features": "concat", "reference": str(moved), "label_field": "CLS",
+                                              "positive": "path", "flank": None, "ref_mismatch": "error"}
+    assert record["duplicates"]["evaluation_rows_in_train"] == int((fitted.split == "train").sum())
+    ev = pd.read_csv(tmp_path / "ev" / "predictions.csv").set_index("id")
+    assert ev.label.tolist() == [i % 2 for i in range(40)]  # CLS=path -> 1, as the fit read it
+    # The same alleles, the same features, the same probe: the fit's own scores.
+    np.testing.assert_allclose(ev.score, fitted.loc[ev.index, "score"], rtol=1e-6)
+    assert record["metrics"]["evaluation"]["n"] == 40
+    # predict takes an unlabelled table of the same alleles (windows cut at the recorded default flank).
+    table = tmp_path / "alleles.tsv"
+    alleles = ev.index.str.split("_", expand=True).to_frame(index=False, name=["chrom", "pos"])
+    alleles["pos"] = alleles.pos.astype(int)
+    alleles["ref"] = [genome[c][p - 1] for c, p in zip(alleles.chrom, alleles.pos)]
+    alleles["alt"] = alleles.ref.map(OTHER)
+    alleles.to_csv(table, sep="\t", index=False)
+    code, out, err = run(classify_app, ["predict", tmp_path / "fit", "--data", table, "--out", tmp_path / "p.csv"],
+                         monkeypatch, capsys)
+    assert code == 0, err
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert list(pred.columns) == ["id", "score", "prediction"]
+    assert pred.id.tolist() == [f"{c}:{p}:{r}>{a}" for c, p, r, a in alleles.itertuples(index=False)]
+    np.testing.assert_allclose(pred.score, ev.score, rtol=1e-6)
+    # Alleles whose windows were never embedded: exit 2 with the command that embeds them, nothing written.
+    other = write_vcf(tmp_path / "other.vcf", genome, {"c1": [17, 101]})
+    code, out, err = run(classify_app, ["predict", tmp_path / "fit", "--data", other, "--out", tmp_path / "q.csv"],
+                         monkeypatch, capsys)
+    assert code == 2 and "embedcache variants" in err and "Traceback" not in err and not (tmp_path / "q.csv").exists()
 
 
 def test_the_features_are_alt_minus_ref_of_the_windows_embedcache_variants_scored(embedded):
