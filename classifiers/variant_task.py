@@ -21,10 +21,10 @@ from os import PathLike
 import numpy as np
 import pandas as pd
 
-from classifiers.variant_eval import binary_labels
 from embedcache.errors import InputError
 from embedcache.sequences.readers.variants import REF_MISMATCH_POLICIES
 from embedcache.variants.features import FEATURE_KINDS, variant_table, window_features
+from embedcache.variants.labels import binary_labels
 
 __all__ = ["VariantTask", "read_variant_task", "variant_task_features"]
 
@@ -98,7 +98,7 @@ def read_variant_task(store, path: str | PathLike, task: VariantTask, *, backbon
     if table["label"].isna().all():
         raise InputError(f"{path}: no allele has a label; name the labels with --label-field KEY (a VCF INFO "
                          "key or a table column), 0/1 or with --positive VALUE.")
-    is_positive, has = binary_labels(table["label"].tolist(), task.positive)
+    is_positive, has = binary_labels(table["label"].tolist(), task.positive, source=str(path))
     table = table.assign(label=is_positive.astype(np.int64))[has].reset_index(drop=True)
     table["sequence"] = table["alt_window"]
     if group_by and group_by not in table.columns:
