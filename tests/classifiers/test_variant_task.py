@@ -18,6 +18,7 @@ from embedcache import EmbeddingCache
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "golden" / "tiny_v2" / "checkpoint"
+NTV3 = ROOT / "tests" / "golden" / "ntv3_tiny"
 CHROMS = ("c1", "c2", "c3", "c4", "c5")
 OTHER = {"A": "C", "C": "G", "G": "T", "T": "A"}
 
@@ -59,7 +60,8 @@ def embedded(tmp_path_factory):
     mp.setattr(sys, "argv", ["embedcache", "variants", str(vcf), "--reference", str(d / "g.fa"),
                                       "--model", str(TINY), "--cache", str(d / "c.zarr"), "--layers", "2",
                                       "--pool", "mean", "--scores", "cosine", "--max-tokens", "64",
-                                      "--label-field", "CLS", "--out", str(d / "scores.parquet"), "--quiet"])
+                                      "--label-field", "CLS", "--positive", "path", "--out", str(d / "scores.parquet"),
+                                      "--quiet"])
     with pytest.raises(SystemExit) as stop:
         embedcache_app.main()
     mp.undo()
@@ -141,6 +143,41 @@ def test_evaluate_and_predict_read_a_variant_set_as_the_fit_did(embedded, tmp_pa
     code, out, err = run(classify_app, ["predict", tmp_path / "fit", "--data", other, "--out", tmp_path / "q.csv"],
                          monkeypatch, capsys)
     assert code == 2 and "embedcache variants" in err and "Traceback" not in err and not (tmp_path / "q.csv").exists()
+
+
+def test_ntv3_fit_on_variant_features_from_the_command_line(embedded, tmp_path, monkeypatch, capsys):
+    """NTv3 (one token per base): `embedcache variants` embeds the windows, `classify fit` reads
+    alt - ref of exactly those (default flank 31 for 64 bases), and its probe scores them."""
+    d, genome, vcf = embedded
+    store = tmp_path / "v3.zarr"
+    code, _, err = run(embedcache_app, ["variants", vcf, "--reference", d / "g.fa", "--model", NTV3, "--cache", store,
+                                        "--layers", "2", "--pool", "mean", "--scores", "cosine", "--max-tokens", 64,
+                                        "--out", tmp_path / "s.parquet", "--quiet"], monkeypatch, capsys)
+    assert code == 0, err
+    code, out, err = run(classify_app, ["fit", "--probe", "logistic", "--model", NTV3, "--data", vcf, "--reference",
+                                        d / "g.fa", "--variant-features", "diff", "--label-field", "CLS", "--positive",
+                                        "path", "--group-by", "chrom", "--cache", store, "--layer", "2",
+                                        "--bootstrap", "20", "--out", tmp_path / "run"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "layer 2, mean pooling, variant features diff — fit" in out
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["features"]["backbone"]["variant"] == "v3" and record["task"]["files"]["data"]["rows"] == 40
+    pred = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    assert (pred.groupby(pred["id"].str.split("_").str[0])["split"].nunique() == 1).all()
+    # The features by hand: windows of h = min(31, p, n - 1 - p) around each SNV, alt - ref of the cache's rows.
+    ref_w, alt_w = [], []
+    for vid in pred["id"]:
+        chrom, pos = vid.split("_")
+        seq, p = genome[chrom], int(pos) - 1
+        h = min(31, p, len(seq) - 1 - p)
+        ref_w.append(seq[p - h:p + h + 1])
+        alt_w.append(seq[p - h:p] + OTHER[seq[p]] + seq[p + 1:p + h + 1])
+    cache = EmbeddingCache(store)
+    X = (cache.embeddings(alt_w, layer=2, pool="mean").astype(np.float32)
+         - cache.embeddings(ref_w, layer=2, pool="mean").astype(np.float32))
+    estimator = load_estimator(tmp_path / "run" / "model")
+    assert estimator.n_features_in_ == 32  # the tiny NTv3's width
+    np.testing.assert_allclose(estimator.predict_proba(X)[:, 1], pred.score, rtol=1e-5, atol=1e-7)
 
 
 def test_the_features_are_alt_minus_ref_of_the_windows_embedcache_variants_scored(embedded):
