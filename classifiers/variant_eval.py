@@ -20,7 +20,6 @@ import pandas as pd
 from classifiers.metrics import ranking_metrics
 from classifiers.plots import precision_recall_figure, roc_figure, save_png
 from classifiers.report import _STYLE, _figures_section, _table
-from embedcache.errors import InputError
 from embedcache.variants.labels import binary_labels
 from embedcache.variants.scores import DAMAGING_SIGN
 

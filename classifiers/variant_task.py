@@ -72,13 +72,13 @@ class VariantTask:
         return {"features": self.kind, **{k: v for k, v in asdict(self).items() if k != "kind"}}
 
     @classmethod
-    def from_record(cls, recorded: dict, *, reference=None) -> "VariantTask":
+    def from_record(cls, recorded: dict, **changes) -> "VariantTask":
         """The task a run recorded (:meth:`record`), so that ``evaluate`` and ``predict`` cut and
-        read another variant set exactly as the fit did; ``reference`` replaces the recorded
-        genome (it moved, or the new set is called on another)."""
+        read another variant set exactly as the fit did; ``changes`` that are not ``None``
+        replace recorded fields: ``reference`` (the genome moved), ``label_field`` and
+        ``positive`` (the new file spells its labels otherwise)."""
         fields = {k: v for k, v in recorded.items() if k != "features"}
-        if reference is not None:
-            fields["reference"] = reference
+        fields.update({k: v for k, v in changes.items() if v is not None})
         return cls(kind=recorded["features"], **fields)
 
 

@@ -344,6 +344,7 @@ def evaluate(
     storage_option: StorageOption = [],
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
+    label_field: LabelField = None, positive: Positive = None,
 ) -> None:
     """Evaluate a fitted probe on another labelled file, with the run's language model, layer, pooling."""
     with _interruptible("evaluate") as progress:
@@ -351,7 +352,8 @@ def evaluate(
 
         progress.out = out if out is not None else default_evaluation_dir(run_dir, data)
         run = evaluate_run(run_dir, data, out=progress.out, cache=cache and open_cache(cache, storage_option), n_bootstrap=bootstrap,
-                           force=force, command=_command(), reference=reference)
+                           force=force, command=_command(), reference=reference, label_field=label_field,
+                           positive=positive)
         progress.done = True
         _print_run(run, progress.out)
 

@@ -31,7 +31,8 @@ __all__ = ["default_evaluation_dir", "default_predictions_path", "evaluate_run",
 def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
                  out: str | PathLike | None = None, cache: str | PathLike | None = None,
                  n_bootstrap: int = 1000, force: bool = False,
-                 command: str | None = None, reference: str | PathLike | None = None) -> RunRecord:
+                 command: str | None = None, reference: str | PathLike | None = None,
+                 label_field: str | None = None, positive: str | None = None) -> RunRecord:
     """Evaluate a fitted run's probe on another labelled file, with the run's features.
 
     Parameters
@@ -48,6 +49,8 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
         The store, if it moved since the fit (default: the one the run recorded).
     n_bootstrap, force, command, reference
         As for :func:`~classifiers.runs.fit.fit_run`.
+    label_field, positive
+        A run on variant features: the labels of ``data``, where they differ from the fit's.
 
     Returns
     -------
@@ -60,7 +63,7 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
     clock = Clock()
     with staged(out, force) as staging:
         estimator, store, info = steps.load_fitted(run_dir, fitted, cache)
-        variants = steps.fitted_variants(fitted, reference)
+        variants = steps.fitted_variants(fitted, reference, label_field=label_field, positive=positive)
         table, files = steps.read_tables(data, None, info, None, reference, variants=variants, store=store)
         table["split"] = "evaluation"
         classes = list(estimator.classes_)

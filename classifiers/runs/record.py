@@ -243,8 +243,8 @@ class RunRecord(dict):
         if self["features"].get("variants"):
             what += f", variant features {self['features']['variants']['features']}"
         if self.kind == "variants":
-            what = (f"zero-shot variant scores ({', '.join(self['model']['params']['scores'])}) on {name} "
-                    f"(key {backbone.get('key')}), headline {self['model']['kind'].split(' ', 1)[1]}")
+            what = (f"zero-shot variant scores on {name} (key {backbone.get('key')}): "
+                    f"{', '.join(row.label for row in self.score_rows())}")
         return f"{what} — {self.kind}"
 
     def score_rows(self) -> list[ScoreRow]:

@@ -320,16 +320,21 @@ def prediction_frame(table: pd.DataFrame, proba, pred, classes, *, with_split=Tr
     return frame
 
 
-def fitted_variants(fitted: RunRecord, reference=None):
+def fitted_variants(fitted: RunRecord, reference=None, **labels):
     """The :class:`~classifiers.variant_task.VariantTask` a run was fitted with (``None``: a
     sequence task), so that ``evaluate`` and ``predict`` read a variant set as its fit did;
-    ``reference`` (their ``--reference``) replaces the recorded genome."""
+    ``reference`` (their ``--reference``) replaces the recorded genome, ``labels``
+    (``label_field``, ``positive``: evaluate's options) the recorded ones where given."""
     recorded = fitted["features"].get("variants")
     if not recorded:
+        given = [f"--{k.replace('_', '-')}" for k, v in labels.items() if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} are for runs fitted on variant features (--variant-features); "
+                             "this run was fitted on a sequence task.")
         return None
     from classifiers.variant_task import VariantTask
 
-    return VariantTask.from_record(recorded, reference=reference)
+    return VariantTask.from_record(recorded, reference=reference, **labels)
 
 
 def load_fitted(run_dir: Path, fitted: RunRecord, cache):

@@ -130,19 +130,30 @@ def test_evaluate_and_predict_read_a_variant_set_as_the_fit_did(embedded, tmp_pa
     alleles["pos"] = alleles.pos.astype(int)
     alleles["ref"] = [genome[c][p - 1] for c, p in zip(alleles.chrom, alleles.pos)]
     alleles["alt"] = alleles.ref.map(OTHER)
+    alleles["truth"] = np.where(ev.label == 1, "P", "B")  # the same classes, spelled otherwise
     alleles.to_csv(table, sep="\t", index=False)
+    # evaluate --label-field/--positive: the new file's labels, where they differ from the fit's.
+    code, out, err = run(classify_app, ["evaluate", tmp_path / "fit", "--data", table, "--label-field", "truth",
+                                        "--positive", "P", "--bootstrap", "20", "--out", tmp_path / "ev2"],
+                         monkeypatch, capsys)
+    assert code == 0, err
+    again = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    assert again["features"]["variants"]["label_field"] == "truth" and again["metrics"] == record["metrics"]
     code, out, err = run(classify_app, ["predict", tmp_path / "fit", "--data", table, "--out", tmp_path / "p.csv"],
                          monkeypatch, capsys)
     assert code == 0, err
     pred = pd.read_csv(tmp_path / "p.csv")
     assert list(pred.columns) == ["id", "score", "prediction"]
-    assert pred.id.tolist() == [f"{c}:{p}:{r}>{a}" for c, p, r, a in alleles.itertuples(index=False)]
+    assert pred.id.tolist() == [f"{c}:{p}:{r}>{a}" for c, p, r, a, _ in alleles.itertuples(index=False)]
     np.testing.assert_allclose(pred.score, ev.score, rtol=1e-6)
     # Alleles whose windows were never embedded: exit 2 with the command that embeds them, nothing written.
     other = write_vcf(tmp_path / "other.vcf", genome, {"c1": [17, 101]})
     code, out, err = run(classify_app, ["predict", tmp_path / "fit", "--data", other, "--out", tmp_path / "q.csv"],
                          monkeypatch, capsys)
     assert code == 2 and "embedcache variants" in err and "Traceback" not in err and not (tmp_path / "q.csv").exists()
+    code, out, err = run(classify_app, ["evaluate", tmp_path / "fit", "--data", table, "--positive", "P",
+                                        "--out", tmp_path / "ev3"], monkeypatch, capsys)
+    assert code == 2 and "no label column 'CLS'" in err and not (tmp_path / "ev3").exists()
 
 
 def test_ntv3_fit_on_variant_features_from_the_command_line(embedded, tmp_path, monkeypatch, capsys):

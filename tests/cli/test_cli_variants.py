@@ -132,13 +132,20 @@ def test_positive_value_labels_score_and_evaluate_as_0_1_and_compare_reads_the_r
                            monkeypatch, capsys)
     assert code == 0, err
     code, out_n, err = run(["variants", tmp_path / "numbers.csv", *common, "--cache", tmp_path / "c.zarr",
-                            "--out", tmp_path / "n.csv", "--report", tmp_path / "rep_n"], monkeypatch, capsys)
+                            "--out", tmp_path / "n.parquet", "--report", tmp_path / "rep_n"], monkeypatch, capsys)
     assert code == 0, err
-    w, n = pd.read_csv(tmp_path / "w.csv"), pd.read_csv(tmp_path / "n.csv")
+    w, n = pd.read_csv(tmp_path / "w.csv"), pd.read_parquet(tmp_path / "n.parquet")
     # The same 0/1 label column either way (missing where the file said '.').
     expected = alleles.lof.astype(float).where(~alleles.index.isin(missing))
     np.testing.assert_array_equal(w.label, expected)
-    np.testing.assert_array_equal(n.label, expected)
+    assert str(n.label.dtype) == "Int64"
+    np.testing.assert_array_equal(n.label.to_numpy(dtype=float, na_value=np.nan), expected)
+    # A scores table read back as a variant set (classify's input): its nulls are missing labels.
+    from embedcache import EmbeddingCache
+    from embedcache.variants.features import variant_table
+
+    again = variant_table(EmbeddingCache(tmp_path / "c.zarr"), tmp_path / "n.parquet", reference=GENOME)
+    assert [None if pd.isna(v) else v for v in again.label] == [None if i in missing else v for i, v in enumerate(alleles.lof)]
     rec_w, rec_n = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("rep_w", "rep_n"))
     ok = w.label.notna()
     y = w.label[ok].astype(int)
@@ -157,6 +164,7 @@ def test_positive_value_labels_score_and_evaluate_as_0_1_and_compare_reads_the_r
     assert record.kind == "variants" and record["encoding"]["name"] == "embedcache-classify-run"
     assert record.headline().metrics["auroc"].value == rec_w["variant_scores"]["scores"]["llr"]["auroc"]
     assert [r.label for r in record.score_rows()] == ["-llr", "cosine_L2_mean"]
+    assert record.title().endswith("(key " + record["features"]["backbone"]["key"] + "): -llr, cosine_L2_mean — variants")
     assert record["features"]["backbone"]["random_weights"] is False and record["warnings"] == []  # a saved checkpoint
     assert record["features"]["windows"] == {"reference": str(GENOME), "flank": 30, "strands": "forward"}
     assert record["provenance"]["command"].startswith("embedcache variants ")
