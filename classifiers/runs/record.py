@@ -34,7 +34,7 @@ __all__ = ["CrossValidation", "FeatureInfo", "ModelInfo", "Provenance", "RUN_ENC
 RUN_ENCODING = "embedcache-classify-run"
 RUN_ENCODING_VERSION = 1
 _KNOWN_VERSIONS = (1,)
-KINDS = ("fit", "cv", "evaluate", "sweep")
+KINDS = ("fit", "cv", "evaluate", "sweep", "variants")
 _SPLITS = ("train", "validation", "test", "evaluation")
 _FITTED = ("best_epoch", "n_epochs", "history")
 
@@ -51,7 +51,7 @@ RANDOM_WEIGHTS_WARNING = (
 def random_weights_warnings(backbone: Mapping) -> list[str]:
     """The warning every run of a backbone with seeded random weights carries, or none."""
     if backbone.get("random_weights"):
-        return [RANDOM_WEIGHTS_WARNING.format(name=backbone["name"], key=backbone["key"])]
+        return [RANDOM_WEIGHTS_WARNING.format(name=backbone.get("name"), key=backbone.get("key"))]
     return []
 
 
@@ -62,13 +62,15 @@ class RunVersionError(InputError):
 @dataclass(frozen=True)
 class TaskInfo:
     """The task a run read (``task`` in ``metrics.json``): its files (path, sha256, rows), the
-    classes in the probe's order, rows per split, how the splits were made, and the seed."""
+    classes in the probe's order, rows per split, how the splits were made, and the seed; a
+    ``variants`` run also records which label value of its file was the positive class."""
 
     files: Mapping[str, Mapping]
     classes: tuple[str, ...]
     rows: Mapping[str, int]
     split_source: str
     seed: int
+    positive: str | None = None
 
     @classmethod
     def of(cls, table, *, files, classes, split_source: str, seed: int) -> TaskInfo:
@@ -82,14 +84,16 @@ class TaskInfo:
 @dataclass(frozen=True)
 class FeatureInfo:
     """Which features the probe read (``features``): the store, the backbone (the run's JSON
-    form of its model group), the layer (a list for the layer-weighted probe), the pooling, and
-    for a variant task how alleles became features."""
+    form of its model group), the layer (a list for the layer-weighted probe), the pooling, for
+    a variant task how alleles became features, and for zero-shot variant scores how their
+    windows were cut (``windows``). ``store`` is None for a store at a URL."""
 
-    store: str
+    store: str | None
     backbone: Mapping
     layer: int | str | list
     pool: str
     variants: Mapping | None = None
+    windows: Mapping | None = None
 
     @classmethod
     def of(cls, store, backbone, layer, pool: str, variants=None) -> FeatureInfo:
@@ -217,6 +221,7 @@ class RunRecord:
     best: SweepChoice | None = None
     layer_weights: Mapping[str, float] = field(default_factory=dict)
     evaluated_run: str | None = None
+    variant_scores: Mapping | None = None
     encoding: Mapping = field(default_factory=lambda: {"name": RUN_ENCODING,
                                                         "version": RUN_ENCODING_VERSION})
 
@@ -229,11 +234,12 @@ class RunRecord:
     def to_json(self) -> dict:
         """The record as ``metrics.json`` holds it (sections a kind lacks are left out)."""
         out = {"encoding": dict(self.encoding), "kind": self.kind, "warnings": list(self.warnings),
-               "task": asdict(self.task), "features": _without_none(asdict(self.features)),
+               "task": _without_none(asdict(self.task)),
+               "features": {"store": self.features.store, **_without_none(asdict(self.features))},
                "model": _without_none(asdict(self.model)),
                "provenance": _without_none(asdict(self.provenance))}
         for name in ("metrics", "intervals", "baselines", "duplicates", "cv", "sweep", "best",
-                     "layer_weights", "evaluated_run"):
+                     "layer_weights", "evaluated_run", "variant_scores"):
             value = getattr(self, name)
             if value:
                 out[name] = _without_none(asdict(value)) if is_dataclass(value) else value
@@ -258,7 +264,30 @@ class RunRecord:
                 tuple(SweepRow(**r) for r in sweep["rows"])),
             best=None if best is None else SweepChoice(**best),
             layer_weights=run.get("layer_weights") or {}, evaluated_run=run.get("evaluated_run"),
+            variant_scores=run.get("variant_scores"),
             encoding=run["encoding"])
+
+    @classmethod
+    def new_variant_scores(cls, evaluation: Mapping, *, store, backbone, files, windows,
+                           command=None) -> RunRecord:
+        """The record of ``embedcache variants --report`` (kind ``variants``): zero-shot scores,
+        no probe. ``variant_scores`` is :func:`~classifiers.variant_eval.evaluate_variant_scores`'
+        result; its first score (``llr`` when scored) is the run's headline, its layer and pool
+        the record's; ``windows``: how the windows were cut (reference, flank, strands)."""
+        scores = list(evaluation["scores"])
+        layer, pool = _score_features(scores[0])
+        backbone = dict(backbone or {})
+        task = TaskInfo(files, ("0", "1"),
+                        {"evaluation": evaluation["n_variants"] - evaluation["n_missing_label"]},
+                        "zero-shot: nothing trained; every labelled allele evaluated",
+                        int(evaluation.get("seed", 0)), positive=evaluation["positive"])
+        features = FeatureInfo(None if store is None or "://" in str(store) else str(Path(store).resolve()),
+                               backbone, layer, pool, windows=dict(windows))
+        return cls("variants", task, features,
+                   ModelInfo(f"zero-shot {_score_label(evaluation, scores[0])}", {"scores": scores}),
+                   Provenance.now(command),
+                   warnings=tuple(random_weights_warnings(backbone)),
+                   variant_scores=dict(evaluation))
 
     @classmethod
     def read(cls, run_dir: str | PathLike, *, kind: str | None = None) -> RunRecord:
@@ -325,6 +354,9 @@ class RunRecord:
         if self.kind == "sweep":
             what = (f"{probe}sweep over layers {format_layers(self.sweep.layers)}, "
                     f"pooling {', '.join(self.sweep.pools)}")
+        elif self.kind == "variants":
+            what = (f"zero-shot variant scores on {name} (key {backbone.get('key')}): "
+                    f"{', '.join(row.label for row in self.score_rows())}")
         else:
             what = f"{probe}{self.layer_text()}, {self.features.pool} pooling"
         if self.features.variants:
@@ -340,6 +372,10 @@ class RunRecord:
             rows += [ScoreRow(f"baseline: {name}", cv.n_rows, summary_estimates(s))
                      for name, s in cv.baseline_summaries.items()]
             return rows
+        if self.kind == "variants":
+            scores = self.variant_scores
+            return [ScoreRow(_score_label(scores, name), m["n"], estimates(m, m["intervals"]))
+                    for name, m in scores["scores"].items()]
         if self.kind == "sweep":
             rows = []
             for r in self.sweep.rows:
@@ -362,7 +398,7 @@ class RunRecord:
     def headline(self) -> ScoreRow:
         """The one row that stands for the run side by side with others: test (evaluate:
         evaluation; cv: mean ± sd; sweep: the layer and pooling chosen on validation)."""
-        if self.kind == "cv":
+        if self.kind in ("cv", "variants"):
             return self.score_rows()[0]
         if self.kind == "sweep":
             best = self.best_row()
@@ -417,6 +453,20 @@ class RunRecord:
 def _without_none(section: dict) -> dict:
     """A section's optional fields that are unset are left out of the file, as before."""
     return {k: v for k, v in section.items() if v is not None}
+
+
+def _score_features(column: str) -> tuple[object, str]:
+    """(layer, pool) of a variant score column: ``cosine_L2_mean`` -> (2, "mean"),
+    ``l2_Lfinal_center`` -> ("final", "center"), ``llr`` -> ("lm head", "masked")."""
+    if column == "llr":
+        return "lm head", "masked"
+    layer, pool = column.split("_L", 1)[1].split("_", 1)
+    return (int(layer) if layer.isdigit() else layer), pool
+
+
+def _score_label(evaluation: Mapping, column: str) -> str:
+    """A variant score as ranked: ``-llr`` (more negative = more damaging), else its name."""
+    return ("-" if evaluation["scores"][column].get("sign", 1) < 0 else "") + column
 
 
 def read_run(run_dir: str | PathLike, *, kind: str | None = None) -> RunRecord:
