@@ -3,8 +3,8 @@
 A build plans on a snapshot: the sequences it computes were absent from that snapshot's
 rows. At each commit it must drop those another writer committed since. Looking every
 new digest up in the whole index would read, for a batch of random digests, about every
-index chunk: a cost that grows with the store. :class:`SincePlan` instead reads the
-digests of the rows committed after the plan by *other* writers (a writer's own rows
+index chunk: a cost that grows with the store. :class:`SincePlan` instead reads the index
+entries of the rows committed after the plan by *other* writers (a writer's own rows
 cannot hold its new rows twice), each once, and keeps them in memory: the store is read
 in proportion to what others add, not to what it holds.
 
@@ -37,13 +37,16 @@ class SincePlan:
         self.planned = int(planned)
         self.seen = self.planned  # rows read up to here
         self.own: list[tuple[int, int]] = []  # ranges this writer committed at or past ``seen``
-        self.keys = np.zeros((0, 2), dtype=np.uint64)  # sorted by first word
-        self.rows = np.zeros(0, dtype=np.int64)
+        # Runs of (key word, key word, row) sorted by first word, one per catch-up, merged
+        # like a binary counter so that a lookup searches few and each row is re-sorted
+        # O(log) times, not at every commit.
+        self.parts: list[np.ndarray] = []
+        self.held = 0
         self.bytes_read = 0
 
     @property
     def usable(self) -> bool:
-        return len(self.rows) <= MAX_HELD
+        return self.held <= MAX_HELD
 
     def committed(self, lo: int, hi: int) -> None:
         """This writer committed rows ``lo..hi-1``."""
@@ -51,29 +54,41 @@ class SincePlan:
             self.own.append((max(lo, self.seen), hi))
 
     def catch_up(self, group) -> None:
-        """Read the digests of rows others committed up to ``group`` (a snapshot)."""
+        """Read the index entries of rows others committed up to ``group`` (a snapshot)."""
         end = group.n_rows
         if end <= self.seen:
             return
         mine = np.zeros(end - self.seen, dtype=bool)
         for lo, hi in self.own:
             mine[max(lo, self.seen) - self.seen:max(0, min(hi, end) - self.seen)] = True
-        rows = self.seen + np.flatnonzero(~mine)
-        self.own = [(lo, hi) for lo, hi in self.own if hi > end]
-        self.seen = end
-        if not rows.size or not self.usable:
+        seen, self.own, self.seen = self.seen, [(lo, hi) for lo, hi in self.own if hi > end], end
+        if mine.all() or not self.usable:
             return
-        digests = group._settled(lambda g: g._values("digest", g.array("digest"), rows))
-        live = np.array([bool(d) for d in digests.tolist()], dtype=bool)  # "" : a row a repair dropped
-        self.bytes_read += int(rows.size) * 64
-        keys = index.keys_of_hex([d for d, ok in zip(digests.tolist(), live) if ok])
-        self.keys = np.concatenate([self.keys, keys])
-        self.rows = np.concatenate([self.rows, rows[live]])
-        order = np.argsort(self.keys[:, 0], kind="stable")
-        self.keys, self.rows = self.keys[order], self.rows[order]
+        group._check_runs()  # a damaged index is refused with its way out, as a lookup would
+        # From the index runs holding those rows (binary words, sorted by key already),
+        # not the digest array (a Python string per row). A run merged just now may hold
+        # older rows too: each is read by a writer's next catch-up only, as merges are rare.
+        parts = group._settled(lambda g: [index.read_run(g, a, b) for a, b in g.runs if b > seen and a < end])
+        for entries in parts:
+            self.bytes_read += entries.nbytes
+            rows = entries[:, 2].astype(np.int64)
+            inside = (rows >= seen) & (rows < end)
+            inside[inside] = ~mine[rows[inside] - seen]
+            self._add(entries[inside])
+
+    def _add(self, part: np.ndarray) -> None:
+        if not len(part):
+            return
+        self.held += len(part)
+        while self.parts and len(self.parts[-1]) <= 2 * len(part):
+            part = index.merge_runs([self.parts.pop(), part])
+        self.parts.append(part)
 
     def rows_of(self, digests) -> np.ndarray:
         """Row of each hex digest among the rows read, ``-1`` where absent."""
         keys = index.keys_of_hex(digests)
-        entries = np.column_stack([self.keys, self.rows.astype(np.uint64)])
-        return index.search(entries, keys)
+        found = np.full(len(keys), -1, dtype=np.int64)
+        for part in self.parts:
+            todo = np.flatnonzero(found < 0)
+            found[todo] = index.search(part, keys[todo])
+        return found

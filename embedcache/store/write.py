@@ -155,6 +155,7 @@ class GroupWriter:
         self.swaps_lost = 0  # commits that lost their swap and started again
         self.values_written: dict[str, int] = {}
         self._since: SincePlan | None = None
+        self._head: ModelGroup | None = None  # the state this writer committed last
 
     def planned_on(self, snapshot: ModelGroup) -> None:
         """Declare that the new rows queued from now on were planned on ``snapshot``
@@ -211,9 +212,11 @@ class GroupWriter:
     def add_new_row(self, digest: str, sequence: str, n_tokens: int, n_windows: int,
                     values: Mapping[str, np.ndarray]) -> None:
         """Queue a new row (a sequence the group lacked when planned) with its computed arrays."""
-        p = self._pending
-        p.new.append((digest, sequence, int(n_tokens), int(n_windows), dict(values)))
-        p.nbytes += sum(v.nbytes for v in values.values()) + len(sequence) + 100
+        p, values = self._pending, dict(values)
+        p.new.append((digest, sequence, int(n_tokens), int(n_windows), values))
+        p.nbytes += len(sequence) + 100
+        for v in values.values():
+            p.nbytes += v.nbytes
         self._maybe_flush()
 
     def add_old_row(self, row: int, values: Mapping[str, np.ndarray]) -> None:
@@ -252,7 +255,13 @@ class GroupWriter:
             # Planned outside the lock, against the whole index; under it only the rows
             # committed since are checked, read by number: the lock is held for a time that
             # follows the new rows, not the store.
-            before = self.store.group(self.key)
+            # The state this writer committed last, unless another commit followed it: its
+            # manifest is not read back (parsing it costs what the store holds).
+            before = self._head
+            if before is None or access.exists(self.store.zstore,
+                                               manifest.manifest_key(self.key, before.generation + 1)):
+                before = self.store.group(self.key)
+            self._head = None
             find, since = before.rows_of, self._since
             if p.new and since is not None and since.usable:
                 since.catch_up(before)
@@ -261,8 +270,13 @@ class GroupWriter:
             planned = (new, old, skipped, append.prepare(new, self.spec.store_dtype) if new else None)
             with commit_lock(self.store, self.timeout):
                 pause.point("locked")
-                if self._commit(before, planned):
-                    return
+                done = self._commit(before, planned)
+            if done:
+                if done is not True:  # after the lock: a hint and deletions, safe in any order
+                    target, dropped = done
+                    manifest.write_hint(self.store, self.key, target.generation)
+                    manifest.retire(self.store, self.key, target, dropped)
+                return
             self.swaps_lost += 1
         raise StoreError(f"{MAX_ATTEMPTS} commits to {self.store.path}/{self.key} in a row lost their swap "
                          "to other writers; the store is being rewritten faster than this writer can "
@@ -272,9 +286,10 @@ class GroupWriter:
     # One attempt: plan on the newest manifest, write copy-on-write, swap
     # ----------------------------------------------------------------------------------
 
-    def _commit(self, before: ModelGroup, planned: tuple) -> bool:
-        """One attempt at committing what was ``planned`` on ``before``; ``False`` if
-        another writer committed first."""
+    def _commit(self, before: ModelGroup, planned: tuple):
+        """One attempt at committing what was ``planned`` on ``before``: ``False`` if
+        another writer committed first, else ``True`` or, if it made a new manifest,
+        ``(manifest, objects to delete)`` for the caller to retire once the lock is released."""
         # Whether another writer committed since ``before`` was read: one existence check,
         # not a read of the manifest (which grows with the store).
         moved = access.exists(self.store.zstore, manifest.manifest_key(self.key, before.generation + 1))
@@ -283,9 +298,13 @@ class GroupWriter:
         added = self._add_missing(target)
         new, old, skipped, batch = planned
         if now.generation != before.generation:
-            since = self._committed_since(before, now)
-            kept, old, more = self._drop_committed(
-                now, _Pending(new=new, old=old), lambda digests: np.array([since.get(d, -1) for d in digests]))
+            plan = self._since
+            if new and plan is not None and plan.usable and plan.seen == before.n_rows:
+                plan.catch_up(now)  # index entries of the rows since, not their digest strings
+                find = plan.rows_of if plan.usable else self._since_finder(before, now)
+            else:
+                find = self._since_finder(before, now)
+            kept, old, more = self._drop_committed(now, _Pending(new=new, old=old), find)
             if more:
                 new, batch = kept, append.prepare(kept, self.spec.store_dtype) if kept else None
             skipped += more
@@ -306,7 +325,7 @@ class GroupWriter:
         writer.finish()
         dropped = target.take_garbage(writer.superseded)
         pause.point("before_publish")
-        if not manifest.publish(self.store, self.key, target):
+        if not manifest.publish(self.store, self.key, target, hint=False):
             writer.discard()
             return False
         pause.point("after_publish")
@@ -318,16 +337,18 @@ class GroupWriter:
         self.rows_skipped += skipped
         for name, k in written.items():
             self.values_written[name] = self.values_written.get(name, 0) + k
-        manifest.retire(self.store, self.key, target, dropped)
-        return True
+        self._head = ModelGroup(self.store, self.key, now.view.attrs, target)
+        return target, dropped
 
-    def _committed_since(self, before: ModelGroup, now: ModelGroup) -> dict:
-        """Digest to row of the rows committed after ``before`` and up to ``now``."""
+    def _since_finder(self, before: ModelGroup, now: ModelGroup):
+        """``find(digests)`` (rows, -1 where absent) among the rows committed after
+        ``before`` and up to ``now``."""
         rows = np.arange(before.n_rows, now.n_rows)
-        if not rows.size:
-            return {}
-        digests = now._settled(lambda g: g._values("digest", g.array("digest"), rows))
-        return {d: r for d, r in zip(digests.tolist(), rows.tolist()) if d}
+        since = {}
+        if rows.size:
+            digests = now._settled(lambda g: g._values("digest", g.array("digest"), rows))
+            since = {d: r for d, r in zip(digests.tolist(), rows.tolist()) if d}
+        return lambda digests: np.array([since.get(d, -1) for d in digests], dtype=np.int64)
 
     def _drop_committed(self, now: ModelGroup, p: _Pending, find) -> tuple[list, dict, int]:
         """What is still to write once the rows other writers committed are taken out
