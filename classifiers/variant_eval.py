@@ -20,11 +20,10 @@ import pandas as pd
 from classifiers.metrics import ranking_metrics
 from classifiers.plots import precision_recall_figure, roc_figure, save_png
 from classifiers.report import _STYLE, _figures_section, _table
-from classifiers.runs.directory import write_json
-from embedcache.errors import InputError
+from embedcache.variants.labels import binary_labels
 from embedcache.variants.scores import DAMAGING_SIGN
 
-__all__ = ["binary_labels", "evaluate_variant_scores", "score_sign", "write_variant_report"]
+__all__ = ["evaluate_variant_scores", "score_sign", "write_variant_report"]
 
 RANDOM_WEIGHTS_NOTE = ("Scores from a model with random weights show the pipeline, not biology: "
                        "expect AUROC near 0.5.")
@@ -35,30 +34,13 @@ def score_sign(column: str) -> float:
     return DAMAGING_SIGN[column.split("_", 1)[0]]
 
 
-def binary_labels(labels: Sequence, positive: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(is_positive, has_label)`` from text labels; ``None`` is a missing label.
-
-    Without ``positive`` the labels must be 0/1 (``"0"``, ``"1"``, ``"0.0"``, ``"true"``...);
-    with it, a label is positive when it equals ``positive``.
-    """
-    labels = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in labels]
-    has = np.array([v is not None for v in labels], dtype=bool)
-    if positive is not None:
-        return np.array([v == str(positive) for v in labels], dtype=bool), has
-    truth = {"1": True, "1.0": True, "true": True, "0": False, "0.0": False, "false": False}
-    bad = sorted({v for v in labels if v is not None and v.lower() not in truth})
-    if bad:
-        raise InputError(f"labels {', '.join(map(repr, bad[:5]))} are not 0/1. Name the positive class "
-                         f"with --positive VALUE (e.g. --positive {bad[0]}).")
-    return np.array([v is not None and truth[v.lower()] for v in labels], dtype=bool), has
-
-
 def evaluate_variant_scores(table: pd.DataFrame, columns: Sequence[str], *, label: str = "label",
                             positive: str | None = None, n_resamples: int = 1000, seed: int = 0) -> dict:
     """AUROC and AUPRC with 95% bootstrap intervals of every score column against ``label``."""
     is_pos, has = binary_labels(table[label].tolist(), positive)
     out: dict = {"n_variants": int(len(table)), "n_missing_label": int((~has).sum()),
-                 "n_positive": int((is_pos & has).sum()), "positive": positive or "1", "scores": {}}
+                 "n_positive": int((is_pos & has).sum()), "positive": positive or "1", "seed": int(seed),
+                 "scores": {}}
     for column in columns:
         score = table[column].to_numpy(dtype=np.float64)
         ok = has & np.isfinite(score)
@@ -71,15 +53,31 @@ def evaluate_variant_scores(table: pd.DataFrame, columns: Sequence[str], *, labe
 
 def write_variant_report(out: str | PathLike, table: pd.DataFrame, evaluation: Mapping, *,
                          label: str = "label", positive: str | None = None,
-                         provenance: Mapping | None = None) -> dict[str, Path]:
-    """``metrics.json``, ``roc.png``, ``pr.png`` and ``report.html`` in the directory ``out``."""
+                         provenance: Mapping | None = None, store=None, backbone: Mapping | None = None,
+                         command: str | None = None) -> dict[str, Path]:
+    """``metrics.json``, ``roc.png``, ``pr.png`` and ``report.html`` in the directory ``out``.
+
+    ``metrics.json`` is a classify run record of kind ``variants``
+    (:meth:`~classifiers.runs.record.RunRecord.new_variant_scores`), so ``classify compare``
+    reads it beside probe runs. ``provenance`` (``variants``, ``reference``, ``model``,
+    ``model_key``, ``flank``, ``strands``, ``random_weights``) is shown in the report and fills
+    the record; ``backbone`` (the store's model group, as runs record it) replaces its
+    ``model``, ``model_key`` and ``random_weights`` there.
+    """
+    from classifiers.runs.record import RunRecord
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     provenance = dict(provenance or {})
-    record = {"kind": "variants", "evaluation": evaluation, "provenance": provenance}
+    backbone = dict(backbone or {"name": provenance.get("model"), "key": provenance.get("model_key"),
+                                 "random_weights": provenance.get("random_weights")})
+    record = RunRecord.new_variant_scores(
+        evaluation, store=store, backbone=backbone, command=command,
+        files={"data": {"path": str(provenance.get("variants")), "rows": int(len(table))}},
+        windows={k: provenance[k] for k in ("reference", "flank", "strands") if k in provenance})
     files = {"metrics": out / "metrics.json", "roc": out / "roc.png", "pr": out / "pr.png",
              "report": out / "report.html"}
-    write_json(files["metrics"], record)
+    record.write(out)
     is_pos, has = binary_labels(table[label].tolist(), positive)
     curves = {}
     for column in evaluation["scores"]:

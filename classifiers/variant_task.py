@@ -21,10 +21,10 @@ from os import PathLike
 import numpy as np
 import pandas as pd
 
-from classifiers.variant_eval import binary_labels
 from embedcache.errors import InputError
 from embedcache.sequences.readers.variants import REF_MISMATCH_POLICIES
 from embedcache.variants.features import FEATURE_KINDS, variant_table, window_features
+from embedcache.variants.labels import binary_labels
 
 __all__ = ["VariantTask", "read_variant_task", "variant_task_features"]
 
@@ -71,19 +71,34 @@ class VariantTask:
         """What a run records of it (``features.variants`` in metrics.json)."""
         return {"features": self.kind, **{k: v for k, v in asdict(self).items() if k != "kind"}}
 
+    @classmethod
+    def from_record(cls, recorded: dict, **changes) -> "VariantTask":
+        """The task a run recorded (:meth:`record`), so that ``evaluate`` and ``predict`` cut and
+        read another variant set exactly as the fit did; ``changes`` that are not ``None``
+        replace recorded fields: ``reference`` (the genome moved), ``label_field`` and
+        ``positive`` (the new file spells its labels otherwise)."""
+        fields = {k: v for k, v in recorded.items() if k != "features"}
+        fields.update({k: v for k, v in changes.items() if v is not None})
+        return cls(kind=recorded["features"], **fields)
+
 
 def read_variant_task(store, path: str | PathLike, task: VariantTask, *, backbone,
-                      group_by: str | None = None) -> pd.DataFrame:
+                      group_by: str | None = None, labelled: bool = True) -> pd.DataFrame:
     """The alleles of ``path`` as task rows: ``id, sequence, label`` (0/1), ``chrom, pos, ref,
     alt, flank, ref_window, alt_window``; ``attrs["missing_labels"]`` counts those left out for
-    want of a label, ``attrs["skipped"]`` those the reader left out (by kind)."""
+    want of a label, ``attrs["skipped"]`` those the reader left out (by kind). ``labelled=False``
+    (``classify predict``): every allele, no label read."""
     table = variant_table(store, path, reference=task.reference, model=backbone["key"], flank=task.flank,
-                          label_field=task.label_field, ref_mismatch=task.ref_mismatch)
+                          label_field=task.label_field if labelled else None, ref_mismatch=task.ref_mismatch)
     skipped = table.attrs["skipped"]
+    if not labelled:
+        table = table.drop(columns="label").assign(sequence=table["alt_window"])
+        table.attrs["missing_labels"], table.attrs["skipped"] = 0, skipped
+        return table
     if table["label"].isna().all():
         raise InputError(f"{path}: no allele has a label; name the labels with --label-field KEY (a VCF INFO "
                          "key or a table column), 0/1 or with --positive VALUE.")
-    is_positive, has = binary_labels(table["label"].tolist(), task.positive)
+    is_positive, has = binary_labels(table["label"].tolist(), task.positive, source=str(path))
     table = table.assign(label=is_positive.astype(np.int64))[has].reset_index(drop=True)
     table["sequence"] = table["alt_window"]
     if group_by and group_by not in table.columns:

@@ -336,13 +336,15 @@ def cv(
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory written by `classify fit`."),
-    data: Path = typer.Option(..., "--data", help="Labelled file to evaluate on (all rows): as for fit's --data."),
+    data: Path = typer.Option(..., "--data", help="Labelled file to evaluate on (all rows): as for fit's --data (a run on "
+                              "--variant-features: a variant set, featurized as the fit was; --reference if its genome moved)."),
     reference: Reference = None,
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default RUN/evaluate-<file stem>)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="The cache (path or URL), if it moved since the fit."),
     storage_option: StorageOption = [],
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out."),
+    label_field: LabelField = None, positive: Positive = None,
 ) -> None:
     """Evaluate a fitted probe on another labelled file, with the run's language model, layer, pooling."""
     with _interruptible("evaluate") as progress:
@@ -350,7 +352,8 @@ def evaluate(
 
         progress.out = out if out is not None else default_evaluation_dir(run_dir, data)
         run = evaluate_run(run_dir, data, out=progress.out, cache=cache and open_cache(cache, storage_option), n_bootstrap=bootstrap,
-                           force=force, command=_command(), reference=reference)
+                           force=force, command=_command(), reference=reference, label_field=label_field,
+                           positive=positive)
         progress.done = True
         _print_run(run, progress.out)
 
@@ -359,7 +362,7 @@ def evaluate(
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `classify fit`."),
     data: Path = typer.Option(..., "--data", help="Sequences to score: FASTA, CSV, TSV, Parquet, or BED with "
-                              "--reference (no labels needed)."),
+                              "--reference (no labels needed); a run on --variant-features: a variant set."),
     reference: Reference = None,
     out: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default RUN/predictions-<file stem>.csv)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="The cache (path or URL), if it moved since the fit."),

@@ -352,7 +352,7 @@ def variants(
     scores: str = typer.Option("llr,cosine,l2", "--scores", help="Scores: llr (masked LM, SNVs), cosine, l2."),
     strands: str = typer.Option("forward", "--strands", help="forward, or both (mean over the reverse complement too)."),
     label_field: Optional[str] = typer.Option(None, "--label-field", help="INFO key (VCF) or column (table) holding labels."),
-    positive: Optional[str] = typer.Option(None, "--positive", help="The positive label value, for labels other than 0/1."),
+    positive: Optional[str] = typer.Option(None, "--positive", help="The positive label value, for labels other than 0/1 (the output's label is then 0/1)."),
     ref_mismatch: str = typer.Option("error", "--ref-mismatch", help="error, or skip (count and list) alleles whose REF differs from the reference."),
     saturate: Optional[str] = typer.Option(None, "--saturate", metavar="CHROM:START-END", help="Score every SNV of a region (1-based, inclusive) instead of a file."),
     report: Optional[Path] = typer.Option(None, "--report", help="With labels: a directory for metrics.json, ROC/PR plots and report.html."),
@@ -363,13 +363,17 @@ def variants(
     allow_random_weights: bool = typer.Option(False, "--allow-random-weights", help="Use seeded random weights if a released model's are not available (scores then show the pipeline, not biology)."),
 ) -> None:
     """Score variants zero-shot: masked-LM llr and embedding distances of ref vs alt windows."""
+    import shlex
+    import sys
+
     from embedcache.variants import ScoreRun, write_scores
 
-    table = open_cache(cache, []).score_variants(
+    store = open_cache(cache, [])
+    table = store.score_variants(
         variants, reference=reference, model=model, flank=flank,
         layers=layers,
         pools=[p.strip() for p in pool.split(",") if p.strip()], scores=[s.strip() for s in scores.split(",") if s.strip()],
-        strands=strands, label_field=label_field, ref_mismatch=ref_mismatch, saturate=saturate,
+        strands=strands, label_field=label_field, positive=positive, ref_mismatch=ref_mismatch, saturate=saturate,
         max_tokens=max_tokens, species=species, quiet=quiet, allow_random_weights=allow_random_weights,
         **({} if batch_size is None else {"batch_size": batch_size}))
     run = ScoreRun.of(table)
@@ -381,7 +385,8 @@ def variants(
         # The evaluation and report are the classifiers library's, reached through cli.variant_report.
         from cli.variant_report import report_variant_scores
 
-        for line in report_variant_scores(table, report, positive=positive, provenance={
+        command = shlex.join(["embedcache", *sys.argv[1:]])
+        for line in report_variant_scores(table, report, cache=store, positive=positive, command=command, provenance={
                 "variants": str(variants or f"saturate {saturate}"), "reference": str(reference), "model": model,
                 "model_key": run.model_key, "flank": run.flank, "strands": strands,
                 "random_weights": run.random_weights}):

@@ -12,11 +12,17 @@ from classifiers.variant_eval import evaluate_variant_scores, write_variant_repo
 __all__ = ["report_variant_scores"]
 
 
-def report_variant_scores(table, out, *, positive, provenance) -> list[str]:
+def report_variant_scores(table, out, *, cache, positive, provenance, command) -> list[str]:
     """Evaluate every score column of ``table`` against its ``label``; write the report; the summary lines."""
+    from classifiers.features import resolve_backbone
+
     columns = [c for c in table.columns if c == "llr" or c.startswith(("cosine_", "l2_"))]
-    evaluation = evaluate_variant_scores(table, columns, positive=positive)
-    files = write_variant_report(out, table, evaluation, positive=positive, provenance=provenance)
+    # The table's labels are 0/1 already (score_variants read them with --positive): the
+    # evaluation ranks those, and records which value of the file was the positive class.
+    evaluation = evaluate_variant_scores(table, columns)
+    evaluation["positive"] = positive or "1"
+    files = write_variant_report(out, table, evaluation, provenance=provenance, store=cache.path,
+                                 backbone=resolve_backbone(cache, provenance["model_key"]), command=command)
     lines = [f"{name}: AUROC {m['auroc']:.3f} AUPRC {m['auprc']:.3f} (n {m['n']}, {m['n_positive']} positive)"
              if m["auroc"] is not None else f"{name}: AUROC undefined (one class)"
              for name, m in evaluation["scores"].items()]

@@ -1,5 +1,6 @@
 """``classify evaluate`` and ``classify predict``: a fitted run's probe on another file, with
-the run's backbone, layer(s) and pooling.
+the run's backbone, layer(s) and pooling (and, for a run on variant features, its way of
+turning a variant set into features).
 
 ``evaluate`` writes a run directory of kind ``evaluate`` (default
 ``RUN/evaluate-<data file stem>``); ``predict`` writes one CSV.
@@ -30,7 +31,8 @@ __all__ = ["default_evaluation_dir", "default_predictions_path", "evaluate_run",
 def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
                  out: str | PathLike | None = None, cache: str | PathLike | None = None,
                  n_bootstrap: int = 1000, force: bool = False,
-                 command: str | None = None, reference: str | PathLike | None = None) -> RunRecord:
+                 command: str | None = None, reference: str | PathLike | None = None,
+                 label_field: str | None = None, positive: str | None = None) -> RunRecord:
     """Evaluate a fitted run's probe on another labelled file, with the run's features.
 
     Parameters
@@ -38,13 +40,17 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
     run_dir : path
         A directory written by :func:`~classifiers.runs.fit.fit_run`.
     data : path
-        A labelled task file; every row is evaluated (its split column is ignored).
+        A labelled task file; every row is evaluated (its split column is ignored). A run fitted
+        on variant features takes a variant set, read, cut and featurized as the fit recorded
+        (``features.variants``: feature kind, label field, positive value, flank, genome).
     out : path, optional
         Where to write (default ``RUN/evaluate-<data stem>``).
     cache : path, optional
         The store, if it moved since the fit (default: the one the run recorded).
     n_bootstrap, force, command, reference
         As for :func:`~classifiers.runs.fit.fit_run`.
+    label_field, positive
+        A run on variant features: the labels of ``data``, where they differ from the fit's.
 
     Returns
     -------
@@ -57,7 +63,8 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
     clock = Clock()
     with staged(out, force) as staging:
         estimator, store, info = steps.load_fitted(run_dir, fitted, cache)
-        table, files = steps.read_tables(data, None, info, None, reference)
+        variants = steps.fitted_variants(fitted, reference, label_field=label_field, positive=positive)
+        table, files = steps.read_tables(data, None, info, None, reference, variants=variants, store=store)
         table["split"] = "evaluation"
         classes = list(estimator.classes_)
         unknown = sorted(set(pd.unique(table["label"])) - set(classes), key=str)
@@ -67,7 +74,7 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
                 f"on ({classes}); evaluate on a task with the same classes.")
         layer, pool = fitted.chosen_features()
         X = steps.features(store, table, backbone=info, layer=layer, pool=pool,
-                           source=TaskSource.of([data], reference, table))
+                           source=TaskSource.of([data], reference, table, variants))
         y = table["label"].to_numpy()
         proba, pred = estimator.predict_proba(X), estimator.predict(X)
         metrics = {"evaluation": classification_metrics(y, pred, proba, classes)}
@@ -80,7 +87,8 @@ def evaluate_run(run_dir: str | PathLike, data: str | PathLike, *,
         run = RunRecord.new("evaluate", model=fitted["model"]["kind"], estimator=estimator,
                             classes=classes, files=files, table=table,
                             split_source="all rows of the evaluation file", seed=seed,
-                            store=store, backbone=info, layer=layer, pool=pool, command=command)
+                            store=store, backbone=info, layer=layer, pool=pool, command=command,
+                            variants=variants)
         run.update(metrics=metrics, duplicates=duplicates, evaluated_run=str(run_dir.resolve()),
                    intervals={"test": bootstrap_intervals(y, pred, proba, classes,
                                                           n_resamples=n_bootstrap, seed=seed)})
@@ -118,7 +126,8 @@ def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
         A directory written by :func:`~classifiers.runs.fit.fit_run`.
     data : path
         FASTA, CSV, TSV, Parquet, or BED with ``reference``; its sequences must be in the store
-        (``embedcache build``).
+        (``embedcache build``). A run fitted on variant features takes a variant set (its
+        windows embedded by ``embedcache variants``), featurized as the fit recorded.
     out : path, optional
         The CSV to write (default ``RUN/predictions-<data stem>.csv``): ``id``, score
         column(s) as in ``predictions.csv``, ``prediction``.
@@ -127,7 +136,7 @@ def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
     force : bool
         Replace an existing ``out``.
     reference : path, optional
-        The genome FASTA of a BED ``data``.
+        The genome FASTA of a BED ``data``; of a variant set, if not the one the fit recorded.
 
     Returns
     -------
@@ -140,10 +149,16 @@ def predict_run(run_dir: str | PathLike, data: str | PathLike, *,
     if out.exists() and not force:
         raise InputError(f"{out} exists; pass --force to replace it, or choose another --out.")
     estimator, store, info = steps.load_fitted(run_dir, fitted, cache)
-    table = read_task(data, alphabet=info["alphabet"], labelled=False, reference=reference)
+    variants = steps.fitted_variants(fitted, reference)
+    if variants is not None:
+        from classifiers.variant_task import read_variant_task
+
+        table = read_variant_task(store, data, variants, backbone=info, labelled=False)
+    else:
+        table = read_task(data, alphabet=info["alphabet"], labelled=False, reference=reference)
     layer, pool = fitted.chosen_features()
     X = steps.features(store, table, backbone=info, layer=layer, pool=pool,
-                       source=TaskSource.of([data], reference, table))
+                       source=TaskSource.of([data], reference, table, variants))
     frame = steps.prediction_frame(table, estimator.predict_proba(X), estimator.predict(X),
                                    list(estimator.classes_), with_split=False, with_label=False)
     pause_point("predict:scored")

@@ -56,7 +56,7 @@ def compare_runs(run_dirs: Sequence[str | PathLike], *, out: str | PathLike | No
         plots.save_png(plots.metric_bars_figure(records, SCALAR_METRICS), staging / "metrics.png")
         # A layer-weighted run has no single layer: it is in the bars, not on the layer axis.
         by_layer = [r for r in records if isinstance(r["layer"], int)]
-        for metric in ("mcc", "auroc"):
+        for metric in ("mcc", "auroc") if by_layer else ():  # zero-shot llr runs alone: no layer axis
             # fit, cv and evaluate numbers come from different rows: separate lines.
             series = [{**r, "series": " · ".join([r["model"], r["pool"], str(r["backbone"])]
                                                   + ([] if r["kind"] == "fit" else [r["kind"]]))}

@@ -27,7 +27,7 @@ __all__ = ["Estimate", "RUN_ENCODING", "RUN_ENCODING_VERSION", "RunRecord", "Run
 RUN_ENCODING = "embedcache-classify-run"
 RUN_ENCODING_VERSION = 1
 _KNOWN_VERSIONS = (1,)
-KINDS = ("fit", "cv", "evaluate", "sweep")
+KINDS = ("fit", "cv", "evaluate", "sweep", "variants")
 
 #: Packages whose versions every run records.
 PACKAGES = ("embedcache", "numpy", "scikit-learn", "xgboost", "jax", "optax", "zarr", "pandas",
@@ -95,10 +95,10 @@ def _summary_estimates(summary: Mapping) -> dict[str, Estimate]:
 class RunRecord(dict):
     """The content of a run's ``metrics.json`` (a dict, as JSON gives it) with typed views.
 
-    Keys: ``encoding``, ``kind`` (fit, cv, evaluate, sweep), ``warnings``, ``task``,
+    Keys: ``encoding``, ``kind`` (fit, cv, evaluate, sweep, variants), ``warnings``, ``task``,
     ``features`` (store, backbone, layer — a list of layers for the layer-weighted probe —,
     pool), ``model``, ``provenance``, and by kind ``metrics``, ``intervals``, ``baselines``,
-    ``duplicates``, ``cv``, ``sweep``, ``best``, ``layer_weights``.
+    ``duplicates``, ``cv``, ``sweep``, ``best``, ``layer_weights``, ``variant_scores``.
     """
 
     @classmethod
@@ -141,6 +141,37 @@ class RunRecord(dict):
             if hasattr(estimator, attr):
                 record["model"][attr.rstrip("_")] = jsonable(getattr(estimator, attr))
         return record
+
+    @classmethod
+    def new_variant_scores(cls, evaluation: Mapping, *, store, backbone, files, windows,
+                           command=None) -> RunRecord:
+        """The record of ``embedcache variants --report`` (kind ``variants``): zero-shot scores,
+        no probe. ``variant_scores`` is :func:`~classifiers.variant_eval.evaluate_variant_scores`'
+        result; its first score (``llr`` when scored) is the run's headline, its layer and pool
+        the record's; ``windows``: how the windows were cut (reference, flank, strands)."""
+        scores = list(evaluation["scores"])
+        layer, pool = _score_features(scores[0])
+        backbone = dict(backbone or {})
+        warnings = ([RANDOM_WEIGHTS_WARNING.format(name=backbone.get("name"), key=backbone.get("key"))]
+                    if backbone.get("random_weights") else [])
+        return cls({
+            "encoding": {"name": RUN_ENCODING, "version": RUN_ENCODING_VERSION},
+            "kind": "variants",
+            "warnings": warnings,
+            "task": {"files": files, "classes": ["0", "1"], "positive": evaluation["positive"],
+                     "rows": {"evaluation": evaluation["n_variants"] - evaluation["n_missing_label"]},
+                     "split_source": "zero-shot: nothing trained; every labelled allele evaluated",
+                     "seed": int(evaluation.get("seed", 0))},
+            "features": {"store": None if store is None or "://" in str(store) else str(Path(store).resolve()),
+                         "backbone": backbone,
+                         "layer": layer, "pool": pool, "windows": dict(windows)},
+            "model": {"kind": f"zero-shot {_score_label(evaluation, scores[0])}", "params": {"scores": scores}},
+            "provenance": {"command": command or "(Python API)",
+                           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                           "embedcache": distribution_version("embedcache"),
+                           "versions": package_versions(PACKAGES)},
+            "variant_scores": dict(evaluation),
+        })
 
     @classmethod
     def read(cls, run_dir: str | PathLike, *, kind: str | None = None) -> RunRecord:
@@ -211,6 +242,9 @@ class RunRecord(dict):
                     f"pooling {', '.join(self['sweep']['pools'])}")
         if self["features"].get("variants"):
             what += f", variant features {self['features']['variants']['features']}"
+        if self.kind == "variants":
+            what = (f"zero-shot variant scores on {name} (key {backbone.get('key')}): "
+                    f"{', '.join(row.label for row in self.score_rows())}")
         return f"{what} — {self.kind}"
 
     def score_rows(self) -> list[ScoreRow]:
@@ -222,6 +256,10 @@ class RunRecord(dict):
             rows += [ScoreRow(f"baseline: {name}", cv["n_rows"], _summary_estimates(s))
                      for name, s in cv["baseline_summaries"].items()]
             return rows
+        if self.kind == "variants":
+            scores = self["variant_scores"]
+            return [ScoreRow(_score_label(scores, name), m["n"], _estimates(m, m["intervals"]))
+                    for name, m in scores["scores"].items()]
         if self.kind == "sweep":
             best = self["best"]
             rows = []
@@ -246,7 +284,7 @@ class RunRecord(dict):
     def headline(self) -> ScoreRow:
         """The one row that stands for the run side by side with others: test (evaluate:
         evaluation; cv: mean ± sd; sweep: the layer and pooling chosen on validation)."""
-        if self.kind == "cv":
+        if self.kind in ("cv", "variants"):
             return self.score_rows()[0]
         if self.kind == "sweep":
             best = self.best_row()
@@ -301,6 +339,20 @@ class RunRecord(dict):
         if self.kind == "sweep":
             return self["best"]["layer"], self["best"]["pool"]
         return self["features"]["layer"], self["features"]["pool"]
+
+
+def _score_features(column: str) -> tuple[object, str]:
+    """(layer, pool) of a variant score column: ``cosine_L2_mean`` -> (2, "mean"),
+    ``l2_Lfinal_center`` -> ("final", "center"), ``llr`` -> ("lm head", "masked")."""
+    if column == "llr":
+        return "lm head", "masked"
+    layer, pool = column.split("_L", 1)[1].split("_", 1)
+    return (int(layer) if layer.isdigit() else layer), pool
+
+
+def _score_label(evaluation: Mapping, column: str) -> str:
+    """A variant score as ranked: ``-llr`` (more negative = more damaging), else its name."""
+    return ("-" if evaluation["scores"][column].get("sign", 1) < 0 else "") + column
 
 
 def read_run(run_dir: str | PathLike, *, kind: str | None = None) -> RunRecord:

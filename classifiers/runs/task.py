@@ -320,15 +320,28 @@ def prediction_frame(table: pd.DataFrame, proba, pred, classes, *, with_split=Tr
     return frame
 
 
+def fitted_variants(fitted: RunRecord, reference=None, **labels):
+    """The :class:`~classifiers.variant_task.VariantTask` a run was fitted with (``None``: a
+    sequence task), so that ``evaluate`` and ``predict`` read a variant set as its fit did;
+    ``reference`` (their ``--reference``) replaces the recorded genome, ``labels``
+    (``label_field``, ``positive``: evaluate's options) the recorded ones where given."""
+    recorded = fitted["features"].get("variants")
+    if not recorded:
+        given = [f"--{k.replace('_', '-')}" for k, v in labels.items() if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} are for runs fitted on variant features (--variant-features); "
+                             "this run was fitted on a sequence task.")
+        return None
+    from classifiers.variant_task import VariantTask
+
+    return VariantTask.from_record(recorded, reference=reference, **labels)
+
+
 def load_fitted(run_dir: Path, fitted: RunRecord, cache):
     from classifiers.persistence import load_estimator
     from embedcache import EmbeddingCache
 
     recorded_features = fitted["features"]
-    if recorded_features.get("variants"):
-        raise InputError(f"the run {run_dir} was fitted on variant features; evaluate and predict take "
-                         "sequence tasks only so far. Cross-validate variant probes with `classify cv`, or "
-                         "give fit a --test variant file.")
     store = EmbeddingCache(cache if cache is not None else recorded_features["store"])
     recorded = recorded_features["backbone"]
     info = resolve_backbone(store, recorded["key"])

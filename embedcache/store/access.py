@@ -28,7 +28,7 @@ from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore
 
 __all__ = ["open_store", "is_url", "list_dir", "get_bytes", "get_json", "size_of",
-           "create_exclusive", "put_bytes", "put_new", "delete_key", "exists"]
+           "create_exclusive", "put_bytes", "put_new", "delete_key", "exists", "check_container"]
 
 
 def is_url(location) -> bool:
@@ -111,6 +111,18 @@ def list_dir(store, prefix: str) -> list[str]:
         return sorted(sync(collect()))
     except FileNotFoundError:  # an object store's prefix that holds nothing yet
         return []
+
+
+def check_container(store) -> None:
+    """Raise the filesystem's own error when an object store's bucket (its first path
+    part) does not exist: reading a missing key looks the same in an empty bucket and in
+    none, and only the second is the user's to fix on the endpoint (the command line names
+    the bucket from the botocore error this carries). Local stores: nothing to check."""
+    if not isinstance(store, FsspecStore):
+        return
+    bucket = store.path.strip("/").split("/", 1)[0]
+    if bucket:
+        sync(store.fs._ls(bucket))
 
 
 def get_bytes(store, key: str) -> bytes | None:

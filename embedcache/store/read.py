@@ -99,6 +99,8 @@ class Store:
                     f"{self.path} exists but is not an embedcache store (no zarr.json). "
                     "Pass the path of a cache written by `embedcache build`, or a new path."
                 )
+            if self.remote:
+                access.check_container(self.zstore)
             raise StoreError(
                 f"no embedding cache at {self.path}. Build one first: "
                 f"embedcache build INPUT --model MODEL --cache {self.path}"

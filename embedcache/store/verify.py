@@ -48,7 +48,12 @@ def _add(bad: list, lo: int, hi: int, what: str, damage: str) -> None:
 
 
 def verify_store(store, *, max_problems_per_array: int = 20) -> list[Problem]:
-    """Problems of every model group of ``store`` (empty when sound)."""
+    """Problems of every model group of ``store`` (empty when sound).
+
+    A location that holds no store at all raises its :class:`StoreError` (bad input, not
+    damage: there is nothing to check or repair)."""
+    if not store.exists():
+        store.root_attrs()  # raises: no cache there, or a directory that is not a store
     try:
         keys = store.keys()
     except StoreError as exc:

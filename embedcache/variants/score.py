@@ -23,6 +23,7 @@ from embedcache.errors import InputError
 from embedcache.sequences.alphabet import normalize
 from embedcache.sequences.readers.bed import open_genome
 from embedcache.sequences.readers.variants import VariantSet, read_variants
+from embedcache.variants.labels import label_column
 from embedcache.variants.masked import lm_layer, snv_llr
 from embedcache.variants.scores import SCORE_KINDS, cosine_distance, l2_distance, mean_strands, score_column
 from embedcache.variants.windows import default_flank, reverse_complement_windows, variant_windows
@@ -114,10 +115,21 @@ def _check(scores, strands) -> tuple[str, ...]:
     return scores
 
 
+def _labels(table: pd.DataFrame, variants, label_field, positive) -> pd.Series | None:
+    """The alleles' labels as 0/1 (``None``: no labels read), checked before any work."""
+    if label_field is None and table["label"].isna().all():
+        if positive is not None:
+            raise InputError(f"--positive {positive}: {variants or 'a saturation run'} has no labels; name them "
+                             "with --label-field KEY (a VCF INFO key or a table column).")
+        return None
+    return label_column(table["label"].tolist(), positive, source=str(variants))
+
+
 def score_variants(cache, variants=None, *, reference, model, flank: int | None = None,
                    layers: Sequence | None = None, pools: Sequence[str] = ("mean",),
                    scores: Sequence[str] = ("llr", "cosine", "l2"), strands: str = "forward",
-                   label_field: str | None = None, ref_mismatch: str = "error", saturate: str | None = None,
+                   label_field: str | None = None, positive: str | None = None,
+                   ref_mismatch: str = "error", saturate: str | None = None,
                    max_tokens: int | None = None, species: str | None = None,
                    **build_options) -> pd.DataFrame:
     """Score every allele of ``variants`` or of ``saturate`` (``EmbeddingCache.score_variants``).
@@ -143,7 +155,10 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
     strands
         ``forward``, or ``both`` (each score the mean over the forward and reverse-complement windows).
     label_field
-        VCF INFO key or table column holding labels (kept as text in ``label``).
+        VCF INFO key or table column holding labels (default: a table's ``label`` column).
+    positive
+        The label value of the positive class, for labels other than 0/1. Either way the
+        output's ``label`` is 0/1 (``<NA>`` where missing), the classes its evaluation uses.
     ref_mismatch
         ``error`` (default) or ``skip`` alleles whose REF differs from the reference.
     saturate
@@ -155,7 +170,7 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
     -------
     pandas.DataFrame
         ``id, chrom, pos, ref, alt, flank``, ``llr``, ``cosine_L{L}_{P}``, ``l2_L{L}_{P}`` and
-        ``label`` when labels were read; :meth:`ScoreRun.of` gives the run's counts.
+        ``label`` (0/1) when labels were read; :meth:`ScoreRun.of` gives the run's counts.
     """
     from embedcache.build.plan import settle
     from embedcache.request import BuildRequest
@@ -171,6 +186,7 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
             read_variants(variants, reference, label_field=label_field, ref_mismatch=ref_mismatch))
     if not len(vset):
         raise InputError(f"no variants to score in {variants or saturate} (skipped: {dict(vset.skipped)}).")
+    labels = _labels(vset.table, variants, label_field, positive)
     checkpoint, family, request, spec = settle(
         cache.store, model, request, cache_dir=build_options.get("cache_dir"),
         allow_random_weights=build_options.get("allow_random_weights", False))
@@ -226,8 +242,8 @@ def score_variants(cache, variants=None, *, reference, model, flank: int | None 
     for name in ordered:
         parts = columns[name]
         out[name] = parts[0] if len(parts) == 1 else mean_strands(*parts)
-    if label_field is not None or table["label"].notna().any():
-        out["label"] = table["label"].to_numpy()
+    if labels is not None:
+        out["label"] = labels.array  # nullable Int64: <NA> where the file had no label
     out.attrs["run"] = {**asdict(run), "ref_mismatches": list(run.ref_mismatches)}  # JSON-able: Parquet keeps attrs
     return out
 

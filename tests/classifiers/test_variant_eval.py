@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from classifiers.variant_eval import binary_labels, evaluate_variant_scores, write_variant_report
+from classifiers.variant_eval import evaluate_variant_scores, write_variant_report
+from embedcache.variants.labels import binary_labels
 from embedcache.errors import InputError
 
 
@@ -51,6 +52,9 @@ def test_labels_must_be_binary_unless_a_positive_class_is_named():
     assert pos.tolist() == [True, False, False, True, False] and has.tolist() == [True, True, False, True, True]
     with pytest.raises(InputError, match=r"labels 'FUNC', 'LOF' are not 0/1.*--positive FUNC"):
         binary_labels(["LOF", "FUNC"])
+    # A --positive no label has (e.g. a table whose labels are already 0/1) is a mistake, not "all negative".
+    with pytest.raises(InputError, match=r"v.csv: no label equals --positive 'pathogenic' \(labels seen: '0', '1'\)"):
+        binary_labels(["1", "0", None], "pathogenic", source="v.csv")
 
 
 def test_report_files(tmp_path):
@@ -59,7 +63,7 @@ def test_report_files(tmp_path):
     files = write_variant_report(tmp_path / "rep", table, ev, positive="LOF",
                                  provenance={"model": "tiny", "random_weights": True})
     record = json.loads(files["metrics"].read_text())
-    assert record["evaluation"]["scores"]["llr"]["auroc"] == pytest.approx(ev["scores"]["llr"]["auroc"])
+    assert record["variant_scores"]["scores"]["llr"]["auroc"] == pytest.approx(ev["scores"]["llr"]["auroc"])
     html = files["report"].read_text()
     assert "random weights show the pipeline, not biology" in html and "-llr" in html
     assert html.count("data:image/png;base64,") == 2

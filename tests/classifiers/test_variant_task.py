@@ -18,6 +18,7 @@ from embedcache import EmbeddingCache
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "golden" / "tiny_v2" / "checkpoint"
+NTV3 = ROOT / "tests" / "golden" / "ntv3_tiny"
 CHROMS = ("c1", "c2", "c3", "c4", "c5")
 OTHER = {"A": "C", "C": "G", "G": "T", "T": "A"}
 
@@ -59,7 +60,8 @@ def embedded(tmp_path_factory):
     mp.setattr(sys, "argv", ["embedcache", "variants", str(vcf), "--reference", str(d / "g.fa"),
                                       "--model", str(TINY), "--cache", str(d / "c.zarr"), "--layers", "2",
                                       "--pool", "mean", "--scores", "cosine", "--max-tokens", "64",
-                                      "--label-field", "CLS", "--out", str(d / "scores.parquet"), "--quiet"])
+                                      "--label-field", "CLS", "--positive", "path", "--out", str(d / "scores.parquet"),
+                                      "--quiet"])
     with pytest.raises(SystemExit) as stop:
         embedcache_app.main()
     mp.undo()
@@ -92,16 +94,101 @@ def test_fit_on_variant_features_groups_by_chromosome_and_records_them(embedded,
     assert (pred.groupby(chrom)["split"].nunique() == 1).all()  # no chromosome straddles splits
     assert pred.label.tolist() == [i % 2 for i in range(40)]  # path -> 1, in file order
     width = load_estimator(tmp_path / "diff" / "model").n_features_in_
-    # evaluate and predict take sequence tasks only: a variant run says so rather than misread one.
-    code, out, err = run(classify_app, ["predict", tmp_path / "diff", "--data", vcf, "--out", tmp_path / "p.csv"],
-                         monkeypatch, capsys)
-    assert code == 2 and "fitted on variant features" in err and not (tmp_path / "p.csv").exists()
 
     code, out, err = run(classify_app, fit_args(d, vcf, tmp_path / "concat", "concat"), monkeypatch, capsys)
     assert code == 0, err
     assert load_estimator(tmp_path / "concat" / "model").n_features_in_ == 2 * width == 128
     again = pd.read_csv(tmp_path / "concat" / "predictions.csv")
     assert again.split.tolist() == pred.split.tolist()  # the same grouped split, another feature set
+
+
+def test_evaluate_and_predict_read_a_variant_set_as_the_fit_did(embedded, tmp_path, monkeypatch, capsys):
+    d, genome, vcf = embedded
+    code, _, err = run(classify_app, fit_args(d, vcf, tmp_path / "fit", "concat"), monkeypatch, capsys)
+    assert code == 0, err
+    fitted = pd.read_csv(tmp_path / "fit" / "predictions.csv").set_index("id")
+    # The genome moved: --reference names the new place; the rest comes from the fit's record.
+    moved = tmp_path / "moved.fa"
+    moved.write_bytes((d / "g.fa").read_bytes())
+    code, out, err = run(classify_app, ["evaluate", tmp_path / "fit", "--data", vcf, "--reference", moved,
+                                        "--bootstrap", "20", "--out", tmp_path / "ev"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "variant features concat — evaluate" in out
+    record = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert record["kind"] == "evaluate" and record["task"]["rows"] == {"evaluation": 40}
+    assert record["features"]["variants"] == {"features": "concat", "reference": str(moved), "label_field": "CLS",
+                                              "positive": "path", "flank": None, "ref_mismatch": "error"}
+    assert record["duplicates"]["evaluation_rows_in_train"] == int((fitted.split == "train").sum())
+    ev = pd.read_csv(tmp_path / "ev" / "predictions.csv").set_index("id")
+    assert ev.label.tolist() == [i % 2 for i in range(40)]  # CLS=path -> 1, as the fit read it
+    # The same alleles, the same features, the same probe: the fit's own scores.
+    np.testing.assert_allclose(ev.score, fitted.loc[ev.index, "score"], rtol=1e-6)
+    assert record["metrics"]["evaluation"]["n"] == 40
+    # predict takes an unlabelled table of the same alleles (windows cut at the recorded default flank).
+    table = tmp_path / "alleles.tsv"
+    alleles = ev.index.str.split("_", expand=True).to_frame(index=False, name=["chrom", "pos"])
+    alleles["pos"] = alleles.pos.astype(int)
+    alleles["ref"] = [genome[c][p - 1] for c, p in zip(alleles.chrom, alleles.pos)]
+    alleles["alt"] = alleles.ref.map(OTHER)
+    alleles["truth"] = np.where(ev.label == 1, "P", "B")  # the same classes, spelled otherwise
+    alleles.to_csv(table, sep="\t", index=False)
+    # evaluate --label-field/--positive: the new file's labels, where they differ from the fit's.
+    code, out, err = run(classify_app, ["evaluate", tmp_path / "fit", "--data", table, "--label-field", "truth",
+                                        "--positive", "P", "--bootstrap", "20", "--out", tmp_path / "ev2"],
+                         monkeypatch, capsys)
+    assert code == 0, err
+    again = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    assert again["features"]["variants"]["label_field"] == "truth" and again["metrics"] == record["metrics"]
+    code, out, err = run(classify_app, ["predict", tmp_path / "fit", "--data", table, "--out", tmp_path / "p.csv"],
+                         monkeypatch, capsys)
+    assert code == 0, err
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert list(pred.columns) == ["id", "score", "prediction"]
+    assert pred.id.tolist() == [f"{c}:{p}:{r}>{a}" for c, p, r, a, _ in alleles.itertuples(index=False)]
+    np.testing.assert_allclose(pred.score, ev.score, rtol=1e-6)
+    # Alleles whose windows were never embedded: exit 2 with the command that embeds them, nothing written.
+    other = write_vcf(tmp_path / "other.vcf", genome, {"c1": [17, 101]})
+    code, out, err = run(classify_app, ["predict", tmp_path / "fit", "--data", other, "--out", tmp_path / "q.csv"],
+                         monkeypatch, capsys)
+    assert code == 2 and "embedcache variants" in err and "Traceback" not in err and not (tmp_path / "q.csv").exists()
+    code, out, err = run(classify_app, ["evaluate", tmp_path / "fit", "--data", table, "--positive", "P",
+                                        "--out", tmp_path / "ev3"], monkeypatch, capsys)
+    assert code == 2 and "no label column 'CLS'" in err and not (tmp_path / "ev3").exists()
+
+
+def test_ntv3_fit_on_variant_features_from_the_command_line(embedded, tmp_path, monkeypatch, capsys):
+    """NTv3 (one token per base): `embedcache variants` embeds the windows, `classify fit` reads
+    alt - ref of exactly those (default flank 31 for 64 bases), and its probe scores them."""
+    d, genome, vcf = embedded
+    store = tmp_path / "v3.zarr"
+    code, _, err = run(embedcache_app, ["variants", vcf, "--reference", d / "g.fa", "--model", NTV3, "--cache", store,
+                                        "--layers", "2", "--pool", "mean", "--scores", "cosine", "--max-tokens", 64,
+                                        "--out", tmp_path / "s.parquet", "--quiet"], monkeypatch, capsys)
+    assert code == 0, err
+    code, out, err = run(classify_app, ["fit", "--probe", "logistic", "--model", NTV3, "--data", vcf, "--reference",
+                                        d / "g.fa", "--variant-features", "diff", "--label-field", "CLS", "--positive",
+                                        "path", "--group-by", "chrom", "--cache", store, "--layer", "2",
+                                        "--bootstrap", "20", "--out", tmp_path / "run"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "layer 2, mean pooling, variant features diff — fit" in out
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["features"]["backbone"]["variant"] == "v3" and record["task"]["files"]["data"]["rows"] == 40
+    pred = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    assert (pred.groupby(pred["id"].str.split("_").str[0])["split"].nunique() == 1).all()
+    # The features by hand: windows of h = min(31, p, n - 1 - p) around each SNV, alt - ref of the cache's rows.
+    ref_w, alt_w = [], []
+    for vid in pred["id"]:
+        chrom, pos = vid.split("_")
+        seq, p = genome[chrom], int(pos) - 1
+        h = min(31, p, len(seq) - 1 - p)
+        ref_w.append(seq[p - h:p + h + 1])
+        alt_w.append(seq[p - h:p] + OTHER[seq[p]] + seq[p + 1:p + h + 1])
+    cache = EmbeddingCache(store)
+    X = (cache.embeddings(alt_w, layer=2, pool="mean").astype(np.float32)
+         - cache.embeddings(ref_w, layer=2, pool="mean").astype(np.float32))
+    estimator = load_estimator(tmp_path / "run" / "model")
+    assert estimator.n_features_in_ == 32  # the tiny NTv3's width
+    np.testing.assert_allclose(estimator.predict_proba(X)[:, 1], pred.score, rtol=1e-5, atol=1e-7)
 
 
 def test_the_features_are_alt_minus_ref_of_the_windows_embedcache_variants_scored(embedded):

@@ -58,6 +58,11 @@ def test_fit_then_evaluate_predict_compare(built, tmp_path, monkeypatch, capsys)
     assert code == 0, err
     assert (tmp_path / "run" / "evaluate-task" / "report.html").is_file()
     assert "evaluation rows have a sequence the probe was trained on" in err
+    # Label options are for runs on variant features: a sequence run refuses them (nothing written).
+    code, _, err = run_cli(classify_app, ["evaluate", tmp_path / "run", "--data", task, "--positive", "1",
+                                          "--out", tmp_path / "ev_pos"], monkeypatch, capsys)
+    assert code == 2 and "--positive are for runs fitted on variant features" in err
+    assert not (tmp_path / "ev_pos").exists()
 
     code, out, err = run_cli(classify_app, ["predict", tmp_path / "run", "--data", task,
                                             "--out", tmp_path / "scores.csv"], monkeypatch, capsys)

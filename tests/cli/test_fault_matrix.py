@@ -156,14 +156,11 @@ FAULTS = [
     Fault("cache missing", "cache", lambda w, t: str(t / "absent.zarr"), 2, ("absent.zarr",),
           commands=("info", "export", "verify", "upgrade", "attention-plot", "fit", "sweep", "cv")),
     Fault("cache is a regular file", "cache", lambda w, t: str(_file(t, "file.zarr")), 1, ("file.zarr",)),
-    # Not verify: it lists a foreign directory as a problem (exit 1), the store's business (issue 20).
     Fault("cache is a foreign directory", "cache", lambda w, t: (t / "foreign").mkdir() or (t / "foreign" / "x.txt").write_text("x")
-          and str(t / "foreign"), 2, ("foreign",), commands=("build", "info", "export", "upgrade", "attention-plot",
-                                                              "fit", "sweep", "cv")),
-    # Not sweep: it reads lost chunks as rows never built ("Add them with: embedcache build"),
-    # the feature loader's business (classifiers).
+          and str(t / "foreign"), 2, ("foreign", "not an embedcache store"),
+          commands=("build", "info", "export", "verify", "upgrade", "attention-plot", "fit", "sweep", "cv")),
     Fault("cache damaged", "cache", _damaged_store, 2, ("damaged.zarr", "embedcache verify"),
-          commands=("export", "attention-plot", "fit", "cv")),
+          commands=("export", "attention-plot", "fit", "sweep", "cv")),
     Fault("cache damaged (verify)", "cache", _damaged_store, 1, ("damaged.zarr",), commands=("verify",)),
     Fault("S3 endpoint unreachable", "cache", lambda w, t: "s3://caches/c.zarr", 1,
           ("cannot reach the S3 endpoint", "s3://caches/c.zarr"), commands=tuple(sorted(URL_CACHES))),
@@ -171,9 +168,9 @@ FAULTS = [
           ("no-such-bucket", "does not exist on the S3 endpoint"), commands=("build",)),
     Fault("S3 no credentials", "cache", lambda w, t: "s3://caches/c.zarr", 1,
           ("no S3 credentials were found for http://127.0.0.1:", "AWS_ACCESS_KEY_ID"), commands=tuple(sorted(URL_CACHES))),
-    # A reader finds no store there (the bucket is not named: the store's business, issue 20).
-    Fault("S3 bucket missing (read)", "cache", lambda w, t: "s3://no-such-bucket/c.zarr", 2,
-          ("no embedding cache at s3://no-such-bucket/c.zarr",), commands=tuple(sorted(URL_CACHES - {"build"}))),
+    Fault("S3 bucket missing (read)", "cache", lambda w, t: "s3://no-such-bucket/c.zarr", 1,
+          ("the bucket 'no-such-bucket' does not exist on the S3 endpoint", "s3://no-such-bucket/c.zarr"),
+          commands=tuple(sorted(URL_CACHES - {"build"}))),
     # the checkpoint
     Fault("checkpoint missing", "ckpt", lambda w, t: str(t / "absent-ckpt"), 2, ("absent-ckpt",)),
     Fault("checkpoint NaN tensor", "ckpt", lambda w, t: _checkpoint(t, _nan), 2,

@@ -14,6 +14,7 @@ below pick it up (the variant readers, VCF and tables, are read by ``read_varian
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import re
@@ -172,6 +173,7 @@ def parquet_tables(draw) -> bytes:
 STRUCTURED = {"csv": tables(","), "tsv": tables("\t"), "parquet": parquet_tables()}
 
 
+@functools.lru_cache(maxsize=None)  # one strategy per reader: building it per example costs more than reading
 def _inputs(reader: Fuzzed):
     # Raw bytes are wrapped (e.g. gzipped) so they reach the parser; mutated ones also as they
     # are, so that a damaged container (gzip, Parquet footer) is fuzzed too.

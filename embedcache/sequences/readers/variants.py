@@ -159,8 +159,8 @@ def _names(names) -> str:
 
 
 def _label_text(value) -> str | None:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None  # pd.NA: a Parquet null (the label column `embedcache variants` writes)
     if isinstance(value, tuple):
         return _label_text(",".join(_label_text(v) or "." for v in value))
     # htslib hands Float fields over as float32: 7 significant digits give back the file's text.
