@@ -74,7 +74,7 @@ def place(writer, now, batch: Batch, written: dict) -> None:
     for name, column in batch.columns.items():
         writer.write(name, rows, column)
     entries = np.column_stack([batch.keys, (batch.order + lo).astype(np.uint64)])
-    final, merged = index.plan_merge(now.runs, [lo, hi])
+    final, merged = index.plan_merge(now.runs, [lo, hi], most=index.MERGE_UNDER_LOCK)
     if len(merged) > 1:
         entries = index.merge_runs([index.read_run(now, a, b) for a, b in merged[:-1]] + [entries])
         for a, b in merged[:-1]:

@@ -118,15 +118,33 @@ def merge_runs(parts: list) -> np.ndarray:
     return stacked[np.argsort(stacked[:, 0], kind="stable")]
 
 
-def plan_merge(runs: list, new: list) -> tuple[list, list]:
-    """Runs after adding ``new``: ``(final runs, list of runs merged into the last one)``."""
+#: Entries a commit merges under the lock at most; larger merges are compactions, done
+#: after it (:mod:`.compact`): a merge grows with the store, the lock must not.
+MERGE_UNDER_LOCK = 1 << 18
+
+
+def plan_merge(runs: list, new: list, most: int | None = None) -> tuple[list, list]:
+    """Runs after adding ``new``: ``(final runs, list of runs merged into the last one)``,
+    merging no more than ``most`` entries into one."""
     runs = [list(r) for r in runs] + [list(new)]
     merged = [list(new)]
-    while len(runs) >= 2 and runs[-2][1] - runs[-2][0] <= 2 * (runs[-1][1] - runs[-1][0]):
+    while len(runs) >= 2 and runs[-2][1] - runs[-2][0] <= 2 * (runs[-1][1] - runs[-1][0]) \
+            and (most is None or runs[-1][1] - runs[-2][0] <= most):
         prev = runs.pop(-2)
         merged.insert(0, prev)
         runs[-1] = [prev[0], runs[-1][1]]
     return runs, merged
+
+
+def next_compaction(runs: list, least: int = 0) -> int | None:
+    """Index ``i`` of the newest adjacent pair of runs ``i, i + 1`` to merge (the earlier no
+    larger than twice the later, as :func:`plan_merge` would have), holding over ``least``
+    entries together; ``None`` if there is none."""
+    for i in range(len(runs) - 2, -1, -1):
+        (a, b), (c, d) = runs[i], runs[i + 1]
+        if b - a <= 2 * (d - c) and d - a > least:
+            return i
+    return None
 
 
 def lookup(open_array: Callable[[str], zarr.Array], runs: list, keys: np.ndarray, where=None) -> np.ndarray:

@@ -24,7 +24,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from embedcache.errors import StoreError
-from embedcache.store import access, append, manifest, pause
+from embedcache.store import access, append, index, manifest, pause
+from embedcache.store.compact import compact
 from embedcache.store.recent import SincePlan
 from embedcache.store.cow import ChunkWriter
 from embedcache.store.layout import (
@@ -276,6 +277,9 @@ class GroupWriter:
                     target, dropped = done
                     manifest.write_hint(self.store, self.key, target.generation)
                     manifest.retire(self.store, self.key, target, dropped)
+                    if index.next_compaction(target.runs, least=index.MERGE_UNDER_LOCK) is not None:
+                        compact(self.store, self.key, self.timeout, self._head)
+                        self._head = None  # moved on by the compaction (or another writer)
                 return
             self.swaps_lost += 1
         raise StoreError(f"{MAX_ATTEMPTS} commits to {self.store.path}/{self.key} in a row lost their swap "

@@ -102,3 +102,44 @@ def test_rows_another_writer_committed_after_the_plan_are_not_stored_twice(tmp_p
     rows = g.rows_of([sequence_digest(s) for s in seqs[4:8]])
     assert (g.read(pooled_name(1, "cls"), rows) == 2.0).all()
     assert not g.verify()
+
+
+def test_large_index_merges_are_compactions_swapped_in_after_the_commit(tmp_path, monkeypatch):
+    from embedcache.store import compact, gc, index, write
+
+    monkeypatch.setattr(index, "MERGE_UNDER_LOCK", 8)  # commits merge at most 8 entries under the lock
+    merged_under_lock = []
+    real_plan = index.plan_merge
+
+    def plan_merge(*args, **kwargs):
+        planned = real_plan(*args, **kwargs)
+        merged_under_lock.append(planned[1])
+        return planned
+
+    monkeypatch.setattr(index, "plan_merge", plan_merge)
+    path = tmp_path / "c.zarr"
+    w = _writer(path)
+    w.planned_on(w.snapshot())
+    seqs = [f"ACGT{'C' * i}" for i in range(64)]
+    _add(w, seqs, 1.0)
+    w.flush()
+    g = Store(path).group(w.key)
+    assert all(sum(b - a for a, b in m) <= 8 for m in merged_under_lock)
+    # The compactions ran: as few runs as the binary counter leaves (64 rows: one or two), not 16.
+    assert len(g.runs) <= 2 and g.runs[0][0] == 0 and g.runs[-1][1] == 64
+    np.testing.assert_array_equal(g.rows_of([sequence_digest(s) for s in seqs]), np.arange(64))
+    assert not g.verify()
+
+    # A compaction planned on a snapshot whose runs another writer has merged since: nothing swapped in.
+    monkeypatch.setattr(write, "compact", lambda *args: 0)  # this writer leaves its compactions
+    for i in range(64, 72):
+        _add(w, [f"ACGT{'C' * i}"], 1.0)
+        w.flush()
+    stale = Store(path).group(w.key)
+    assert index.next_compaction(stale.runs, least=8) is not None
+    assert compact.compact(Store(path), w.key, 10.0) >= 1  # another writer's
+    before = set(gc.leftovers(Store(path)).objects)
+    assert compact.compact(Store(path), w.key, 10.0, stale) == 0
+    assert set(gc.leftovers(Store(path)).objects) == before  # its merged run was deleted again
+    g = Store(path).group(w.key)
+    assert not g.verify() and g.n_rows == 72
