@@ -197,7 +197,8 @@ class _Checker:
     def _duplicates(self) -> None:
         """Rows whose sequence an earlier row holds: equal first digest words, confirmed
         by the whole digests (read again for those rows only)."""
-        words = np.sort(self.first[self.live])  # 8 bytes a row, sorted in place
+        words = self.first[self.live]  # 8 bytes a row (a copy), sorted in place
+        words.sort()
         repeated = words[1:][words[1:] == words[:-1]]
         del words
         if not repeated.size:
