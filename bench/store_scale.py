@@ -6,15 +6,19 @@ timing every commit, then verifies the store and runs 4 writers against 1 on a f
 store. It ends by printing one JSON line:
 
 * ``commit_median_ratio``: median commit time over the last tenth of the commits, over
-  the first tenth; ``commit_max_s``: the longest a commit held the lock;
+  the first tenth; ``commit_max_s``: the longest the lock was held (by a commit, or an
+  index compaction's swap);
 * ``index_bytes_read_per_commit``: digest-index bytes a commit read (its lookup of the
   new rows, outside the lock, and runs it merged), median over the last tenth, and
   ``index_bytes_read_under_lock``: those read holding the lock;
-* ``verify_peak_rss_mb`` and ``verify_mb_per_s`` of ``embedcache verify`` (a child
-  process), and ``verify_vs_raw``: that speed over a plain sequential read of the files;
-* ``write_vs_raw``: bytes of features written per second over ``numpy.tofile`` of the
-  same bytes in files of one chunk each;
-* ``writers4_vs_1``: rows per second of 4 writer processes together over one's;
+* ``verify_peak_rss_mb`` and ``verify_mb_per_s`` of verifying the store in a child
+  process (its interpreter start-up not timed), and ``verify_vs_raw``: that speed over a
+  plain sequential read of the files;
+* ``write_mb_per_s``: the bytes of the store's chunk objects over the seconds the store
+  took to write them (the synthetic input is made outside that time), and
+  ``write_vs_raw``: that over ``numpy.tofile`` writing files of the same sizes;
+* ``writers4_vs_1``: rows per second of 4 writer processes together over one's, from the
+  first one's start of writing to the last one's end (interpreter start-ups left out);
   ``lock_wait_fraction``: the share of the 4 writers' wall time spent waiting for the lock;
 * ``lookup_ratio``: a ``--lookup``-sequence lookup and read at the end over the same at
   100,000 rows (or half the rows, if fewer); ``lookup_peak_ratio``: the same for the
@@ -26,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -55,10 +58,12 @@ class Probe:
     """Times commits and the lock, and counts index bytes read, by wrapping the store's functions."""
 
     def __init__(self):
-        from embedcache.store import chunks, write
+        from embedcache.store import chunks, lock as store_lock, write
 
-        self.commits, self.waits, self.index_bytes, self.locked_bytes, self.current = [], [], [], [], 0
-        real_lock, real_fetch = write.commit_lock, chunks.fetch
+        self.commits, self.waits, self.holds, self.index_bytes, self.locked_bytes, self.current = [], [], [], [], [], 0
+        from embedcache.store import index
+
+        real_lock, real_fetch, real_read_run = write.commit_lock, chunks.fetch, index.read_run
         real_commit, real_retries = write.GroupWriter._commit, write.GroupWriter._commit_with_retries
         probe = self
 
@@ -66,8 +71,12 @@ class Probe:
         def lock(*args, **kwargs):
             t0 = time.perf_counter()
             with real_lock(*args, **kwargs):
-                probe.waits.append(time.perf_counter() - t0)
-                yield
+                t1 = time.perf_counter()
+                probe.waits.append(t1 - t0)
+                try:
+                    yield
+                finally:
+                    probe.holds.append(time.perf_counter() - t1)
 
         def fetch(arr, indices, into=None):
             raws = real_fetch(arr, indices, into)
@@ -93,7 +102,14 @@ class Probe:
                 if p.new:
                     probe.index_bytes.append(probe.current)
 
-        write.commit_lock, chunks.fetch = lock, fetch
+        def read_run(group, a, b):  # a merge reads whole runs through Zarr
+            entries = real_read_run(group, a, b)
+            probe.current += entries.nbytes
+            return entries
+
+        # Commits and index compactions (store.compact) alike.
+        write.commit_lock = store_lock.commit_lock = lock
+        chunks.fetch, index.read_run = fetch, read_run
         write.GroupWriter._commit, write.GroupWriter._commit_with_retries = commit, retries
 
 
@@ -103,24 +119,34 @@ def writer_for(path: Path, width: int, block: int):
     spec = ModelSpec(param_digest="5" * 64, max_tokens=64)
     writer = StoreWriting(Store(path)).group(spec, {"model_name": "scale"}, block_rows=block, commit_seconds=1e9)
     writer.ensure_arrays([pooled_name(1, "cls")], feature_dim=width)
+    writer.planned_on(writer.snapshot())  # the rows grown are new: as a build plans them
     return writer
 
 
 def grow(writer, start: int, n: int, width: int, on_rows=None) -> float:
-    """Add rows ``start..start+n`` (values: a fixed random block); seconds taken."""
+    """Add rows ``start..start+n`` (values: a fixed random block); seconds the store took.
+
+    The synthetic input (sequences, their digests) is made outside the time measured:
+    a build has it before it writes.
+    """
     from embedcache.store import pooled_name, sequence_digest
 
     name = pooled_name(1, "cls")
     values = np.random.default_rng(0).standard_normal((1024, width)).astype(np.float32)
-    t0 = time.perf_counter()
+    took = 0.0
     step = 65536
     for lo in range(start, start + n, step):
-        for i, s in enumerate(sequences(lo, min(step, start + n - lo))):
-            writer.add_new_row(sequence_digest(s), s, 4, 1, {name: values[(lo + i) % 1024]})
+        seqs = sequences(lo, min(step, start + n - lo))
+        digests = [sequence_digest(s) for s in seqs]
+        t0 = time.perf_counter()
+        for i, (d, s) in enumerate(zip(digests, seqs)):
+            writer.add_new_row(d, s, 4, 1, {name: values[(lo + i) % 1024]})
+        took += time.perf_counter() - t0
         if on_rows is not None:
             on_rows(lo + step)
+    t0 = time.perf_counter()
     writer.flush()
-    return time.perf_counter() - t0
+    return took + time.perf_counter() - t0
 
 
 def lookup(path: Path, n_rows: int, n: int) -> tuple[float, float]:
@@ -147,16 +173,24 @@ print(took, tracemalloc.get_traced_memory()[1] / 2**20)
     return float(out[0]), float(out[1])
 
 
-def raw_write_mb_s(work: Path, nbytes: int, chunk_bytes: int) -> float:
-    block = np.random.default_rng(0).standard_normal(chunk_bytes // 4).astype(np.float32)
+def raw_write_mb_s(work: Path, sizes: list) -> float:
+    """MiB/s of ``numpy.tofile`` writing files of ``sizes`` bytes (the store's objects):
+    the same bytes in the same chunking as the store holds."""
+    block = np.random.default_rng(0).integers(0, 255, max(sizes), dtype=np.uint8)
     folder = work / "raw"
     folder.mkdir()
     t0 = time.perf_counter()
-    for i in range(max(1, nbytes // chunk_bytes)):
-        block.tofile(folder / str(i))
+    for i, size in enumerate(sizes):
+        block[:size].tofile(folder / str(i))
     took = time.perf_counter() - t0
     shutil.rmtree(folder)
-    return max(1, nbytes // chunk_bytes) * chunk_bytes / 2**20 / took
+    return sum(sizes) / 2**20 / took
+
+
+def object_sizes(path: Path) -> list:
+    """Sizes of the chunk objects of a store (manifests, hints and metadata left out)."""
+    return [p.stat().st_size for p in path.rglob("*") if p.is_file() and "." in p.name
+            and not p.name.endswith(".json") and "commits" not in p.parts and p.name != "embedcache.lock"]
 
 
 def raw_read_mb_s(path: Path) -> tuple[float, int]:
@@ -167,13 +201,20 @@ def raw_read_mb_s(path: Path) -> tuple[float, int]:
 
 
 def verify(path: Path) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    run = subprocess.run([sys.executable, "-m", "cli.embedcache_app", "verify", str(path)], cwd=ROOT,
-                         capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    return time.perf_counter() - t0, peak
+    """Seconds of verifying the store in a child process (its start-up left out) and the
+    child's peak RSS in MiB."""
+    code = f"""
+import resource, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from embedcache.store import Store
+t0 = time.perf_counter()
+problems = Store({str(path)!r}).verify()
+took = time.perf_counter() - t0
+assert not problems, problems
+print(took, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1])
 
 
 def writers(work: Path, width: int, block: int, n: int, count: int) -> tuple[float, float]:
@@ -187,15 +228,17 @@ sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'bench')!r})
 import store_scale as s
 probe = s.Probe()
 w = s.writer_for(s.Path({str(path)!r}), {width}, {block})
-took = s.grow(w, int(sys.argv[1]) * {n}, {n}, {width})
-print(json.dumps({{"took": took, "wait": sum(probe.waits)}}))
+start = time.time()
+s.grow(w, int(sys.argv[1]) * {n}, {n}, {width})
+print(json.dumps({{"start": start, "end": time.time(), "wait": sum(probe.waits)}}))
 """
-    t0 = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], stdout=subprocess.PIPE, text=True)
              for i in range(count)]
     results = [json.loads(p.communicate()[0]) for p in procs]
-    wall = time.perf_counter() - t0
-    return count * n / wall, sum(r["wait"] for r in results) / sum(r["took"] for r in results)
+    # From the first writer's start to the last one's end: interpreter start-ups (which more
+    # writers on few cores would serialize) are not the store's.
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    return count * n / wall, sum(r["wait"] for r in results) / sum(r["end"] - r["start"] for r in results)
 
 
 def main(argv=None) -> int:
@@ -223,9 +266,8 @@ def main(argv=None) -> int:
 
         took = grow(writer, 0, args.rows, args.width, on_rows)
         late, late_mb = lookup(path, args.rows, n_lookup)
-        data_mb = args.rows * args.width * 4 / 2**20
-        chunk_bytes = min(4096, max(1, (8 << 20) // (args.width * 4))) * args.width * 4
-        raw_write = raw_write_mb_s(work, args.rows * args.width * 4, chunk_bytes)
+        sizes = object_sizes(path)
+        raw_write = raw_write_mb_s(work, sizes)
         verify_s, verify_rss = verify(path)
         raw_read, store_bytes = raw_read_mb_s(path)
         tenth = max(1, len(probe.commits) // 10)
@@ -236,14 +278,15 @@ def main(argv=None) -> int:
             "rows": args.rows, "width": args.width, "block": args.block, "commits": len(probe.commits),
             "commit_median_ratio": round(statistics.median(probe.commits[-tenth:])
                                          / statistics.median(probe.commits[1:tenth + 1] or probe.commits), 3),
-            "commit_max_s": round(max(probe.commits), 3),
+            "commit_max_s": round(max(probe.holds), 3),
             "commit_median_s": round(statistics.median(probe.commits), 4),
             "index_bytes_read_per_commit": int(statistics.median(probe.index_bytes[-tenth:])),
             "index_bytes_read_under_lock": int(statistics.median(probe.locked_bytes[-tenth:])),
             "verify_peak_rss_mb": round(verify_rss, 1),
             "verify_mb_per_s": round(store_bytes / 2**20 / verify_s, 1),
             "verify_vs_raw": round(store_bytes / 2**20 / verify_s / raw_read, 3),
-            "write_vs_raw": round(data_mb / took / raw_write, 3),
+            "write_mb_per_s": round(sum(sizes) / 2**20 / took, 1),
+            "write_vs_raw": round(sum(sizes) / 2**20 / took / raw_write, 3),
             "writers4_vs_1": round(four / one, 3),
             "lock_wait_fraction": round(wait, 3),
             "lookup_ratio": round(late / early["lookup"][0], 3),

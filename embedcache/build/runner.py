@@ -57,7 +57,9 @@ def compute(store: Store, checkpoint, family, request: BuildRequest, spec: Model
                                           for o in outputs if o.pool},
                              attention_size=family.attention_size(spec.max_tokens))
         # Planned again: another build may have committed rows since the first plan.
-        todo, held = plan_rows(writer.snapshot(), unique, outputs)
+        snapshot = writer.snapshot()
+        todo, held = plan_rows(snapshot, unique, outputs)
+        writer.planned_on(snapshot)
         runner = _Runner(make_engine, family, request, writer, Progress(len(todo), run.quiet), model=checkpoint.name)
         try:
             for _, chunks in sources:

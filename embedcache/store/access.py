@@ -5,6 +5,11 @@ A cache location is a local path or an fsspec URL (``s3://bucket/cache.zarr``,
 environment variables of each filesystem (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``...)
 or from ``storage_options``. Everything else in the package lists, reads, sizes and
 deletes keys through the helpers here, so it never walks a file system itself.
+
+Keys are always Zarr's. On a local store, whole objects are read, written and deleted
+here directly, in the caller's thread (as :meth:`_LocalStore.read_into` and
+:func:`create_exclusive` need to anyway): through Zarr each would cost a round trip to
+its event-loop thread, a millisecond or more on a busy machine, and a commit makes dozens.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Mapping
@@ -22,7 +28,7 @@ from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore
 
 __all__ = ["open_store", "is_url", "list_dir", "get_bytes", "get_json", "size_of",
-           "create_exclusive", "put_bytes", "delete_key", "exists", "check_container"]
+           "create_exclusive", "put_bytes", "put_new", "delete_key", "exists", "check_container"]
 
 
 def is_url(location) -> bool:
@@ -120,6 +126,11 @@ def check_container(store) -> None:
 
 
 def get_bytes(store, key: str) -> bytes | None:
+    if isinstance(store, LocalStore):
+        try:
+            return (Path(store.root) / key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
     buf = sync(store.get(key, prototype=default_buffer_prototype()))
     return None if buf is None else buf.to_bytes()
 
@@ -131,6 +142,8 @@ def get_json(store, key: str):
 
 
 def exists(store, key: str) -> bool:
+    if isinstance(store, LocalStore):
+        return (Path(store.root) / key).is_file()
     return bool(sync(store.exists(key)))
 
 
@@ -140,11 +153,53 @@ def size_of(store, prefix: str) -> int:
 
 
 def put_bytes(store, key: str, data: bytes) -> None:
-    """Write ``key`` whole (atomically: Zarr's local store renames a temporary file)."""
+    """Write ``key`` whole, atomically (locally: a temporary file renamed into place)."""
+    if isinstance(store, LocalStore):
+        path = Path(store.root) / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
     sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
 
 
+def put_new(store, puts: list) -> None:
+    """Write objects ``[(key, bytes)]`` under fresh names, that nothing refers to yet (so a
+    torn one is garbage, never data): locally one after another in the caller's thread,
+    on an object store many requests at once."""
+    if isinstance(store, LocalStore):
+        for key, data in puts:
+            path = Path(store.root) / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return
+    proto = default_buffer_prototype()
+
+    async def put():
+        limit = asyncio.Semaphore(16)
+
+        async def one(key, data):
+            async with limit:
+                await store.set(key, proto.buffer.from_bytes(data))
+
+        await asyncio.gather(*(one(k, d) for k, d in puts))
+
+    if puts:
+        sync(put())
+
+
 def delete_key(store, key: str) -> None:
+    if isinstance(store, LocalStore):
+        path = Path(store.root) / key
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        return
     sync(store.delete(key))
 
 

@@ -32,6 +32,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from embedcache.errors import DamagedChunkError
+from embedcache.store import shards as shard_codec
 
 _EMPTY = np.uint64(2**64 - 1)  # the shard index's offset and length of an absent inner chunk
 
@@ -220,18 +221,25 @@ def shard_units(arr: zarr.Array, s: int, hi_rows: int):
     sharded = is_sharded(arr)
     inner = int(arr.metadata.codecs[0].chunk_shape[0]) if sharded else step
     here = sharded and decodes_here(arr)
+    strings = sharded and not here and shard_codec.handles_strings(arr.metadata.to_dict())
     try:
-        (raw,) = fetch(arr, [s])
+        (raw,) = fetch(arr, [s], [None])
     except DamagedChunkError as exc:  # the manifest's view: lost, or not the chunk committed
         state = "missing" if exc.what == "missing" else "foreign"
         for lo in range(s * step, hi_rows, inner):
             yield lo, min(lo + inner, hi_rows), None, state
         return
-    if sharded:
-        status, index = shard_index(arr, raw)
-    else:
-        status = np.array([1 if raw is None else 0], dtype=np.int8)
-    snap = None
+    status, index = shard_index(arr, raw) if sharded else (np.array([1 if raw is None else 0], dtype=np.int8), None)
+    snap = whole = None
+    if not sharded and raw is not None and is_plain(arr) and getattr(arr.store_path.store, "verified", False):
+        whole = raw[:-4].view(arr.dtype).reshape(-1, *arr.shape[1:])  # checked whole by the view: the values
+    elif not (here or strings) and raw is not None and not status.any():
+        # Every inner chunk sound: one decode by Zarr for the shard (each costs a round trip).
+        snap = snapshot(arr, {s: raw})
+        try:
+            whole = snap[s * step:hi_rows]
+        except Exception:  # noqa: BLE001 - found again chunk by chunk below
+            whole = None
     for i, lo in enumerate(range(s * step, hi_rows, inner)):
         hi = min(lo + inner, hi_rows)
         if status[i] == 0 and here:
@@ -240,6 +248,15 @@ def shard_units(arr: zarr.Array, s: int, hi_rows: int):
                 yield lo, hi, values[: hi - lo], "ok"
                 continue
             status[i] = 2
+        elif status[i] == 0 and strings:
+            values = shard_codec.decode_strings(raw, *index[i], inner)
+            if values is not None:
+                yield lo, hi, values[: hi - lo], "ok"
+                continue
+            status[i] = 2
+        elif status[i] == 0 and whole is not None:
+            yield lo, hi, whole[lo - s * step:hi - s * step], "ok"
+            continue
         elif status[i] == 0:
             snap = snap or snapshot(arr, {s: raw})
             try:
@@ -269,7 +286,8 @@ def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
         # Chunks checked whole against a manifest: what it does not list (or a shard it
         # lists lacks) was never written, fill values as committed; damage raises in the fetch.
         needed = _nothing_needed
-    if not decodes_here(arr):
+    strings = not decodes_here(arr) and shard_codec.handles_strings(arr.metadata.to_dict())
+    if not decodes_here(arr) and not strings:
         unique, inverse = unique_rows(rows)
         return _read_rows_zarr(arr, unique, store=store, key=key, name=name, needed=needed)[inverse]
     inner_shape = tuple(int(n) for n in arr.metadata.codecs[0].chunk_shape)
@@ -286,7 +304,7 @@ def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
         slot = slot[chunk_of]
     else:  # a few rows (an attention map): no table over the whole array
         touched, slot = np.unique(chunk_of, return_inverse=True)
-    blocks = np.empty((touched.size, *inner_shape), dtype=arr.dtype)
+    blocks = np.empty((touched.size, *inner_shape), dtype=object if strings else arr.dtype)
     shard_of = touched // per_shard
     shards = np.unique(shard_of).tolist()
     for s, raw in zip(shards, fetch(arr, shards, [None] * len(shards))):
@@ -294,7 +312,13 @@ def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
         for k in np.flatnonzero(shard_of == s).tolist():
             c = int(touched[k])
             i = c - s * per_shard
-            if status[i] == 0 and decode_inner(raw, *index[i], blocks[k]):
+            if status[i] == 0 and strings:
+                values = shard_codec.decode_strings(raw, *index[i], inner)
+                if values is not None:
+                    blocks[k] = values
+                    continue
+                status[i] = 3
+            elif status[i] == 0 and decode_inner(raw, *index[i], blocks[k]):
                 continue
             if status[i] == 1 and not np.asarray(needed(rows[chunk_of == c])).any():
                 blocks[k] = arr.metadata.fill_value
@@ -304,7 +328,8 @@ def read_rows(arr: zarr.Array, rows: np.ndarray, *, store, key: str, name: str,
             if raw is None:  # the whole shard file is lost: name all its rows
                 lo, hi = s * per_shard * inner, min((s + 1) * per_shard * inner, arr.shape[0])
             raise damaged_error(store, key, name, lo, hi, what, chunk_key(arr, s))
-    return blocks[slot.reshape(-1), rows - chunk_of * inner]
+    out = blocks[slot.reshape(-1), rows - chunk_of * inner]
+    return out.astype(arr.dtype) if strings else out
 
 
 def _nothing_needed(rows: np.ndarray) -> np.ndarray:
@@ -369,6 +394,5 @@ def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(seen) + lo, rank[rows - lo]
 
 
-__all__ = ["is_sharded", "is_plain", "plain_blocks", "stream_blocks", "read_rows", "snapshot", "units",
-           "shard_units", "shard_index", "decodes_here", "decode_inner", "fetch", "chunk_key",
-           "damaged_error", "unique_rows"]
+__all__ = ["is_sharded", "is_plain", "plain_blocks", "stream_blocks", "read_rows", "snapshot", "units", "shard_units",
+           "shard_index", "decodes_here", "decode_inner", "fetch", "chunk_key", "damaged_error", "unique_rows"]

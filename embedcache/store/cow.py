@@ -14,18 +14,18 @@ the rows the array has so far, so a small store is small; readers pad them back.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import google_crc32c
 import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
 from zarr.storage import MemoryStore
 
 from embedcache.errors import DamagedChunkError
+from embedcache.store import access
 from embedcache.store import chunks as checked_chunks
+from embedcache.store import shards
 from embedcache.store.manifest import Manifest, identity, new_object_name
 from embedcache.store.view import chunk_step, is_plain_meta
 
@@ -54,14 +54,16 @@ class ChunkWriter:
         self.written: list[str] = []
         self.superseded: list[str] = []
 
-    def _fill(self, meta: dict, step: int) -> np.ndarray:
+    def _fill(self, meta: dict, step: int, covered: bool = False) -> np.ndarray:
+        """A block of chunk size holding fill values (``covered``: uninitialised, every
+        row about to be overwritten)."""
         shape = (step, *meta["shape"][1:])
         if meta["data_type"] == "string":
             return np.full(shape, meta["fill_value"] or "", dtype=object)
         from zarr.core.dtype import parse_dtype
 
         dtype = parse_dtype(meta["data_type"], zarr_format=3).to_native_dtype()
-        return np.full(shape, meta["fill_value"], dtype=dtype)
+        return np.empty(shape, dtype=dtype) if covered else np.full(shape, meta["fill_value"], dtype=dtype)
 
     def _block(self, name: str, c: int, whole: bool) -> np.ndarray:
         """Chunk ``c`` of ``name`` as committed (fill values where never written)."""
@@ -70,10 +72,14 @@ class ChunkWriter:
             return held
         meta = self.target.arrays[name]["meta"]
         step = chunk_step(meta)
-        block = self._fill(meta, step)
+        # Plain chunks are stored up to the array's end only: rows past it need no fill.
+        covered = whole == "all" or (whole and is_plain_meta(meta))
+        block = self._fill(meta, step, covered)
         # The target's table: a chunk dropped in this commit (a repair) is not read back.
         committed = self.target.arrays[name]["chunks"].get(str(c))
-        if committed is not None and not whole:
+        if committed is not None and not whole and (shards.handles(meta) or is_plain_meta(meta)):
+            self._read_back(name, c, meta, block, committed[0])
+        elif committed is not None and not whole:
             arr = self.base._open(name)
             n_old = min(step, arr.shape[0] - c * step)
             (raw,) = checked_chunks.fetch(arr, [c])  # checked against the manifest, or DamagedChunkError
@@ -91,6 +97,25 @@ class ChunkWriter:
         self._blocks[(name, c)] = block
         return block
 
+    def _read_back(self, name: str, c: int, meta: dict, block: np.ndarray, obj: str) -> None:
+        """Chunk ``c`` of ``name`` as committed, decoded into ``block`` here (no Zarr array
+        opened: a commit makes a new generation, whose arrays Zarr would open anew)."""
+        raw = self.base.view.chunk(name, c)  # checked against the manifest, or DamagedChunkError
+        step = chunk_step(meta)
+        n_old = min(step, int(self.base.manifest.arrays[name]["meta"]["shape"][0]) - c * step)
+        rows = (c * step, c * step + max(0, n_old - 1))
+        if raw is None:
+            raise DamagedChunkError(store=str(self.store.path), array=f"{self.key}/{name}", rows=rows,
+                                    what="missing", chunk=f"{self.key}/{obj}")
+        try:
+            if is_plain_meta(meta):
+                block[:n_old] = raw[:-4].view(block.dtype).reshape(block.shape)[:n_old]
+            else:
+                shards.decode(meta, raw, block)
+        except (ValueError, RuntimeError) as exc:
+            raise DamagedChunkError(store=str(self.store.path), array=f"{self.key}/{name}", rows=rows,
+                                    what=f"corrupted ({exc})", chunk=f"{self.key}/{obj}") from None
+
     def write(self, name: str, rows: np.ndarray, values) -> None:
         """Set ``name[rows] = values`` (``rows`` sorted) in the next manifest."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -104,7 +129,8 @@ class ChunkWriter:
         for part in np.split(np.arange(rows.size), bounds):
             c = int(chunk_of[part[0]])
             local = rows[part] - c * step
-            whole = local.size == min(step, n - c * step)  # every row of the chunk is overwritten
+            # Every row of the chunk up to the array's end is overwritten ("all": of the chunk).
+            whole = "all" if local.size == step else local.size == min(step, n - c * step)
             block = self._block(name, c, whole)
             block[local] = values[part] if not np.isscalar(values) else values
 
@@ -128,7 +154,7 @@ class ChunkWriter:
         puts = []
         for name, indices in by_array.items():
             entry = self.target.arrays[name]
-            for c, data in zip(indices, _encode(entry["meta"], {c: self._blocks[(name, c)] for c in indices})):
+            for c, (data, crc) in zip(indices, _encode(entry["meta"], {c: self._blocks[(name, c)] for c in indices})):
                 old = entry["chunks"].pop(str(c), None)
                 if old is not None:
                     self.superseded.append(old[0])
@@ -136,29 +162,33 @@ class ChunkWriter:
                     continue
                 obj = new_object_name(name, c)
                 puts.append((f"{self.key}/{obj}", data))
-                entry["chunks"][str(c)] = [obj, identity(data), len(data)]
+                entry["chunks"][str(c)] = [obj, crc, len(data)]
                 self.written.append(obj)
-        _put_all(self.store.zstore, puts)
+        access.put_new(self.store.zstore, puts)
         self._blocks.clear()
 
     def discard(self) -> None:
         """Delete the objects written (the commit lost its swap): nothing refers to them."""
-        from embedcache.store import access
-
         for obj in self.written:
             access.delete_key(self.store.zstore, f"{self.key}/{obj}")
         self.written.clear()
 
 
 def _encode(meta: dict, blocks: dict) -> list:
-    """Bytes of chunks ``{index: block}`` of an array with metadata ``meta``, in order
-    (``None`` for a chunk Zarr would not store: fill values only)."""
+    """``(bytes, identity)`` of chunks ``{index: block}`` of an array with metadata
+    ``meta``, in order (``(None, None)`` for a chunk Zarr would not store: fill values
+    only); the identity is what the manifest records (:func:`~.manifest.identity`)."""
     step, n = chunk_step(meta), int(meta["shape"][0])
+    if shards.handles(meta):
+        encoded = [shards.encode(meta, block) for block in blocks.values()]
+        return [(None, None) if b is None else (b, identity(b)) for b in encoded]
     if is_plain_meta(meta):
         out = []
         for c, block in blocks.items():
-            payload = np.ascontiguousarray(block[: max(0, min(step, n - c * step))]).tobytes()
-            out.append(payload + int(google_crc32c.value(payload)).to_bytes(4, "little"))
+            payload = np.ascontiguousarray(block[: max(0, min(step, n - c * step))]).reshape(-1).view("B")
+            # The identity of a plain chunk is its payload's CRC32C, which ends it: one pass, one copy.
+            crc = int(google_crc32c.value(payload))
+            out.append((b"".join([payload, crc.to_bytes(4, "little")]), crc))
         return out
     # Other codecs (sharding, Blosc, strings): Zarr encodes, into memory.
     top = max(blocks) + 1
@@ -171,21 +201,4 @@ def _encode(meta: dict, blocks: dict) -> list:
             arr[c * step:(c + 1) * step] = block
     # A shard of fill values only is not written by Zarr: such a chunk needs no object.
     held = [mem._store_dict.get(checked_chunks.chunk_key(arr, c)) for c in blocks]
-    return [None if b is None else b.to_bytes() for b in held]
-
-
-def _put_all(zstore, puts: list) -> None:
-    proto = default_buffer_prototype()
-
-    async def put():
-        # Bounded: an object store takes many requests at once, a local disk a few.
-        limit = asyncio.Semaphore(16)
-
-        async def one(key, data):
-            async with limit:
-                await zstore.set(key, proto.buffer.from_bytes(data))
-
-        await asyncio.gather(*(one(k, d) for k, d in puts))
-
-    if puts:
-        sync(put())
+    return [(None, None) if b is None else (b.to_bytes(), identity(b.to_bytes())) for b in held]

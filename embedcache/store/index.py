@@ -17,6 +17,7 @@ and memory holds one chunk beside the task's keys.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Callable
@@ -69,23 +70,44 @@ def run_path(a: int, b: int) -> str:
     return f"{INDEX_GROUP}/{run_name(a, b)}"
 
 
-def add_run(writer, a: int, b: int, entries: np.ndarray) -> None:
-    """Add run ``[a, b)`` (already sorted), with its fences, to the commit ``writer`` builds."""
+@functools.cache
+def _run_meta() -> str:
+    """Zarr metadata of a run (shape and attributes to fill in), made by Zarr once."""
     from zarr.storage import MemoryStore
 
-    fences = [int(x) for x in entries[::INDEX_CHUNK, 0]]
     mem = MemoryStore()
-    zarr.create_array(mem, name="r", shape=entries.shape, dtype="uint64", chunks=(INDEX_CHUNK, 3),
+    zarr.create_array(mem, name="r", shape=(1, 3), dtype="uint64", chunks=(INDEX_CHUNK, 3),
                       compressors=(Crc32cCodec(),), fill_value=0, dimension_names=("entry", "field"),
-                      attributes=encoding_attrs(kind="index", rows=[a, b], fences=fences), zarr_format=3)
-    meta = json.loads(mem._store_dict["r/zarr.json"].to_bytes())
+                      zarr_format=3)
+    return mem._store_dict["r/zarr.json"].to_bytes().decode()
+
+
+def add_run(writer, a: int, b: int, entries: np.ndarray) -> None:
+    """Add run ``[a, b)`` (already sorted), with its fences, to the commit ``writer`` builds."""
+    fences = [int(x) for x in entries[::INDEX_CHUNK, 0]]
+    meta = json.loads(_run_meta())
+    meta["shape"] = list(entries.shape)
+    meta["attributes"] = encoding_attrs(kind="index", rows=[a, b], fences=fences)
     writer.target.arrays[run_path(a, b)] = {"meta": meta, "chunks": {}}
     writer.write(run_path(a, b), np.arange(len(entries)), entries)
 
 
 def read_run(group, a: int, b: int) -> np.ndarray:
-    """The entries of run ``[a, b)`` of a committed snapshot (a :class:`~.read.ModelGroup`)."""
-    return np.asarray(group._open(run_path(a, b))[...])
+    """The entries of run ``[a, b)`` of a committed snapshot (a :class:`~.read.ModelGroup`),
+    each chunk checked against the manifest (:class:`~.view.GroupView`)."""
+    name = run_path(a, b)
+    meta = group.manifest.arrays[name]["meta"]
+    n = int(meta["shape"][0])
+    if [c["name"] for c in meta["codecs"]] != ["bytes", "crc32c"] or meta["data_type"] != "uint64":
+        return np.asarray(group._open(name)[...])  # not laid out by this version: Zarr reads it
+    out = np.zeros((n, 3), dtype=np.uint64)
+    for c in range(-(-n // INDEX_CHUNK)):
+        raw = group.view.chunk(name, c)
+        if raw is None:
+            continue  # never written: fill values
+        rows = raw[:-4].view("<u8").reshape(-1, 3)[: n - c * INDEX_CHUNK]
+        out[c * INDEX_CHUNK:c * INDEX_CHUNK + len(rows)] = rows
+    return out
 
 
 def merge_runs(parts: list) -> np.ndarray:
@@ -96,15 +118,33 @@ def merge_runs(parts: list) -> np.ndarray:
     return stacked[np.argsort(stacked[:, 0], kind="stable")]
 
 
-def plan_merge(runs: list, new: list) -> tuple[list, list]:
-    """Runs after adding ``new``: ``(final runs, list of runs merged into the last one)``."""
+#: Entries a commit merges under the lock at most; larger merges are compactions, done
+#: after it (:mod:`.compact`): a merge grows with the store, the lock must not.
+MERGE_UNDER_LOCK = 1 << 18
+
+
+def plan_merge(runs: list, new: list, most: int | None = None) -> tuple[list, list]:
+    """Runs after adding ``new``: ``(final runs, list of runs merged into the last one)``,
+    merging no more than ``most`` entries into one."""
     runs = [list(r) for r in runs] + [list(new)]
     merged = [list(new)]
-    while len(runs) >= 2 and runs[-2][1] - runs[-2][0] <= 2 * (runs[-1][1] - runs[-1][0]):
+    while len(runs) >= 2 and runs[-2][1] - runs[-2][0] <= 2 * (runs[-1][1] - runs[-1][0]) \
+            and (most is None or runs[-1][1] - runs[-2][0] <= most):
         prev = runs.pop(-2)
         merged.insert(0, prev)
         runs[-1] = [prev[0], runs[-1][1]]
     return runs, merged
+
+
+def next_compaction(runs: list, least: int = 0) -> int | None:
+    """Index ``i`` of the newest adjacent pair of runs ``i, i + 1`` to merge (the earlier no
+    larger than twice the later, as :func:`plan_merge` would have), holding over ``least``
+    entries together; ``None`` if there is none."""
+    for i in range(len(runs) - 2, -1, -1):
+        (a, b), (c, d) = runs[i], runs[i + 1]
+        if b - a <= 2 * (d - c) and d - a > least:
+            return i
+    return None
 
 
 def lookup(open_array: Callable[[str], zarr.Array], runs: list, keys: np.ndarray, where=None) -> np.ndarray:
@@ -137,7 +177,7 @@ def _search_run(arr: zarr.Array, keys: np.ndarray, where) -> np.ndarray:
     if arr.shape[0] == 0:  # a run of rows a repair dropped, all of them
         return np.full(len(keys), -1, dtype=np.int64)
     if not checked_chunks.is_plain(arr):  # not laid out by this version: Zarr reads it
-        return _search(np.asarray(arr[...]), keys)
+        return search(np.asarray(arr[...]), keys)
     fences = np.asarray(arr.attrs["fences"], dtype=np.uint64)
     # Keys whose first word equals a chunk's first may also sit at the end of the chunk
     # before: a key is searched in chunks first..last (the same chunk, about always).
@@ -150,11 +190,13 @@ def _search_run(arr: zarr.Array, keys: np.ndarray, where) -> np.ndarray:
         # first and last are sorted like the keys: the keys of chunk c are one slice.
         lo, hi = np.searchsorted(last, c, side="left"), np.searchsorted(first, c, side="right")
         todo = lo + np.flatnonzero(found[lo:hi] < 0)
-        found[todo] = _search(block, keys[todo])
+        found[todo] = search(block, keys[todo])
     return found
 
 
-def _search(entries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+def search(entries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Row of each (n, 2) key in ``entries`` (a run's ``(key, key, row)`` rows sorted by
+    first word), ``-1`` where absent."""
     out = np.full(len(keys), -1, dtype=np.int64)
     if not len(entries):
         return out

@@ -32,6 +32,8 @@ from embedcache.store import access
 from embedcache.store.layout import LEASE_NAME
 
 LEASE_SECONDS = float(os.environ.get("EMBEDCACHE_LEASE_SECONDS", 120.0))
+#: Seconds between a waiting writer's tries of the local lock (a try is one flock call).
+POLL_SECONDS = 0.002
 
 
 @contextmanager
@@ -44,7 +46,9 @@ def commit_lock(store, timeout: float):
     store.path.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(store.lock_path))
     try:
-        lock.acquire(timeout=timeout)
+        # filelock polls (no blocking wait with a timeout); its default 50 ms between tries
+        # made waiting writers sleep through several whole commits of a few milliseconds.
+        lock.acquire(timeout=timeout, poll_interval=POLL_SECONDS)
     except Timeout:
         raise StoreLockedError(_busy(store, store.lock_path, timeout)) from None
     try:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from embedcache.errors import StoreError
 from embedcache.store import access
 
-__all__ = ["Manifest", "head", "publish", "manifest_key", "new_object_name", "KEEP"]
+__all__ = ["Manifest", "head", "publish", "write_hint", "manifest_key", "new_object_name", "KEEP"]
 
 COMMITS = "commits"
 HINT = "head.json"
@@ -156,12 +156,19 @@ def head(store, key: str) -> Manifest | None:
     return None
 
 
-def publish(store, key: str, manifest: Manifest) -> bool:
-    """Commit ``manifest`` if its generation is still free: the compare-and-swap."""
+def publish(store, key: str, manifest: Manifest, *, hint: bool = True) -> bool:
+    """Commit ``manifest`` if its generation is still free: the compare-and-swap. With
+    ``hint=False`` the caller writes the hint later (:func:`write_hint`), out of its lock."""
     if not access.create_exclusive(store.zstore, manifest_key(key, manifest.generation), manifest.to_bytes()):
         return False
-    access.put_bytes(store.zstore, f"{key}/{HINT}", json.dumps({"generation": manifest.generation}).encode())
+    if hint:
+        write_hint(store, key, manifest.generation)
     return True
+
+
+def write_hint(store, key: str, generation: int) -> None:
+    """Point readers at ``generation`` (a hint: it may lag, readers probe forward from it)."""
+    access.put_bytes(store.zstore, f"{key}/{HINT}", json.dumps({"generation": int(generation)}).encode())
 
 
 def retire(store, key: str, manifest: Manifest, dropped: list) -> None:

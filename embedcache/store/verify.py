@@ -11,6 +11,7 @@ keeps only the per-row arrays in memory. Problems are reported here, and repaire
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,7 +149,9 @@ class _Checker:
             hi = min(lo + window, self.n)
             digests, seqs, lengths = (self.load(n, lo, hi) for n in ("digest", "sequence", "length"))
             lost_digest, lost_sequence = self.damaged.get("digest", set()), self.damaged.get("sequence", set())
-            for i, (seq, dig, length) in enumerate(zip(seqs.tolist(), digests.tolist(), lengths.tolist()), lo):
+            slow = self._window(lo, digests, seqs, lengths, lost_digest | lost_sequence, wrong_length)
+            for i in slow:
+                seq, dig, length = seqs[i - lo], digests[i - lo], lengths[i - lo]
                 if (dig == "" and seq == "") or i in lost_digest:
                     continue  # a row dropped by a repair (no lookup finds it), or one whose chunk is reported
                 try:
@@ -172,10 +175,30 @@ class _Checker:
         self._duplicates()
         return True
 
+    def _window(self, lo: int, digests, seqs, lengths, lost: set, wrong_length: list) -> list:
+        """Check rows ``lo...`` of one window whose digest matches their sequence, in bulk;
+        return the rows left for the one-by-one check (damage, dropped rows: rare)."""
+        sha = hashlib.sha256
+        try:
+            raw = [sha(s.encode("ascii")).digest() for s in seqs.tolist()]
+        except (AttributeError, UnicodeEncodeError):
+            return list(range(lo, lo + len(seqs)))
+        good = (np.array([r.hex() for r in raw], dtype=object) == digests) & (digests != "")
+        if lost:
+            good[[i - lo for i in lost if lo <= i < lo + len(seqs)]] = False
+        rows = np.flatnonzero(good)
+        if raw:
+            self.first[lo + rows] = np.frombuffer(b"".join(raw), dtype=">u8").reshape(-1, 4)[rows, 0]
+        self.live[lo + rows] = True
+        sizes = np.fromiter(map(len, seqs[rows].tolist()), dtype=np.int64, count=rows.size)
+        wrong_length.extend((lo + rows[sizes != lengths[rows].astype(np.int64)]).tolist())
+        return (lo + np.flatnonzero(~good)).tolist()
+
     def _duplicates(self) -> None:
         """Rows whose sequence an earlier row holds: equal first digest words, confirmed
         by the whole digests (read again for those rows only)."""
-        words = np.sort(self.first[self.live])  # 8 bytes a row, sorted in place
+        words = self.first[self.live]  # 8 bytes a row (a copy), sorted in place
+        words.sort()
         repeated = words[1:][words[1:] == words[:-1]]
         del words
         if not repeated.size:

@@ -161,6 +161,17 @@ class GroupView(Store):
         name, index, entry = found
         return self.checked(name, index, entry, self.base.read_into(f"{self.key}/{entry[0]}", buf))
 
+    def chunk(self, name: str, index: int) -> np.ndarray | None:
+        """Chunk ``index`` (along rows) of array ``name``, checked as :meth:`get` checks it;
+        ``None`` if the manifest does not list it. Local stores read it in the caller's thread."""
+        key = f"{name}/c/{int(index)}" + "/0" * (len(self.manifest.arrays[name]["meta"]["shape"]) - 1)
+        if self.local:
+            return self.read_into(key, None)
+        from zarr.core.sync import sync
+
+        buf = sync(self.get(key))
+        return None if buf is None else buf.as_numpy_array()
+
     async def get_partial_values(self, prototype, key_ranges):
         return [await self.get(k, prototype, r) for k, r in key_ranges]
 

@@ -24,14 +24,15 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from embedcache.errors import StoreError
-from embedcache.store import access, index, manifest, pause
+from embedcache.store import access, append, index, manifest, pause
+from embedcache.store.compact import compact
+from embedcache.store.recent import SincePlan
 from embedcache.store.cow import ChunkWriter
 from embedcache.store.layout import (
     ROW_ARRAYS,
     ModelSpec,
     array_meta,
     encoding_attrs,
-    is_data_name,
     mask_name,
     package_versions,
     parse_array_name,
@@ -154,6 +155,18 @@ class GroupWriter:
         self.rows_skipped = 0
         self.swaps_lost = 0  # commits that lost their swap and started again
         self.values_written: dict[str, int] = {}
+        self._since: SincePlan | None = None
+        self._head: ModelGroup | None = None  # the state this writer committed last
+
+    def planned_on(self, snapshot: ModelGroup) -> None:
+        """Declare that the new rows queued from now on were planned on ``snapshot``
+        (absent from its rows), each queued once.
+
+        Commits then drop only what other writers committed after it (:mod:`.recent`),
+        instead of looking every new digest up in the whole index.
+        """
+        if self._since is None or snapshot.n_rows < self._since.planned:
+            self._since = SincePlan(snapshot.n_rows)
 
     def snapshot(self) -> ModelGroup:
         """A reader's view of the group as committed now."""
@@ -200,9 +213,11 @@ class GroupWriter:
     def add_new_row(self, digest: str, sequence: str, n_tokens: int, n_windows: int,
                     values: Mapping[str, np.ndarray]) -> None:
         """Queue a new row (a sequence the group lacked when planned) with its computed arrays."""
-        p = self._pending
-        p.new.append((digest, sequence, int(n_tokens), int(n_windows), dict(values)))
-        p.nbytes += sum(v.nbytes for v in values.values()) + len(sequence) + 100
+        p, values = self._pending, dict(values)
+        p.new.append((digest, sequence, int(n_tokens), int(n_windows), values))
+        p.nbytes += len(sequence) + 100
+        for v in values.values():
+            p.nbytes += v.nbytes
         self._maybe_flush()
 
     def add_old_row(self, row: int, values: Mapping[str, np.ndarray]) -> None:
@@ -241,12 +256,31 @@ class GroupWriter:
             # Planned outside the lock, against the whole index; under it only the rows
             # committed since are checked, read by number: the lock is held for a time that
             # follows the new rows, not the store.
-            before = self.store.group(self.key)
-            planned = self._drop_committed(before, p, before.rows_of)
+            # The state this writer committed last, unless another commit followed it: its
+            # manifest is not read back (parsing it costs what the store holds).
+            before = self._head
+            if before is None or access.exists(self.store.zstore,
+                                               manifest.manifest_key(self.key, before.generation + 1)):
+                before = self.store.group(self.key)
+            self._head = None
+            find, since = before.rows_of, self._since
+            if p.new and since is not None and since.usable:
+                since.catch_up(before)
+                find = since.rows_of if since.usable else find
+            new, old, skipped = self._drop_committed(before, p, find)
+            planned = (new, old, skipped, append.prepare(new, self.spec.store_dtype) if new else None)
             with commit_lock(self.store, self.timeout):
                 pause.point("locked")
-                if self._commit(before, planned):
-                    return
+                done = self._commit(before, planned)
+            if done:
+                if done is not True:  # after the lock: a hint and deletions, safe in any order
+                    target, dropped = done
+                    manifest.write_hint(self.store, self.key, target.generation)
+                    manifest.retire(self.store, self.key, target, dropped)
+                    if index.next_compaction(target.runs, least=index.MERGE_UNDER_LOCK) is not None:
+                        compact(self.store, self.key, self.timeout, self._head)
+                        self._head = None  # moved on by the compaction (or another writer)
+                return
             self.swaps_lost += 1
         raise StoreError(f"{MAX_ATTEMPTS} commits to {self.store.path}/{self.key} in a row lost their swap "
                          "to other writers; the store is being rewritten faster than this writer can "
@@ -256,17 +290,27 @@ class GroupWriter:
     # One attempt: plan on the newest manifest, write copy-on-write, swap
     # ----------------------------------------------------------------------------------
 
-    def _commit(self, before: ModelGroup, planned: tuple) -> bool:
-        """One attempt at committing what was ``planned`` on ``before``; ``False`` if
-        another writer committed first."""
-        now = self.store.group(self.key)
+    def _commit(self, before: ModelGroup, planned: tuple):
+        """One attempt at committing what was ``planned`` on ``before``: ``False`` if
+        another writer committed first, else ``True`` or, if it made a new manifest,
+        ``(manifest, objects to delete)`` for the caller to retire once the lock is released."""
+        # Whether another writer committed since ``before`` was read: one existence check,
+        # not a read of the manifest (which grows with the store).
+        moved = access.exists(self.store.zstore, manifest.manifest_key(self.key, before.generation + 1))
+        now = self.store.group(self.key) if moved else before
         target = now.manifest.successor()
         added = self._add_missing(target)
-        new, old, skipped = planned
+        new, old, skipped, batch = planned
         if now.generation != before.generation:
-            since = self._committed_since(before, now)
-            new, old, more = self._drop_committed(
-                now, _Pending(new=new, old=old), lambda digests: np.array([since.get(d, -1) for d in digests]))
+            plan = self._since
+            if new and plan is not None and plan.usable and plan.seen == before.n_rows:
+                plan.catch_up(now)  # index entries of the rows since, not their digest strings
+                find = plan.rows_of if plan.usable else self._since_finder(before, now)
+            else:
+                find = self._since_finder(before, now)
+            kept, old, more = self._drop_committed(now, _Pending(new=new, old=old), find)
+            if more:
+                new, batch = kept, append.prepare(kept, self.spec.store_dtype) if kept else None
             skipped += more
         if not (new or old or added):
             self.n_rows = now.n_rows
@@ -281,30 +325,34 @@ class GroupWriter:
             writer.write(mask_name(name), rows, True)
             written[name] = written.get(name, 0) + rows.size
         if new:
-            self._append(writer, now, new, written)
+            append.place(writer, now, batch, written)
         writer.finish()
         dropped = target.take_garbage(writer.superseded)
         pause.point("before_publish")
-        if not manifest.publish(self.store, self.key, target):
+        if not manifest.publish(self.store, self.key, target, hint=False):
             writer.discard()
             return False
         pause.point("after_publish")
         # Counted at once: an interrupt while old objects are deleted must still report these rows.
+        if new and self._since is not None:
+            self._since.committed(now.n_rows, target.n_rows)
         self.n_rows = target.n_rows
         self.rows_written += len(new)
         self.rows_skipped += skipped
         for name, k in written.items():
             self.values_written[name] = self.values_written.get(name, 0) + k
-        manifest.retire(self.store, self.key, target, dropped)
-        return True
+        self._head = ModelGroup(self.store, self.key, now.view.attrs, target)
+        return target, dropped
 
-    def _committed_since(self, before: ModelGroup, now: ModelGroup) -> dict:
-        """Digest to row of the rows committed after ``before`` and up to ``now``."""
+    def _since_finder(self, before: ModelGroup, now: ModelGroup):
+        """``find(digests)`` (rows, -1 where absent) among the rows committed after
+        ``before`` and up to ``now``."""
         rows = np.arange(before.n_rows, now.n_rows)
-        if not rows.size:
-            return {}
-        digests = now._settled(lambda g: g._values("digest", g.array("digest"), rows))
-        return {d: r for d, r in zip(digests.tolist(), rows.tolist()) if d}
+        since = {}
+        if rows.size:
+            digests = now._settled(lambda g: g._values("digest", g.array("digest"), rows))
+            since = {d: r for d, r in zip(digests.tolist(), rows.tolist()) if d}
+        return lambda digests: np.array([since.get(d, -1) for d in digests], dtype=np.int64)
 
     def _drop_committed(self, now: ModelGroup, p: _Pending, find) -> tuple[list, dict, int]:
         """What is still to write once the rows other writers committed are taken out
@@ -328,41 +376,3 @@ class GroupWriter:
             if not old[name]:
                 del old[name]
         return new, old, skipped
-
-    def _append(self, writer: ChunkWriter, now: ModelGroup, new: list, written: dict) -> None:
-        target = writer.target
-        lo, b = now.n_rows, len(new)
-        hi = lo + b
-        target.n_rows = hi
-        # Every array grows together, so the group stays one rectangular dataset.
-        for name, entry in target.arrays.items():
-            if not name.startswith(f"{index.INDEX_GROUP}/"):
-                entry["meta"]["shape"] = [hi, *entry["meta"]["shape"][1:]]
-        for name in [n for n in target.arrays if is_data_name(n)]:
-            offsets = [i for i, row in enumerate(new) if name in row[4]]
-            if not offsets:
-                continue  # past the committed rows the mask reads "not filled" already
-            values = np.stack([new[i][4][name] for i in offsets]).astype(self.spec.store_dtype, copy=False)
-            rows = np.asarray(offsets, dtype=np.int64) + lo
-            writer.write(name, rows, values)
-            writer.write(mask_name(name), rows, True)
-            written[name] = written.get(name, 0) + len(offsets)
-        rows = np.arange(lo, hi)
-        digests = [row[0] for row in new]
-        writer.write("digest", rows, np.array(digests, dtype=object))
-        writer.write("sequence", rows, np.array([row[1] for row in new], dtype=object))
-        writer.write("length", rows, np.array([len(row[1]) for row in new], dtype=np.int64))
-        writer.write("n_tokens", rows, np.array([row[2] for row in new], dtype=np.int32))
-        writer.write("n_windows", rows, np.array([row[3] for row in new], dtype=np.int32))
-        self._index(writer, now, lo, hi, digests)
-
-    def _index(self, writer: ChunkWriter, now: ModelGroup, lo: int, hi: int, digests: list) -> None:
-        entries = index.sorted_run(index.keys_of_hex(digests), np.arange(lo, hi))
-        final, merged = index.plan_merge(now.runs, [lo, hi])
-        if len(merged) > 1:
-            entries = index.merge_runs([index.read_run(now, a, b) for a, b in merged[:-1]] + [entries])
-            for a, b in merged[:-1]:
-                writer.remove_array(index.run_path(a, b))
-        a, b = final[-1]
-        index.add_run(writer, a, b, entries)
-        writer.target.runs = [list(r) for r in final]

@@ -4,7 +4,8 @@
 file (one per line) into the group of :data:`SPEC` with arrays :data:`NAMES`, planning
 on the committed state like a build, committing every ``BLOCK_ROWS`` rows; it prints
 one JSON line of counts. The tests stop, continue and kill it (``EMBEDCACHE_TEST_PAUSE``),
-or end it early by creating the file ``FENCE_STOP`` names.
+or end it early by creating the file ``FENCE_STOP`` names; with ``FENCE_ENDLESS=<seed>``
+it goes on with fresh sequences until then.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def sequences(n: int, seed: int) -> list[str]:
     return list(dict.fromkeys("".join(rng.choice(list("ACGT"), size=int(rng.integers(8, 40)))) for _ in range(n)))
 
 
+def _more(seqs: list[str]):
+    """``seqs``, then, if ``FENCE_ENDLESS`` is set, fresh sequences (seeded by it) until the
+    stop file appears: a writer that is still writing whatever the machine's speed."""
+    yield from seqs
+    seed = os.environ.get("FENCE_ENDLESS")
+    rng = np.random.default_rng(int(seed) if seed else 0)
+    while seed:
+        yield "".join(rng.choice(list("ACGT"), size=int(rng.integers(41, 80))))
+
+
 def write(location: str, seqs: list[str], block_rows: int) -> dict:
     store = Store(location)
     writer = StoreWriting(store, timeout=120).group(SPEC, {"model_name": "fence"}, block_rows=block_rows,
@@ -42,7 +53,7 @@ def write(location: str, seqs: list[str], block_rows: int) -> dict:
     filled = {n: snap.filled(n) for n in NAMES}
     queued = set()
     stop = os.environ.get("FENCE_STOP")  # a file whose appearance ends the writing early
-    for i, s in enumerate(seqs):
+    for i, s in enumerate(_more(seqs)):
         if stop and i % 8 == 0 and os.path.exists(stop):
             break
         d = sequence_digest(s)

@@ -4,8 +4,8 @@ every core, and not one error or mixed row, fill masks and per-row arrays includ
 Each read is a snapshot of one commit (its manifest): the per-row arrays agree with each
 other, every row the masks call filled holds the values its sequence's writer stored,
 and a filled row stays filled. The writers are processes on the real write path
-(``fence_writer.py``, values a function of the sequence), kept writing until the reader
-is done (they stop when it creates their stop file).
+(``fence_writer.py``, values a function of the sequence), kept writing fresh sequences
+until the reader is done (they stop when it creates their stop file), however fast they commit.
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ def test_a_thousand_reads_during_four_writers_on_busy_cores(tmp_path):
         for w in range(4):
             part = tmp_path / f"w{w}.txt"
             part.write_text("\n".join(seqs[w * 1000: w * 1000 + 3000]))  # overlapping
+            # Endless: each goes on with fresh sequences until the reader is done, however fast it commits.
             writers.append(subprocess.Popen([sys.executable, str(HERE / "fence_writer.py"), location, str(part), "6"],
-                                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            text=True))
+                                            cwd=ROOT, env={**env, "FENCE_ENDLESS": str(w + 1)},
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         store, seen, reads = Store(location), {}, 0
         while reads < READS:
             assert all(p.poll() is None for p in writers), "a writer ended before the reader was done"

@@ -222,7 +222,7 @@ def test_uncommitted_rows_are_invisible_and_overwritten(tmp_path, monkeypatch):
     key = _write(store, first[:5], [CLS2, ATT])
 
     # A write killed just before its swap: its chunks and index run written, no manifest names them.
-    def crash(*args):
+    def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed")
 
     monkeypatch.setattr(manifest, "publish", crash)
